@@ -1,0 +1,446 @@
+'use strict'
+
+// The public `KV` class: argument overloads and coercion as production's runtime does them,
+// the clock, and every returned object built in the caller's realm. Storage, validation and
+// expiry live in the Rust core (src/store), reached through the generated loader binding.js.
+
+const { types } = require('node:util')
+const { ReadableStream: NodeReadableStream } = require('node:stream/web')
+const native = require('./binding.js')
+
+native.installExitFlush()
+
+// Values longer than this many bytes are read and written on the libuv thread pool. The native
+// side applies the same bound to reads.
+const IN_LINE_MAX = 256 * 1024
+
+const INT32_MIN = -2147483648
+const INT32_MAX = 2147483647
+const VALUE_TYPES = new Set(['text', 'json', 'arrayBuffer', 'stream'])
+
+const MESSAGES = {
+  int32Range: 'Value out of range. Must be between -2147483648 and 2147483647 (inclusive).',
+  unknownType:
+    'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".',
+  bodyType:
+    'KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.',
+  metadataUnserialisable: 'KV PUT failed: 500 Internal Server Error',
+  bulkNotYet: 'Bulk reads (get with an array of keys) are not supported by this version of kv-binding.',
+  clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
+}
+
+const missingArgument = (method, position, type) =>
+  `Failed to execute '${method}' on 'KvNamespace': parameter ${position} is not of type '${type}'.`
+
+// A result that is not ready yet: an operation that had to wait for the pool or a stream.
+class Later {
+  constructor(promise) {
+    this.promise = promise
+  }
+}
+
+const isObject = (value) =>
+  value !== null && (typeof value === 'object' || typeof value === 'function')
+
+// The runtime's int32 conversion of numeric options: fractions truncated, NaN and ±Infinity
+// become 0, anything else out of range is a TypeError.
+function toInt32(value, TypeErrorInRealm) {
+  const number = +value
+  if (!Number.isFinite(number)) return 0
+  const int = Math.trunc(number)
+  if (int < INT32_MIN || int > INT32_MAX) throw new TypeErrorInRealm(MESSAGES.int32Range)
+  return int | 0
+}
+
+// A `put` body as the native side takes it: a string, or a private Uint8Array.
+function toBody(value, TypeErrorInRealm) {
+  if (typeof value === 'string') return value
+  if (!isObject(value)) return `${value}`
+  if (types.isArrayBuffer(value)) return new Uint8Array(value)
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  if (typeof value.getReader === 'function') return value
+  throw new TypeErrorInRealm(MESSAGES.bodyType)
+}
+
+async function drain(stream, TypeErrorInRealm) {
+  const reader = stream.getReader()
+  const chunks = []
+  let length = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    const chunk = types.isArrayBuffer(value)
+      ? new Uint8Array(value)
+      : ArrayBuffer.isView(value)
+        ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+        : null
+    if (chunk === null) throw new TypeErrorInRealm(MESSAGES.bodyType)
+    length += chunk.byteLength
+    chunks.push(chunk.slice())
+  }
+  return Buffer.concat(chunks, length)
+}
+
+/**
+ * Builds the `KV` class for one realm: every value, Map, stream, promise and error it hands
+ * out is made from that realm's own constructors.
+ *
+ * @param {typeof globalThis} realm the global object of the realm that will use the class
+ */
+function createKV(realm) {
+  const {
+    Promise: PromiseInRealm,
+    TypeError: TypeErrorInRealm,
+    Error: ErrorInRealm,
+    ArrayBuffer: ArrayBufferInRealm,
+    Uint8Array: Uint8ArrayInRealm,
+    JSON: JSONInRealm,
+  } = realm
+  const ReadableStreamInRealm = realm.ReadableStream || NodeReadableStream
+  const done = () => undefined
+
+  // Native errors carry in `code` the class to throw; rebuild them here.
+  function fromNative(error) {
+    const code = error && error.code
+    if (code === 'TypeError') return new TypeErrorInRealm(error.message)
+    if (code === 'Error') return new ErrorInRealm(error.message)
+    if (typeof code === 'string' && code.startsWith('ERR_KV_')) {
+      const Class = code === 'ERR_KV_INVALID_ARGUMENT' ? TypeErrorInRealm : ErrorInRealm
+      return Object.assign(new Class(error.message), { code })
+    }
+    return error
+  }
+
+  // Pool tasks resolve a failure object rather than rejecting (see src/binding).
+  function check(result) {
+    if (isObject(result) && typeof result.kvErrorCode === 'string') {
+      throw fromNative({ code: result.kvErrorCode, message: result.message })
+    }
+    return result
+  }
+
+  function toArrayBuffer(bytes) {
+    const buffer = new ArrayBufferInRealm(bytes.byteLength)
+    new Uint8ArrayInRealm(buffer).set(bytes)
+    return buffer
+  }
+
+  function toStream(bytes) {
+    const chunk = new Uint8ArrayInRealm(bytes.byteLength)
+    chunk.set(bytes)
+    return new ReadableStreamInRealm({
+      type: 'bytes',
+      start(controller) {
+        if (chunk.byteLength > 0) controller.enqueue(chunk)
+        controller.close()
+      },
+    })
+  }
+
+  function parseJson(text) {
+    return text === null ? null : JSONInRealm.parse(text)
+  }
+
+  function serialiseMetadata(metadata) {
+    if (metadata === undefined || metadata === null) return undefined
+    const json = JSONInRealm.stringify(metadata)
+    if (json === undefined) throw new ErrorInRealm(MESSAGES.metadataUnserialisable)
+    return json
+  }
+
+  function readPutOptions(options) {
+    if (options === undefined || options === null) return {}
+    if (!isObject(options)) throw new TypeErrorInRealm(missingArgument('put', 3, 'PutOptions'))
+    const { expiration, expirationTtl, metadata } = options
+    return {
+      expiration: expiration === undefined ? undefined : toInt32(expiration, TypeErrorInRealm),
+      expirationTtl:
+        expirationTtl === undefined ? undefined : toInt32(expirationTtl, TypeErrorInRealm),
+      metadata,
+    }
+  }
+
+  /**
+   * A Workers KV namespace (`KVNamespace`), in memory or stored on disk with sled.
+   */
+  class KV {
+    #native
+    #clock
+    // Operations that have started but not finished on the pool, or wait behind one. While
+    // there are any, new operations queue behind `#tail`, so one caller's operations apply
+    // in the order they were issued.
+    #pending = 0
+    #tail = PromiseInRealm.resolve()
+
+    /**
+     * @param {{ path?: string, namespace?: string, clock?: () => number,
+     *   cacheCapacity?: number, flushEveryMs?: number }} [options]
+     */
+    constructor(options = {}) {
+      if (!isObject(options)) {
+        throw new TypeErrorInRealm('The KV options must be an object.')
+      }
+      const { path, namespace = 'default', clock, cacheCapacity, flushEveryMs } = options
+      if (clock !== undefined && typeof clock !== 'function') {
+        throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
+      }
+      this.#clock = clock || (() => realm.Date.now())
+      if (path === undefined) {
+        this.#native = native.NativeNamespace.inMemory()
+        return
+      }
+      if (typeof path !== 'string' || path === '') {
+        throw new TypeErrorInRealm('The path option must be a non-empty string.')
+      }
+      if (typeof namespace !== 'string') {
+        throw new TypeErrorInRealm('The namespace option must be a string.')
+      }
+      for (const [name, value] of [
+        ['cacheCapacity', cacheCapacity],
+        ['flushEveryMs', flushEveryMs],
+      ]) {
+        if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
+          throw new TypeErrorInRealm(`The ${name} option must be a non-negative number.`)
+        }
+      }
+      try {
+        this.#native = native.NativeNamespace.open(path, namespace, cacheCapacity, flushEveryMs)
+      } catch (error) {
+        throw fromNative(error)
+      }
+    }
+
+    #now() {
+      const now = this.#clock()
+      if (typeof now !== 'number' || !Number.isFinite(now)) {
+        throw new TypeErrorInRealm(MESSAGES.clock)
+      }
+      return now
+    }
+
+    // Runs `operation` now when nothing is pending, otherwise after everything issued before
+    // it. Its result may be a `Later`, whose promise the caller then waits for.
+    #schedule(operation) {
+      if (this.#pending === 0) {
+        let result
+        try {
+          result = operation()
+        } catch (error) {
+          return PromiseInRealm.reject(fromNative(error))
+        }
+        if (!(result instanceof Later)) return PromiseInRealm.resolve(result)
+        return this.#hold(PromiseInRealm.resolve(result.promise))
+      }
+      return this.#hold(
+        this.#tail.then(() => {
+          const result = operation()
+          return result instanceof Later ? result.promise : result
+        }),
+      )
+    }
+
+    #hold(promise) {
+      this.#pending++
+      const settled = () => {
+        this.#pending--
+      }
+      this.#tail = promise.then(settled, settled)
+      return promise.catch((error) => {
+        throw fromNative(error)
+      })
+    }
+
+    #readText(name, cacheTtl, now) {
+      const text = this.#native.getText(name, cacheTtl, now)
+      return typeof text === 'number' ? new Later(this.#readOnPool(name, true, now)) : text
+    }
+
+    #readBytes(name, cacheTtl, now, build) {
+      const bytes = this.#native.getBytes(name, cacheTtl, now)
+      if (bytes === null) return null
+      if (typeof bytes === 'number') {
+        return new Later(
+          this.#readOnPool(name, false, now).then((found) => (found === null ? null : build(found))),
+        )
+      }
+      return build(bytes)
+    }
+
+    #readOnPool(name, asText, now) {
+      return this.#native.readAsync(name, asText, now).then(check)
+    }
+
+    #read(name, type, cacheTtl) {
+      const now = this.#now()
+      switch (type) {
+        case 'text':
+          return this.#readText(name, cacheTtl, now)
+        case 'json': {
+          const text = this.#readText(name, cacheTtl, now)
+          return text instanceof Later ? new Later(text.promise.then(parseJson)) : parseJson(text)
+        }
+        case 'arrayBuffer':
+          return this.#readBytes(name, cacheTtl, now, toArrayBuffer)
+        case 'stream':
+          return this.#readBytes(name, cacheTtl, now, toStream)
+        default:
+          // Production checks the type only once a value is found.
+          return this.#readBytes(name, cacheTtl, now, () => {
+            throw new TypeErrorInRealm(MESSAGES.unknownType)
+          })
+      }
+    }
+
+    #write(name, body, options, metadata) {
+      const { expiration, expirationTtl } = options
+      if (typeof body === 'string') {
+        // A string's UTF-8 form is at most three bytes per UTF-16 unit.
+        if (body.length * 3 <= IN_LINE_MAX) {
+          return this.#native.putText(name, body, expiration, expirationTtl, metadata, this.#now())
+        }
+        body = Buffer.from(body, 'utf8')
+      } else if (typeof body.getReader === 'function') {
+        return new Later(
+          drain(body, TypeErrorInRealm).then((bytes) => {
+            const result = this.#write(name, bytes, options, metadata)
+            return result instanceof Later ? result.promise : result
+          }),
+        )
+      } else if (body.byteLength > IN_LINE_MAX) {
+        // The pool reads the bytes later; hand it a copy the caller cannot change meanwhile.
+        body = body.slice()
+      }
+      if (body.byteLength <= IN_LINE_MAX) {
+        return this.#native.putBytes(name, body, expiration, expirationTtl, metadata, this.#now())
+      }
+      const task = this.#native.putAsync(
+        name,
+        body,
+        expiration,
+        expirationTtl,
+        metadata,
+        this.#now(),
+      )
+      return new Later(task.then(check).then(done))
+    }
+
+    /**
+     * Reads a value: text (the default), parsed JSON, an ArrayBuffer or a ReadableStream.
+     * Resolves `null` when the key is missing or expired.
+     */
+    get(key, typeOrOptions) {
+      // Argument conversion errors are thrown synchronously, as production does for `get`.
+      if (arguments.length === 0) {
+        throw new TypeErrorInRealm(missingArgument('get', 1, 'string or Array'))
+      }
+      if (Array.isArray(key)) {
+        return PromiseInRealm.reject(new ErrorInRealm(MESSAGES.bulkNotYet))
+      }
+      const name = `${key}`
+      let type = 'text'
+      let cacheTtl
+      if (isObject(typeOrOptions)) {
+        const { type: requested, cacheTtl: ttl } = typeOrOptions
+        if (requested !== undefined) type = `${requested}`
+        if (ttl !== undefined) cacheTtl = toInt32(ttl, TypeErrorInRealm)
+      } else if (typeOrOptions !== undefined && typeOrOptions !== null) {
+        type = `${typeOrOptions}`
+      }
+      return this.#schedule(() => this.#read(name, VALUE_TYPES.has(type) ? type : null, cacheTtl))
+    }
+
+    /**
+     * Writes a value (string, ArrayBuffer, ArrayBufferView or ReadableStream), replacing its
+     * value, metadata and expiration at once.
+     */
+    put(key, value, options) {
+      let name, body, putOptions, metadata
+      try {
+        if (arguments.length < 2) {
+          throw new TypeErrorInRealm(
+            arguments.length === 0
+              ? missingArgument('put', 1, 'string')
+              : missingArgument('put', 2, 'string or JsObject'),
+          )
+        }
+        name = `${key}`
+        putOptions = readPutOptions(options)
+        try {
+          metadata = serialiseMetadata(putOptions.metadata)
+          body = toBody(value, TypeErrorInRealm)
+        } catch (error) {
+          // The runtime checks the key before metadata and body.
+          native.validateKey('PUT', name)
+          throw error
+        }
+      } catch (error) {
+        return PromiseInRealm.reject(fromNative(error))
+      }
+      return this.#schedule(() => this.#write(name, body, putOptions, metadata))
+    }
+
+    /** Deletes a key. Deleting a missing key succeeds. */
+    delete(key) {
+      let name
+      try {
+        if (arguments.length === 0) {
+          throw new TypeErrorInRealm(missingArgument('delete', 1, 'string'))
+        }
+        name = `${key}`
+      } catch (error) {
+        return PromiseInRealm.reject(error)
+      }
+      return this.#schedule(() => {
+        this.#native.delete(name)
+      })
+    }
+
+    /** Resolves once every write issued before it is durable on disk. */
+    flush() {
+      return this.#schedule(() => new Later(this.#native.flush().then(check).then(done)))
+    }
+
+    /**
+     * Flushes and releases the store. Later calls reject with an `ERR_KV_CLOSED` error;
+     * closing twice is fine.
+     */
+    close() {
+      return this.#schedule(() => new Later(this.#native.close().then(check).then(done)))
+    }
+
+    get [Symbol.toStringTag]() {
+      return 'KvNamespace'
+    }
+  }
+
+  if (Symbol.asyncDispose) {
+    Object.defineProperty(KV.prototype, Symbol.asyncDispose, {
+      value: KV.prototype.close,
+      writable: true,
+      configurable: true,
+    })
+  }
+
+  return KV
+}
+
+const classes = new WeakMap()
+
+/**
+ * The `KV` class for another realm (a `vm` context, a Jest test's global): every object it
+ * returns is made with that realm's constructors.
+ *
+ * @param {typeof globalThis} realm
+ */
+function forRealm(realm) {
+  let KV = classes.get(realm)
+  if (KV === undefined) {
+    KV = createKV(realm)
+    classes.set(realm, KV)
+  }
+  return KV
+}
+
+const KV = forRealm(globalThis)
+
+module.exports = { KV, forRealm }

@@ -1,0 +1,396 @@
+//! The Node-API face of the core: converts types, maps errors, and picks in-line or the
+//! libuv thread pool. No KV semantics live here.
+//!
+//! Every error crosses as a JS `Error` whose `code` says what JS should throw: `"TypeError"`,
+//! `"Error"` (production's own errors) or an `ERR_KV_*` code. `index.js` rebuilds it in the
+//! caller's realm. Pool tasks cannot set a code on a rejection, so they resolve a
+//! [`Failure`] object instead, which `index.js` turns into the same error.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::JsString;
+use napi_derive::napi;
+
+use crate::store::{self, Namespace, Op, PutOptions, StoreConfig, Value};
+
+/// Values longer than this are read and written on the libuv thread pool, so no call holds the
+/// event loop for long.
+const IN_LINE_MAX: u64 = 256 * 1024;
+
+type Result<T> = napi::Result<T, &'static str>;
+
+fn js_error(error: store::Error) -> napi::Error<&'static str> {
+    napi::Error::new(error_code(&error), error.to_string())
+}
+
+fn error_code(error: &store::Error) -> &'static str {
+    match error.code() {
+        Some(code) => code,
+        None if error.is_type_error() => "TypeError",
+        None => "Error",
+    }
+}
+
+/// A failure reported by a pool task, resolved rather than rejected so it keeps its code.
+#[napi(object)]
+pub struct Failure {
+    pub kv_error_code: String,
+    pub message: String,
+}
+
+impl From<store::Error> for Failure {
+    fn from(error: store::Error) -> Self {
+        Self {
+            kv_error_code: error_code(&error).to_owned(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// Runs `work`, turning a panic into an error so it can never abort the process.
+fn guarded<T>(work: impl FnOnce() -> store::Result<T>) -> store::Result<T> {
+    panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        Err(store::Error::Internal(
+            crate::store::panic_message(panic.as_ref()).to_string(),
+        ))
+    })
+}
+
+fn now_ms(now: f64) -> i64 {
+    now.floor() as i64
+}
+
+fn op(name: &str) -> Op {
+    match name {
+        "PUT" => Op::Put,
+        "DELETE" => Op::Delete,
+        _ => Op::Get,
+    }
+}
+
+/// Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`).
+#[napi]
+pub fn validate_key(op_name: String, key: String) -> Result<()> {
+    store::validate_key(op(&op_name), &key).map_err(js_error)
+}
+
+/// Flushes every store open in this process (called when the process exits).
+#[napi(catch_unwind)]
+pub fn flush_all() -> Result<()> {
+    guarded(store::flush_all).map_err(js_error)
+}
+
+/// Flushes every store when this thread's Node environment shuts down (normal process exit,
+/// or the end of a worker thread), since the process-wide registry is never dropped. Calling it
+/// again on the same thread does nothing.
+#[napi]
+pub fn install_exit_flush(env: Env) -> Result<()> {
+    thread_local! {
+        static INSTALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if INSTALLED.with(|installed| installed.replace(true)) {
+        return Ok(());
+    }
+    env.add_env_cleanup_hook((), |()| {
+        // Nothing can be reported at exit; a failed flush leaves what sled's own background
+        // flush already wrote.
+        let _ = guarded(store::flush_all);
+    })
+    .map(drop)
+    .map_err(|e| napi::Error::new("Error", e.reason.clone()))
+}
+
+/// Values and sizes that cross from a read.
+type Read<'env, T> = Either3<T, Null, f64>;
+
+/// One namespace, in memory or in a sled store.
+#[napi]
+pub struct NativeNamespace {
+    inner: Option<Arc<Namespace>>,
+}
+
+#[napi]
+impl NativeNamespace {
+    /// An isolated namespace in memory.
+    #[napi(factory)]
+    pub fn in_memory() -> Self {
+        Self {
+            inner: Some(Arc::new(Namespace::in_memory())),
+        }
+    }
+
+    /// Namespace `name` of the sled store in directory `path`.
+    #[napi(factory, catch_unwind)]
+    pub fn open(
+        path: String,
+        name: String,
+        cache_capacity: Option<f64>,
+        flush_every_ms: Option<f64>,
+    ) -> Result<Self> {
+        let mut config = StoreConfig::default();
+        if let Some(bytes) = cache_capacity {
+            config.cache_capacity = bytes as u64;
+        }
+        if let Some(ms) = flush_every_ms {
+            config.flush_every_ms = (ms > 0.0).then_some(ms as u64);
+        }
+        let namespace =
+            guarded(|| Namespace::open(Path::new(&path), &name, &config)).map_err(js_error)?;
+        Ok(Self {
+            inner: Some(Arc::new(namespace)),
+        })
+    }
+
+    fn namespace(&self) -> Result<&Arc<Namespace>> {
+        self.inner
+            .as_ref()
+            .ok_or_else(|| js_error(store::Error::Closed))
+    }
+
+    fn read(&self, key: &str, cache_ttl: Option<i32>, now: f64) -> Result<Option<Value>> {
+        let namespace = self.namespace()?;
+        guarded(|| namespace.get(key, cache_ttl, IN_LINE_MAX, now_ms(now)))
+            .map(|entry| entry.map(|entry| entry.value))
+            .map_err(js_error)
+    }
+
+    /// Reads `key` as text: a string, `null` when missing, or the value's length when it is too
+    /// long to read in-line (then call `readAsync`).
+    #[napi(catch_unwind)]
+    pub fn get_text<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        cache_ttl: Option<i32>,
+        now: f64,
+    ) -> Result<Read<'env, JsString<'env>>> {
+        match self.read(&key, cache_ttl, now)? {
+            None => Ok(Either3::B(Null)),
+            Some(Value::Deferred { len }) => Ok(Either3::C(len as f64)),
+            Some(Value::Loaded(bytes)) => {
+                let text = String::from_utf8_lossy(&bytes);
+                env.create_string(&text)
+                    .map(Either3::A)
+                    .map_err(|e| napi::Error::new("Error", e.reason.clone()))
+            }
+        }
+    }
+
+    /// Reads `key` as bytes: a Buffer, `null` when missing, or the value's length when it is
+    /// too long to read in-line (then call `readAsync`).
+    #[napi(catch_unwind)]
+    pub fn get_bytes<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        cache_ttl: Option<i32>,
+        now: f64,
+    ) -> Result<Read<'env, BufferSlice<'env>>> {
+        match self.read(&key, cache_ttl, now)? {
+            None => Ok(Either3::B(Null)),
+            Some(Value::Deferred { len }) => Ok(Either3::C(len as f64)),
+            Some(Value::Loaded(bytes)) => BufferSlice::copy_from(env, &bytes)
+                .map(Either3::A)
+                .map_err(|e| napi::Error::new("Error", e.reason.clone())),
+        }
+    }
+
+    /// Reads `key` on the thread pool; resolves a string (`asText`) or a Buffer, or `null`.
+    #[napi]
+    pub fn read_async(
+        &self,
+        key: String,
+        as_text: bool,
+        now: f64,
+    ) -> Result<AsyncTask<ReadTask>> {
+        Ok(AsyncTask::new(ReadTask {
+            namespace: self.namespace()?.clone(),
+            key,
+            as_text,
+            now: now_ms(now),
+        }))
+    }
+
+    /// Writes a string value in-line.
+    #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_text(
+        &self,
+        key: String,
+        value: String,
+        expiration: Option<i32>,
+        expiration_ttl: Option<i32>,
+        metadata: Option<String>,
+        now: f64,
+    ) -> Result<()> {
+        let options = PutOptions {
+            expiration,
+            expiration_ttl,
+            metadata,
+        };
+        let namespace = self.namespace()?;
+        guarded(|| namespace.put(&key, value.as_bytes(), &options, now_ms(now))).map_err(js_error)
+    }
+
+    /// Writes a byte value in-line.
+    #[napi(catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_bytes(
+        &self,
+        key: String,
+        value: &[u8],
+        expiration: Option<i32>,
+        expiration_ttl: Option<i32>,
+        metadata: Option<String>,
+        now: f64,
+    ) -> Result<()> {
+        let options = PutOptions {
+            expiration,
+            expiration_ttl,
+            metadata,
+        };
+        let namespace = self.namespace()?;
+        guarded(|| namespace.put(&key, value, &options, now_ms(now))).map_err(js_error)
+    }
+
+    /// Writes a byte value on the thread pool. The caller must not change `value` until the
+    /// promise settles (index.js passes a private copy).
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_async(
+        &self,
+        key: String,
+        value: Uint8Array,
+        expiration: Option<i32>,
+        expiration_ttl: Option<i32>,
+        metadata: Option<String>,
+        now: f64,
+    ) -> Result<AsyncTask<WriteTask>> {
+        Ok(AsyncTask::new(WriteTask {
+            namespace: self.namespace()?.clone(),
+            key,
+            value,
+            options: PutOptions {
+                expiration,
+                expiration_ttl,
+                metadata,
+            },
+            now: now_ms(now),
+        }))
+    }
+
+    /// Deletes `key` in-line.
+    #[napi(catch_unwind)]
+    pub fn delete(&self, key: String) -> Result<()> {
+        let namespace = self.namespace()?;
+        guarded(|| namespace.delete(&key)).map_err(js_error)
+    }
+
+    /// Makes every write so far durable, on the thread pool.
+    #[napi]
+    pub fn flush(&self) -> Result<AsyncTask<FlushTask>> {
+        Ok(AsyncTask::new(FlushTask {
+            namespace: Some(self.namespace()?.clone()),
+        }))
+    }
+
+    /// Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
+    /// is fine.
+    #[napi]
+    pub fn close(&mut self) -> AsyncTask<FlushTask> {
+        AsyncTask::new(FlushTask {
+            namespace: self.inner.take(),
+        })
+    }
+}
+
+/// A read of a large value.
+pub struct ReadTask {
+    namespace: Arc<Namespace>,
+    key: String,
+    as_text: bool,
+    now: i64,
+}
+
+impl Task for ReadTask {
+    type Output = store::Result<Option<Vec<u8>>>;
+    type JsValue = Either<Option<Either<String, Buffer>>, Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guarded(|| {
+            let entry = self.namespace.get(&self.key, None, u64::MAX, self.now)?;
+            Ok(entry.and_then(|entry| match entry.value {
+                Value::Loaded(bytes) => Some(bytes.to_vec()),
+                Value::Deferred { .. } => None,
+            }))
+        }))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match output {
+            Err(error) => Either::B(error.into()),
+            Ok(None) => Either::A(None),
+            Ok(Some(bytes)) if self.as_text => Either::A(Some(Either::A(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ))),
+            Ok(Some(bytes)) => Either::A(Some(Either::B(bytes.into()))),
+        })
+    }
+}
+
+/// A write of a large value.
+pub struct WriteTask {
+    namespace: Arc<Namespace>,
+    key: String,
+    value: Uint8Array,
+    options: PutOptions,
+    now: i64,
+}
+
+impl Task for WriteTask {
+    type Output = store::Result<()>;
+    type JsValue = Option<Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guarded(|| {
+            self.namespace
+                .put(&self.key, &self.value, &self.options, self.now)
+        }))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(output.err().map(Failure::from))
+    }
+}
+
+/// A flush, or the flush that closes a namespace.
+pub struct FlushTask {
+    namespace: Option<Arc<Namespace>>,
+}
+
+impl Task for FlushTask {
+    type Output = store::Result<()>;
+    type JsValue = Option<Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(match &self.namespace {
+            Some(namespace) => guarded(|| namespace.flush()),
+            None => Ok(()),
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(output.err().map(Failure::from))
+    }
+
+    fn finally(mut self, _env: Env) -> napi::Result<()> {
+        // Dropping the last handle of a store closes it here, on the JS thread, after the
+        // flush above did the slow part on the pool.
+        self.namespace.take();
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! The storage trait the namespace logic runs on, and its in-memory implementation.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use sled::IVec;
+
+use super::error::Result;
+use super::validate::is_expired;
+
+/// A stored value, or only its length when it is too long to read where the caller is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Loaded(IVec),
+    Deferred { len: u64 },
+}
+
+/// One entry as a backend hands it out. Buffers are shared, so cloning is cheap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    /// Metadata as JSON text (always valid UTF-8).
+    pub metadata: Option<IVec>,
+    pub value: Value,
+}
+
+/// Raw storage for one namespace. Backends know nothing of validation or expiry rules: they
+/// store, fetch and delete entries whose keys are UTF-8 bytes.
+pub trait Backend: Send + Sync {
+    /// Reads the entry at `key`; values longer than `max_len` come back `Deferred`.
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>>;
+
+    /// Replaces value, metadata and expiration of `key` in one atomic step.
+    fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiration: Option<i64>,
+        metadata: Option<&str>,
+    ) -> Result<()>;
+
+    /// Removes `key`; a missing key is not an error.
+    fn delete(&self, key: &[u8]) -> Result<()>;
+
+    /// Removes `key` if the entry stored there now is expired at `now_ms`. Atomic with respect
+    /// to writers: a newer, live write to the key is never removed.
+    fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
+#[derive(Default)]
+pub struct MemoryBackend {
+    entries: RwLock<BTreeMap<Vec<u8>, Entry>>,
+}
+
+impl MemoryBackend {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is one
+        // insert or remove), so a poisoned lock is still safe to use.
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
+        Ok(self.read().get(key).map(|entry| {
+            let mut entry = entry.clone();
+            if let Value::Loaded(bytes) = &entry.value {
+                if bytes.len() as u64 > max_len {
+                    entry.value = Value::Deferred {
+                        len: bytes.len() as u64,
+                    };
+                }
+            }
+            entry
+        }))
+    }
+
+    fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiration: Option<i64>,
+        metadata: Option<&str>,
+    ) -> Result<()> {
+        let entry = Entry {
+            expiration,
+            metadata: metadata.map(IVec::from),
+            value: Value::Loaded(IVec::from(value)),
+        };
+        self.write().insert(key.to_vec(), entry);
+        Ok(())
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        self.write().remove(key);
+        Ok(())
+    }
+
+    fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
+        let mut entries = self.write();
+        if entries
+            .get(key)
+            .is_some_and(|entry| is_expired(entry.expiration, now_ms))
+        {
+            entries.remove(key);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The core's one error type. The binding maps each variant to a JS error once, at the boundary.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The operation named in a `KV <OP> failed: <status> <message>` error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    GetBulk,
+    Put,
+    Delete,
+}
+
+impl Op {
+    /// The name production puts in its error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "GET",
+            Op::GetBulk => "GET_BULK",
+            Op::Put => "PUT",
+            Op::Delete => "DELETE",
+        }
+    }
+}
+
+/// Everything that can go wrong in the core.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A `TypeError` production's runtime throws before any I/O, e.g. `Key name cannot be empty.`
+    Type(String),
+    /// An error production's KV service answers with: `KV <op> failed: <status> <message>`.
+    Service { op: Op, status: u16, message: String },
+    /// The namespace was closed with `close()`.
+    Closed,
+    /// Another process holds the store directory.
+    Locked { path: PathBuf, pid: Option<u32> },
+    /// The store exists but cannot be read.
+    Corrupt { path: PathBuf, detail: String },
+    /// The store's directory cannot be used (permissions, not a directory, full disk...).
+    Storage { path: PathBuf, detail: String },
+    /// An argument that no production API shape accepts (our own options, namespace names...).
+    Invalid(String),
+    /// A bug: a panic caught at the boundary. The message says what panicked.
+    Internal(String),
+}
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn service(op: Op, status: u16, message: impl Into<String>) -> Self {
+        Error::Service {
+            op,
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A stable code for errors that production does not have (`None` for production's own).
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Error::Type(_) | Error::Service { .. } => None,
+            Error::Closed => Some("ERR_KV_CLOSED"),
+            Error::Locked { .. } => Some("ERR_KV_LOCKED"),
+            Error::Corrupt { .. } => Some("ERR_KV_CORRUPT"),
+            Error::Storage { .. } => Some("ERR_KV_STORAGE"),
+            Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
+            Error::Internal(_) => Some("ERR_KV_INTERNAL"),
+        }
+    }
+
+    /// Whether JS should see a `TypeError` rather than a plain `Error`.
+    pub fn is_type_error(&self) -> bool {
+        matches!(self, Error::Type(_) | Error::Invalid(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Type(message) | Error::Invalid(message) => f.write_str(message),
+            Error::Service {
+                op,
+                status,
+                message,
+            } => write!(f, "KV {} failed: {status} {message}", op.as_str()),
+            Error::Closed => f.write_str(
+                "This KV namespace has been closed. Create a new KV to use the store again.",
+            ),
+            Error::Locked { path, pid } => {
+                let owner = match pid {
+                    Some(pid) => format!("another process (pid {pid})"),
+                    None => "another process".to_owned(),
+                };
+                write!(
+                    f,
+                    "The store \"{}\" is in use by {owner}. A store directory can be open in one \
+                     process at a time: give each process its own path (for example one that \
+                     includes process.env.JEST_WORKER_ID), or stop the other process.",
+                    path.display()
+                )
+            }
+            Error::Corrupt { path, detail } => write!(
+                f,
+                "The store \"{}\" cannot be read: {detail}. If its data can be thrown away, \
+                 delete the directory and it will be created afresh.",
+                path.display()
+            ),
+            Error::Storage { path, detail } => {
+                write!(f, "The store \"{}\" cannot be used: {detail}", path.display())
+            }
+            Error::Internal(message) => write!(f, "Internal error in kv-binding: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,223 @@
+//! The on-disk record of one key in the sled backend.
+//!
+//! Each namespace has an index tree (key → record) and a blob tree (blob id → value bytes).
+//! A record holds the expiration, the metadata and either the value itself (small values) or
+//! the id and length of its blob. So `list` reads records but never large values, and a `put`
+//! swaps the record in one atomic `insert`.
+//!
+//! Layout (format 1), all integers big-endian:
+//!
+//! ```text
+//! flags: u8                      bit 0: expiration, bit 1: metadata, bit 2: value in a blob
+//! expiration: i64                if bit 0 (seconds since the UNIX epoch)
+//! metadata_len: u32, metadata    if bit 1 (JSON text)
+//! blob_id: u64, value_len: u64   if bit 2
+//! value                          otherwise: the rest of the record
+//! ```
+
+use std::ops::Range;
+
+/// Values up to this many bytes live in their record; longer ones get a blob.
+pub const INLINE_VALUE_MAX: usize = 1024;
+
+const HAS_EXPIRATION: u8 = 1;
+const HAS_METADATA: u8 = 1 << 1;
+const IN_BLOB: u8 = 1 << 2;
+const KNOWN_FLAGS: u8 = HAS_EXPIRATION | HAS_METADATA | IN_BLOB;
+
+/// Where a record's value is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// In the record, at this range of its bytes.
+    Inline(Range<usize>),
+    /// In the blob tree under `id`.
+    Blob { id: u64, len: u64 },
+}
+
+/// A decoded record; ranges point into the bytes it was decoded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub expiration: Option<i64>,
+    pub metadata: Option<Range<usize>>,
+    pub body: Body,
+}
+
+impl Record {
+    /// The value's length in bytes.
+    pub fn value_len(&self) -> u64 {
+        match &self.body {
+            Body::Inline(range) => range.len() as u64,
+            Body::Blob { len, .. } => *len,
+        }
+    }
+}
+
+/// Why a record could not be decoded. Only a damaged store produces one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+/// What to write for a value that lives in a blob.
+pub struct BlobRef {
+    pub id: u64,
+    pub len: u64,
+}
+
+/// Encodes a record. `blob` is `Some` when the value lives in the blob tree; otherwise `value`
+/// is stored inline.
+pub fn encode(
+    expiration: Option<i64>,
+    metadata: Option<&str>,
+    value: &[u8],
+    blob: Option<BlobRef>,
+) -> Vec<u8> {
+    let mut flags = 0;
+    let mut len = 1;
+    if expiration.is_some() {
+        flags |= HAS_EXPIRATION;
+        len += 8;
+    }
+    if let Some(metadata) = metadata {
+        flags |= HAS_METADATA;
+        len += 4 + metadata.len();
+    }
+    match &blob {
+        Some(_) => {
+            flags |= IN_BLOB;
+            len += 16;
+        }
+        None => len += value.len(),
+    }
+    let mut out = Vec::with_capacity(len);
+    out.push(flags);
+    if let Some(expiration) = expiration {
+        out.extend_from_slice(&expiration.to_be_bytes());
+    }
+    if let Some(metadata) = metadata {
+        out.extend_from_slice(&(metadata.len() as u32).to_be_bytes());
+        out.extend_from_slice(metadata.as_bytes());
+    }
+    match blob {
+        Some(BlobRef { id, len }) => {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        None => out.extend_from_slice(value),
+    }
+    out
+}
+
+/// Decodes a record. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    let mut reader = Reader { bytes, at: 0 };
+    let flags = reader.take(1)?[0];
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(DecodeError("unknown record flags"));
+    }
+    let expiration = if flags & HAS_EXPIRATION != 0 {
+        Some(i64::from_be_bytes(reader.array()?))
+    } else {
+        None
+    };
+    let metadata = if flags & HAS_METADATA != 0 {
+        let len = u32::from_be_bytes(reader.array()?) as usize;
+        let start = reader.at;
+        let text = reader.take(len)?;
+        if std::str::from_utf8(text).is_err() {
+            return Err(DecodeError("metadata is not UTF-8"));
+        }
+        Some(start..start + len)
+    } else {
+        None
+    };
+    let body = if flags & IN_BLOB != 0 {
+        let id = u64::from_be_bytes(reader.array()?);
+        let len = u64::from_be_bytes(reader.array()?);
+        if reader.at != bytes.len() {
+            return Err(DecodeError("trailing bytes after a blob reference"));
+        }
+        Body::Blob { id, len }
+    } else {
+        Body::Inline(reader.at..bytes.len())
+    };
+    Ok(Record {
+        expiration,
+        metadata,
+        body,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or(DecodeError("record is truncated"))?;
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_record_round_trips_every_field() {
+        let bytes = encode(Some(1_900_000_000), Some("{\"a\":1}"), b"hello", None);
+        let record = decode(&bytes).unwrap();
+        assert_eq!(record.expiration, Some(1_900_000_000));
+        assert_eq!(&bytes[record.metadata.clone().unwrap()], b"{\"a\":1}");
+        match record.body {
+            Body::Inline(range) => assert_eq!(&bytes[range], b"hello"),
+            body => panic!("expected an inline body, got {body:?}"),
+        }
+    }
+
+    #[test]
+    fn blob_record_round_trips_id_and_length() {
+        let bytes = encode(None, None, &[], Some(BlobRef { id: 7, len: 5_000 }));
+        let record = decode(&bytes).unwrap();
+        assert_eq!(record.expiration, None);
+        assert_eq!(record.metadata, None);
+        assert_eq!(record.body, Body::Blob { id: 7, len: 5_000 });
+        assert_eq!(record.value_len(), 5_000);
+    }
+
+    #[test]
+    fn empty_value_is_kept_as_empty_not_missing() {
+        let bytes = encode(None, None, b"", None);
+        assert_eq!(decode(&bytes).unwrap().value_len(), 0);
+    }
+
+    #[test]
+    fn damaged_records_are_errors_not_panics() {
+        let good = encode(Some(5), Some("{}"), b"v", None);
+        let header_len = 1 + 8 + 4 + 2;
+        for cut in 0..header_len {
+            assert!(decode(&good[..cut]).is_err(), "cut at {cut} decoded");
+        }
+        assert_eq!(decode(&[]), Err(DecodeError("record is truncated")));
+        assert_eq!(decode(&[0x80]), Err(DecodeError("unknown record flags")));
+        assert_eq!(
+            decode(&[HAS_METADATA, 0xff, 0xff, 0xff, 0xff]),
+            Err(DecodeError("record is truncated"))
+        );
+        assert_eq!(
+            decode(&[HAS_METADATA, 0, 0, 0, 1, 0xff]),
+            Err(DecodeError("metadata is not UTF-8"))
+        );
+    }
+}

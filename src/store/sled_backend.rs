@@ -1,0 +1,391 @@
+//! The on-disk backend: one sled database per directory, shared by every namespace of the
+//! process that uses that directory.
+//!
+//! sled locks its directory exclusively, even against a second open in the same process, so a
+//! process-wide registry hands out one reference-counted database per canonical path. Before
+//! sled opens, we take our own lock file (`kv.lock`, holding our pid) so that a second process
+//! gets an error naming the owner instead of sled's bare "could not acquire lock".
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use fs2::FileExt;
+use sled::IVec;
+
+use super::backend::{Backend, Entry, Value};
+use super::error::{Error, Result};
+use super::record::{self, BlobRef, Body, INLINE_VALUE_MAX};
+use super::validate::is_expired;
+
+/// The store format this build writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+const FORMAT_KEY: &[u8] = b"kv-binding/format";
+const LOCK_FILE: &str = "kv.lock";
+
+/// How a store directory is opened. Read when the first namespace of a directory opens it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// sled's page cache, in bytes. sled's own default (1 GiB) is far too large for a laptop.
+    pub cache_capacity: u64,
+    /// How often sled writes dirty data to disk in the background, in ms.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 32 * 1024 * 1024,
+            flush_every_ms: Some(200),
+        }
+    }
+}
+
+/// An open database. Field order matters: the database closes before the lock is released.
+struct Shared {
+    db: sled::Db,
+    path: PathBuf,
+    _lock: File,
+}
+
+struct Slot {
+    shared: Arc<Shared>,
+    users: usize,
+}
+
+fn registry() -> MutexGuard<'static, HashMap<PathBuf, Slot>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// One user's share of an open database. The last lease to go closes the database, while the
+/// registry is locked, so a concurrent open of the same path waits for the close to finish.
+struct Lease {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Lease {
+    fn acquire(path: &Path, config: &StoreConfig) -> Result<Self> {
+        fs::create_dir_all(path).map_err(|e| Error::Storage {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let path = path.canonicalize().map_err(|e| Error::Storage {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let mut registry = registry();
+        if let Some(slot) = registry.get_mut(&path) {
+            slot.users += 1;
+            return Ok(Self {
+                shared: Some(slot.shared.clone()),
+            });
+        }
+        let lock = take_lock(&path)?;
+        let db = open_db(&path, config)?;
+        let shared = Arc::new(Shared {
+            db,
+            path: path.clone(),
+            _lock: lock,
+        });
+        registry.insert(
+            path,
+            Slot {
+                shared: shared.clone(),
+                users: 1,
+            },
+        );
+        Ok(Self {
+            shared: Some(shared),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        self.shared.as_ref().expect("a lease holds its database until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.take() else {
+            return;
+        };
+        let mut registry = registry();
+        if let Some(slot) = registry.get_mut(&shared.path) {
+            slot.users -= 1;
+            if slot.users == 0 {
+                let slot = registry.remove(&shared.path);
+                // Both handles go here, with the registry locked: sled flushes and unlocks.
+                drop(slot);
+                drop(shared);
+            }
+        }
+    }
+}
+
+/// Flushes every database open in this process; used when the process exits normally.
+pub fn flush_all() -> Result<()> {
+    // Flushing with the registry locked keeps a database from closing half-way through.
+    for slot in registry().values() {
+        let shared = &slot.shared;
+        shared.db.flush().map_err(|e| sled_error(&shared.path, e))?;
+    }
+    Ok(())
+}
+
+fn take_lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let storage = |e: std::io::Error| Error::Storage {
+        path: dir.to_owned(),
+        detail: e.to_string(),
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(storage)?;
+    if let Err(e) = file.try_lock_exclusive() {
+        if e.kind() == fs2::lock_contended_error().kind() {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(Error::Locked {
+                path: dir.to_owned(),
+                pid: text.trim().parse().ok(),
+            });
+        }
+        return Err(storage(e));
+    }
+    file.set_len(0).map_err(storage)?;
+    file.seek(SeekFrom::Start(0)).map_err(storage)?;
+    write!(file, "{}", std::process::id()).map_err(storage)?;
+    Ok(file)
+}
+
+fn open_db(path: &Path, config: &StoreConfig) -> Result<sled::Db> {
+    let sled_config = sled::Config::new()
+        .path(path)
+        .cache_capacity(config.cache_capacity)
+        .flush_every_ms(config.flush_every_ms)
+        .mode(sled::Mode::LowSpace);
+    // sled 0.34 panics on some damaged files instead of returning an error.
+    let db = panic::catch_unwind(AssertUnwindSafe(|| sled_config.open()))
+        .map_err(|panic| Error::Corrupt {
+            path: path.to_owned(),
+            detail: panic_message(panic.as_ref()),
+        })?
+        .map_err(|e| sled_error(path, e))?;
+    check_format(&db, path)?;
+    Ok(db)
+}
+
+fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    match db.get(FORMAT_KEY).map_err(|e| sled_error(path, e))? {
+        Some(found) if found == FORMAT_VERSION.as_bytes() => Ok(()),
+        Some(found) => Err(corrupt(format!(
+            "it is in store format {:?}, and this version of kv-binding reads format {:?}",
+            String::from_utf8_lossy(&found),
+            FORMAT_VERSION
+        ))),
+        None if db.tree_names().len() > 1 || !db.is_empty() => Err(corrupt(
+            "it is a sled database that kv-binding did not create".to_owned(),
+        )),
+        None => {
+            db.insert(FORMAT_KEY, FORMAT_VERSION)
+                .map_err(|e| sled_error(path, e))?;
+            Ok(())
+        }
+    }
+}
+
+fn sled_error(path: &Path, error: sled::Error) -> Error {
+    match error {
+        sled::Error::Corruption { .. } => Error::Corrupt {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+        error => Error::Storage {
+            path: path.to_owned(),
+            detail: error.to_string(),
+        },
+    }
+}
+
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "sled panicked".to_owned()
+    }
+}
+
+/// One namespace in a sled database: an index tree and a blob tree (see [`record`]).
+pub struct SledBackend {
+    // Trees hold the database open too, so they go before the lease.
+    index: sled::Tree,
+    blobs: sled::Tree,
+    lease: Lease,
+}
+
+impl SledBackend {
+    /// Opens (creating if needed) namespace `name` of the store in directory `path`.
+    pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
+        let lease = Lease::acquire(path, config)?;
+        let shared = lease.shared();
+        let open_tree = |kind: &str| {
+            shared
+                .db
+                .open_tree(format!("kv/{name}/{kind}"))
+                .map_err(|e| sled_error(&shared.path, e))
+        };
+        Ok(Self {
+            index: open_tree("index")?,
+            blobs: open_tree("blobs")?,
+            lease,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.lease.shared().path
+    }
+
+    fn error(&self, error: sled::Error) -> Error {
+        sled_error(self.path(), error)
+    }
+
+    fn damaged(&self, key: &[u8], what: &str) -> Error {
+        Error::Corrupt {
+            path: self.path().to_owned(),
+            detail: format!("the entry for key {:?} {what}", String::from_utf8_lossy(key)),
+        }
+    }
+
+    /// Removes the blob a replaced or deleted record pointed to, if any.
+    fn release_blob(&self, old: Option<IVec>) -> Result<()> {
+        if let Some(Ok(record::Record {
+            body: Body::Blob { id, .. },
+            ..
+        })) = old.as_deref().map(record::decode)
+        {
+            self.blobs
+                .remove(id.to_be_bytes())
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for SledBackend {
+    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
+        loop {
+            let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
+                return Ok(None);
+            };
+            let record = record::decode(&bytes)
+                .map_err(|e| self.damaged(key, &format!("is damaged ({})", e.0)))?;
+            let value = match &record.body {
+                _ if record.value_len() > max_len => Value::Deferred {
+                    len: record.value_len(),
+                },
+                Body::Inline(range) => Value::Loaded(bytes.subslice(range.start, range.len())),
+                Body::Blob { id, .. } => match self.blobs.get(id.to_be_bytes()) {
+                    Ok(Some(value)) => Value::Loaded(value),
+                    Ok(None) => {
+                        // A concurrent put or delete replaced the record and freed its blob
+                        // after we read the record: read again. If the record is unchanged,
+                        // the blob is really gone.
+                        if self.index.get(key).map_err(|e| self.error(e))?.as_ref() == Some(&bytes)
+                        {
+                            return Err(self.damaged(key, "points to a value that is missing"));
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(self.error(e)),
+                },
+            };
+            let metadata = record
+                .metadata
+                .map(|range| bytes.subslice(range.start, range.len()));
+            return Ok(Some(Entry {
+                expiration: record.expiration,
+                metadata,
+                value,
+            }));
+        }
+    }
+
+    fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expiration: Option<i64>,
+        metadata: Option<&str>,
+    ) -> Result<()> {
+        // The blob is written before the record that points to it; sled recovers a prefix of
+        // its writes, so after a crash no record points to a missing blob.
+        let blob = if value.len() > INLINE_VALUE_MAX {
+            let id = self
+                .lease
+                .shared()
+                .db
+                .generate_id()
+                .map_err(|e| self.error(e))?;
+            self.blobs
+                .insert(id.to_be_bytes(), value)
+                .map_err(|e| self.error(e))?;
+            Some(BlobRef {
+                id,
+                len: value.len() as u64,
+            })
+        } else {
+            None
+        };
+        let record = record::encode(expiration, metadata, value, blob);
+        let old = self.index.insert(key, record).map_err(|e| self.error(e))?;
+        self.release_blob(old)
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<()> {
+        let old = self.index.remove(key).map_err(|e| self.error(e))?;
+        self.release_blob(old)
+    }
+
+    fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
+        let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
+            return Ok(());
+        };
+        let expired = record::decode(&bytes).is_ok_and(|r| is_expired(r.expiration, now_ms));
+        if expired {
+            let swapped = self
+                .index
+                .compare_and_swap(key, Some(&bytes), None::<&[u8]>)
+                .map_err(|e| self.error(e))?;
+            if swapped.is_ok() {
+                self.release_blob(Some(bytes))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.lease
+            .shared()
+            .db
+            .flush()
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+}
