@@ -1,0 +1,72 @@
+'use strict'
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { KV } = require('..')
+
+// One temporary store directory per test file; each test gets its own namespace in it.
+const dirs = []
+function tempDir() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-binding-test-'))
+  dirs.push(dir)
+  return dir
+}
+
+let storeDir
+let counter = 0
+const opened = []
+
+/** The backends every conformance test runs against. */
+const backends = [
+  ['memory', (options = {}) => track(new KV(options))],
+  [
+    'sled',
+    (options = {}) => {
+      storeDir ??= tempDir()
+      return track(new KV({ path: storeDir, namespace: `ns${counter++}`, ...options }))
+    },
+  ],
+]
+
+function track(kv) {
+  opened.push(kv)
+  return kv
+}
+
+afterAll(async () => {
+  await Promise.all(opened.map((kv) => kv.close()))
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** Resolves to the error a promise rejects with, failing when it resolves. */
+async function rejection(promise) {
+  try {
+    await promise
+  } catch (error) {
+    return error
+  }
+  throw new Error('expected the promise to reject, but it resolved')
+}
+
+/** A ReadableStream that yields `chunks` (Uint8Arrays) one by one. */
+function streamOf(...chunks) {
+  return new ReadableStream({
+    pull(controller) {
+      if (chunks.length === 0) controller.close()
+      else controller.enqueue(chunks.shift())
+    },
+  })
+}
+
+async function readAll(stream) {
+  const reader = stream.getReader()
+  const parts = []
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) return Buffer.concat(parts)
+    parts.push(value)
+  }
+}
+
+module.exports = { backends, rejection, streamOf, readAll, tempDir }
