@@ -56,12 +56,5 @@ export interface Failure {
 /** Flushes every store open in this process (called when the process exits). */
 export declare function flushAll(): void
 
-/**
- * Flushes every store when this thread's Node environment shuts down (normal process exit,
- * or the end of a worker thread), since the process-wide registry is never dropped. Calling it
- * again on the same thread does nothing.
- */
-export declare function installExitFlush(): void
-
 /** Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`). */
 export declare function validateKey(opName: string, key: string): void

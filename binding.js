@@ -837,5 +837,4 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
 module.exports.flushAll = nativeBinding.flushAll
-module.exports.installExitFlush = nativeBinding.installExitFlush
 module.exports.validateKey = nativeBinding.validateKey

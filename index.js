@@ -8,8 +8,6 @@ const { types } = require('node:util')
 const { ReadableStream: NodeReadableStream } = require('node:stream/web')
 const native = require('./binding.js')
 
-native.installExitFlush()
-
 // Values longer than this many bytes are read and written on the libuv thread pool. The native
 // side applies the same bound to reads.
 const IN_LINE_MAX = 256 * 1024

@@ -83,24 +83,25 @@ pub fn flush_all() -> Result<()> {
     guarded(store::flush_all).map_err(js_error)
 }
 
-/// Flushes every store when this thread's Node environment shuts down (normal process exit,
-/// or the end of a worker thread), since the process-wide registry is never dropped. Calling it
-/// again on the same thread does nothing.
-#[napi]
-pub fn install_exit_flush(env: Env) -> Result<()> {
-    thread_local! {
-        static INSTALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn flush_at_exit() {
+    // Nothing can be reported at exit; a failed flush leaves what sled's background flush
+    // already wrote.
+    let _ = guarded(store::flush_all);
+}
+
+/// The process-wide registry is a static, which Rust never drops, and `process.exit()` skips
+/// Node-API cleanup hooks. A C `atexit` handler runs on every normal exit, so writes acknowledged
+/// before it are flushed.
+#[napi_derive::module_init]
+fn flush_stores_at_exit() {
+    // SAFETY: `flush_at_exit` is a plain function that never unwinds (`guarded` catches panics).
+    unsafe {
+        atexit(flush_at_exit);
     }
-    if INSTALLED.with(|installed| installed.replace(true)) {
-        return Ok(());
-    }
-    env.add_env_cleanup_hook((), |()| {
-        // Nothing can be reported at exit; a failed flush leaves what sled's own background
-        // flush already wrote.
-        let _ = guarded(store::flush_all);
-    })
-    .map(drop)
-    .map_err(|e| napi::Error::new("Error", e.reason.clone()))
 }
 
 /// Values and sizes that cross from a read.

@@ -25,6 +25,9 @@ use super::validate::is_expired;
 pub const FORMAT_VERSION: &str = "1";
 const FORMAT_KEY: &[u8] = b"kv-binding/format";
 const LOCK_FILE: &str = "kv.lock";
+/// Written beside sled's files once a store exists. sled drops segments that fail their
+/// checksum as torn writes, so without it a damaged store would reopen as an empty one.
+const FORMAT_FILE: &str = "kv-format.json";
 
 /// How a store directory is opened. Read when the first namespace of a directory opens it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,22 +194,44 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
         path: path.to_owned(),
         detail,
     };
+    let storage = |e: std::io::Error| Error::Storage {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    };
+    let marker = path.join(FORMAT_FILE);
+    let created = marker.exists();
     match db.get(FORMAT_KEY).map_err(|e| sled_error(path, e))? {
-        Some(found) if found == FORMAT_VERSION.as_bytes() => Ok(()),
-        Some(found) => Err(corrupt(format!(
-            "it is in store format {:?}, and this version of kv-binding reads format {:?}",
-            String::from_utf8_lossy(&found),
-            FORMAT_VERSION
-        ))),
-        None if db.tree_names().len() > 1 || !db.is_empty() => Err(corrupt(
-            "it is a sled database that kv-binding did not create".to_owned(),
-        )),
+        Some(found) if found == FORMAT_VERSION.as_bytes() => {}
+        Some(found) => {
+            return Err(corrupt(format!(
+                "it is in store format {:?}, and this version of kv-binding reads format {:?}",
+                String::from_utf8_lossy(&found),
+                FORMAT_VERSION
+            )))
+        }
+        None if created => {
+            return Err(corrupt(
+                "its database files are damaged or missing (sled found no data in a store \
+                 kv-binding had written)"
+                    .to_owned(),
+            ))
+        }
+        None if db.tree_names().len() > 1 || !db.is_empty() => {
+            return Err(corrupt(
+                "it is a sled database that kv-binding did not create".to_owned(),
+            ))
+        }
         None => {
             db.insert(FORMAT_KEY, FORMAT_VERSION)
                 .map_err(|e| sled_error(path, e))?;
-            Ok(())
+            db.flush().map_err(|e| sled_error(path, e))?;
         }
     }
+    if !created {
+        let text = serde_json::json!({ "format": FORMAT_VERSION, "engine": "sled 0.34" });
+        fs::write(&marker, format!("{text}\n")).map_err(storage)?;
+    }
+    Ok(())
 }
 
 fn sled_error(path: &Path, error: sled::Error) -> Error {

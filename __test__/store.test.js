@@ -1,0 +1,202 @@
+'use strict'
+
+// What the sled backend adds: data on disk, one database shared per directory in a process,
+// a clear error when another process owns the directory, and clear errors for damaged stores.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawn, execFileSync } = require('node:child_process')
+const { Worker } = require('node:worker_threads')
+const { KV } = require('..')
+const { tempDir, rejection } = require('./helpers')
+
+const ROOT = path.resolve(__dirname, '..')
+
+/** Runs `source` in a fresh Node process with `kv-binding` as `KV`. */
+function runNode(source) {
+  return execFileSync(process.execPath, ['-e', `const { KV } = require(${JSON.stringify(ROOT)});\n${source}`], {
+    encoding: 'utf8',
+  })
+}
+
+test('values, bytes and expirations survive close and reopen', async () => {
+  const dir = tempDir()
+  const clock = () => 1_900_000_000_000
+  const first = new KV({ path: dir, namespace: 'A', clock })
+  await first.put('text', 'hello')
+  await first.put('bytes', new Uint8Array([0, 255]))
+  await first.put('empty', '')
+  await first.put('large', 'z'.repeat(500_000))
+  await first.put('expiring', 'soon', { expirationTtl: 60 })
+  await first.close()
+
+  const second = new KV({ path: dir, namespace: 'A', clock })
+  await expect(second.get('text')).resolves.toBe('hello')
+  expect([...new Uint8Array(await second.get('bytes', 'arrayBuffer'))]).toEqual([0, 255])
+  await expect(second.get('empty')).resolves.toBe('')
+  await expect(second.get('large')).resolves.toBe('z'.repeat(500_000))
+  await expect(second.get('expiring')).resolves.toBe('soon')
+  const later = new KV({ path: dir, namespace: 'A', clock: () => 1_900_000_060_000 })
+  await expect(later.get('expiring')).resolves.toBeNull()
+  await Promise.all([second.close(), later.close()])
+})
+
+test('namespaces in one directory are isolated from each other', async () => {
+  const dir = tempDir()
+  const a = new KV({ path: dir, namespace: 'A' })
+  const b = new KV({ path: dir, namespace: 'B' })
+  await a.put('key', 'in A')
+  await expect(b.get('key')).resolves.toBeNull()
+  await b.put('key', 'in B')
+  await expect(a.get('key')).resolves.toBe('in A')
+  await Promise.all([a.close(), b.close()])
+})
+
+test('two KVs on one path and namespace share data, and closing one leaves the other open', async () => {
+  const dir = tempDir()
+  const a = new KV({ path: dir, namespace: 'SHARED' })
+  const b = new KV({ path: path.join(dir, '.', '..', path.basename(dir)), namespace: 'SHARED' })
+  await a.put('key', 'from a')
+  await expect(b.get('key')).resolves.toBe('from a')
+  await a.close()
+  await b.put('key', 'from b')
+  await expect(b.get('key')).resolves.toBe('from b')
+  await b.close()
+  const reopened = new KV({ path: dir, namespace: 'SHARED' })
+  await expect(reopened.get('key')).resolves.toBe('from b')
+  await reopened.close()
+})
+
+test('writes made before a normal exit without close() are on disk', async () => {
+  const dir = tempDir()
+  runNode(`
+    const kv = new KV({ path: ${JSON.stringify(dir)}, namespace: 'EXIT', flushEveryMs: 0 })
+    kv.put('key', 'written before exit').then(() => process.exit(0))
+  `)
+  const kv = new KV({ path: dir, namespace: 'EXIT' })
+  await expect(kv.get('key')).resolves.toBe('written before exit')
+  await kv.close()
+})
+
+describe('a directory in use by another process', () => {
+  let child
+  afterEach(() => child?.kill('SIGKILL'))
+
+  test('fails at once with an error naming the directory and the owner pid', async () => {
+    const dir = tempDir()
+    child = spawn(process.execPath, [
+      '-e',
+      `const { KV } = require(${JSON.stringify(ROOT)});
+       new KV({ path: ${JSON.stringify(dir)} }); console.log('open'); setInterval(() => {}, 1000)`,
+    ])
+    await new Promise((resolve, reject) => {
+      child.stdout.once('data', resolve)
+      child.once('exit', reject)
+    })
+    let error
+    try {
+      new KV({ path: dir, namespace: 'OTHER' })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(Error)
+    expect(error.code).toBe('ERR_KV_LOCKED')
+    expect(error.message).toContain(`"${fs.realpathSync(dir)}"`)
+    expect(error.message).toContain(`(pid ${child.pid})`)
+
+    child.kill('SIGKILL')
+    await new Promise((resolve) => child.once('exit', resolve))
+    const kv = new KV({ path: dir })
+    await kv.put('key', 'after the owner died')
+    await expect(kv.get('key')).resolves.toBe('after the owner died')
+    await kv.close()
+  })
+})
+
+describe('stores that cannot be used', () => {
+  test('a path that is a file gives ERR_KV_STORAGE naming the path', () => {
+    const file = path.join(tempDir(), 'file')
+    fs.writeFileSync(file, 'not a directory')
+    expect(() => new KV({ path: file })).toThrow(expect.objectContaining({ code: 'ERR_KV_STORAGE' }))
+    expect(() => new KV({ path: file })).toThrow(`The store "${file}" cannot be used`)
+  })
+
+  test('a damaged database file gives ERR_KV_CORRUPT with the path and how to recover', async () => {
+    const dir = tempDir()
+    const kv = new KV({ path: dir })
+    await kv.put('key', 'value')
+    await kv.close()
+    const db = path.join(dir, 'db')
+    const bytes = fs.readFileSync(db)
+    for (let i = 0; i < bytes.length; i += 7) bytes[i] ^= 0x5a
+    fs.writeFileSync(db, bytes)
+    let error
+    try {
+      new KV({ path: dir })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(Error)
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain(`The store "${fs.realpathSync(dir)}" cannot be read`)
+    expect(error.message).toContain('delete the directory')
+  })
+
+  test('bad options are TypeErrors', () => {
+    expect(() => new KV('path')).toThrow(new TypeError('The KV options must be an object.'))
+    expect(() => new KV({ path: '' })).toThrow(TypeError)
+    expect(() => new KV({ path: tempDir(), namespace: 7 })).toThrow(TypeError)
+    expect(() => new KV({ clock: 5 })).toThrow(TypeError)
+    expect(() => new KV({ path: tempDir(), cacheCapacity: -1 })).toThrow(TypeError)
+    const empty = () => new KV({ path: tempDir(), namespace: '' })
+    expect(empty).toThrow(expect.objectContaining({ code: 'ERR_KV_INVALID_ARGUMENT' }))
+    expect(empty).toThrow(TypeError)
+  })
+})
+
+test('worker threads on one path share the store', async () => {
+  const dir = tempDir()
+  const main = new KV({ path: dir, namespace: 'THREADS' })
+  const run = (id) =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(
+        `const { workerData, parentPort } = require('node:worker_threads')
+         const { KV } = require(workerData.root)
+         const kv = new KV({ path: workerData.dir, namespace: 'THREADS' })
+         Promise.all(Array.from({ length: 50 }, (_, i) => kv.put(workerData.id + ':' + i, String(i))))
+           .then(() => kv.close()).then(() => parentPort.postMessage('done'))`,
+        { eval: true, workerData: { root: ROOT, dir, id } },
+      )
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    })
+  await Promise.all([0, 1, 2, 3].map(run))
+  for (const id of [0, 1, 2, 3]) {
+    await expect(main.get(`${id}:49`)).resolves.toBe('49')
+  }
+  await main.close()
+})
+
+test('terminating a worker with operations pending does not crash the process', async () => {
+  const dir = tempDir()
+  const worker = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads')
+     const { KV } = require(workerData.root)
+     const kv = new KV({ path: workerData.dir })
+     for (let i = 0; i < 20; i++) kv.put('big' + i, 'x'.repeat(1 << 20))
+     parentPort.postMessage('busy')`,
+    { eval: true, workerData: { root: ROOT, dir } },
+  )
+  await new Promise((resolve) => worker.once('message', resolve))
+  await worker.terminate()
+  const kv = new KV({ path: dir })
+  await kv.put('alive', 'yes')
+  await expect(kv.get('alive')).resolves.toBe('yes')
+  await kv.close()
+})
+
+test('an error from a closed sled store is an Error of this realm', async () => {
+  const kv = new KV({ path: tempDir() })
+  await kv.close()
+  expect(await rejection(kv.get('k'))).toBeInstanceOf(Error)
+})
