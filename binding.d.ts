@@ -53,8 +53,5 @@ export interface Failure {
   message: string
 }
 
-/** Flushes every store open in this process (called when the process exits). */
-export declare function flushAll(): void
-
 /** Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`). */
 export declare function validateKey(opName: string, key: string): void

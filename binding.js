@@ -836,5 +836,4 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
-module.exports.flushAll = nativeBinding.flushAll
 module.exports.validateKey = nativeBinding.validateKey

@@ -23,7 +23,8 @@ const MESSAGES = {
   bodyType:
     'KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.',
   metadataUnserialisable: 'KV PUT failed: 500 Internal Server Error',
-  bulkNotYet: 'Bulk reads (get with an array of keys) are not supported by this version of kv-binding.',
+  bulkNotYet:
+    'Bulk reads (get with an array of keys) are not supported by this version of kv-binding.',
   clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
 }
 
@@ -55,7 +56,8 @@ function toBody(value, TypeErrorInRealm) {
   if (typeof value === 'string') return value
   if (!isObject(value)) return `${value}`
   if (types.isArrayBuffer(value)) return new Uint8Array(value)
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+  if (ArrayBuffer.isView(value))
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
   if (typeof value.getReader === 'function') return value
   throw new TypeErrorInRealm(MESSAGES.bodyType)
 }
@@ -258,7 +260,9 @@ function createKV(realm) {
       if (bytes === null) return null
       if (typeof bytes === 'number') {
         return new Later(
-          this.#readOnPool(name, false, now).then((found) => (found === null ? null : build(found))),
+          this.#readOnPool(name, false, now).then((found) =>
+            found === null ? null : build(found),
+          ),
         )
       }
       return build(bytes)

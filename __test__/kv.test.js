@@ -251,7 +251,9 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(read.byteLength).toBe(MAX_VALUE)
       expect(read[MAX_VALUE - 1]).toBe(7)
       const message = 'KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400.'
-      await expect(kv.put('over', new Uint8Array(MAX_VALUE + 1))).rejects.toThrow(new Error(message))
+      await expect(kv.put('over', new Uint8Array(MAX_VALUE + 1))).rejects.toThrow(
+        new Error(message),
+      )
       await expect(kv.put('over', 'x'.repeat(MAX_VALUE + 1))).rejects.toThrow(message)
       await expect(
         kv.put('over', streamOf(new Uint8Array(MAX_VALUE), new Uint8Array(1))),
@@ -304,7 +306,9 @@ describe.each(backends)('%s backend', (_name, open) => {
       }
       for (const ttl of [30, 59, 59.9]) {
         await expect(kv.put('key', 'v', { expirationTtl: ttl })).rejects.toThrow(
-          putError(`Invalid expiration_ttl of ${Math.trunc(ttl)}. Expiration TTL must be at least 60.`),
+          putError(
+            `Invalid expiration_ttl of ${Math.trunc(ttl)}. Expiration TTL must be at least 60.`,
+          ),
         )
       }
       await expect(kv.get('key')).resolves.toBeNull()

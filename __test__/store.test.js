@@ -14,9 +14,13 @@ const ROOT = path.resolve(__dirname, '..')
 
 /** Runs `source` in a fresh Node process with `kv-binding` as `KV`. */
 function runNode(source) {
-  return execFileSync(process.execPath, ['-e', `const { KV } = require(${JSON.stringify(ROOT)});\n${source}`], {
-    encoding: 'utf8',
-  })
+  return execFileSync(
+    process.execPath,
+    ['-e', `const { KV } = require(${JSON.stringify(ROOT)});\n${source}`],
+    {
+      encoding: 'utf8',
+    },
+  )
 }
 
 test('values, bytes and expirations survive close and reopen', async () => {
@@ -117,7 +121,9 @@ describe('stores that cannot be used', () => {
   test('a path that is a file gives ERR_KV_STORAGE naming the path', () => {
     const file = path.join(tempDir(), 'file')
     fs.writeFileSync(file, 'not a directory')
-    expect(() => new KV({ path: file })).toThrow(expect.objectContaining({ code: 'ERR_KV_STORAGE' }))
+    expect(() => new KV({ path: file })).toThrow(
+      expect.objectContaining({ code: 'ERR_KV_STORAGE' }),
+    )
     expect(() => new KV({ path: file })).toThrow(`The store "${file}" cannot be used`)
   })
 

@@ -77,12 +77,6 @@ pub fn validate_key(op_name: String, key: String) -> Result<()> {
     store::validate_key(op(&op_name), &key).map_err(js_error)
 }
 
-/// Flushes every store open in this process (called when the process exits).
-#[napi(catch_unwind)]
-pub fn flush_all() -> Result<()> {
-    guarded(store::flush_all).map_err(js_error)
-}
-
 extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
@@ -201,12 +195,7 @@ impl NativeNamespace {
 
     /// Reads `key` on the thread pool; resolves a string (`asText`) or a Buffer, or `null`.
     #[napi]
-    pub fn read_async(
-        &self,
-        key: String,
-        as_text: bool,
-        now: f64,
-    ) -> Result<AsyncTask<ReadTask>> {
+    pub fn read_async(&self, key: String, as_text: bool, now: f64) -> Result<AsyncTask<ReadTask>> {
         Ok(AsyncTask::new(ReadTask {
             namespace: self.namespace()?.clone(),
             key,

@@ -30,7 +30,11 @@ pub enum Error {
     /// A `TypeError` production's runtime throws before any I/O, e.g. `Key name cannot be empty.`
     Type(String),
     /// An error production's KV service answers with: `KV <op> failed: <status> <message>`.
-    Service { op: Op, status: u16, message: String },
+    Service {
+        op: Op,
+        status: u16,
+        message: String,
+    },
     /// The namespace was closed with `close()`.
     Closed,
     /// Another process holds the store directory.
@@ -108,7 +112,11 @@ impl fmt::Display for Error {
                 path.display()
             ),
             Error::Storage { path, detail } => {
-                write!(f, "The store \"{}\" cannot be used: {detail}", path.display())
+                write!(
+                    f,
+                    "The store \"{}\" cannot be used: {detail}",
+                    path.display()
+                )
             }
             Error::Internal(message) => write!(f, "Internal error in kv-binding: {message}"),
         }

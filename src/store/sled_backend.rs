@@ -110,7 +110,9 @@ impl Lease {
     }
 
     fn shared(&self) -> &Shared {
-        self.shared.as_ref().expect("a lease holds its database until dropped")
+        self.shared
+            .as_ref()
+            .expect("a lease holds its database until dropped")
     }
 }
 
@@ -294,7 +296,10 @@ impl SledBackend {
     fn damaged(&self, key: &[u8], what: &str) -> Error {
         Error::Corrupt {
             path: self.path().to_owned(),
-            detail: format!("the entry for key {:?} {what}", String::from_utf8_lossy(key)),
+            detail: format!(
+                "the entry for key {:?} {what}",
+                String::from_utf8_lossy(key)
+            ),
         }
     }
 

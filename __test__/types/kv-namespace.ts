@@ -1,0 +1,43 @@
+// Compiled by `npm run test:types`: a KV must be usable wherever worker code expects a
+// KVNamespace, with every overload resolving to the same result types.
+
+import { KV, forRealm } from '../..'
+
+const kv = new KV()
+const ns: KVNamespace = kv
+const typed: KVNamespace<'user:1' | 'user:2'> = new KV<'user:1' | 'user:2'>({ path: '.kv' })
+const OtherRealmKV: typeof KV = forRealm(globalThis)
+const other: KVNamespace = new OtherRealmKV({ clock: () => 0 })
+
+type Is<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never
+const check = <T extends true>(value: T) => value
+
+async function overloads(env: { KV: KVNamespace }) {
+  env.KV = kv
+  const text = await kv.get('k')
+  check<Is<typeof text, string | null>>(true)
+  const json = await kv.get<{ a: number }>('k', 'json')
+  check<Is<typeof json, { a: number } | null>>(true)
+  const buffer = await kv.get('k', { type: 'arrayBuffer', cacheTtl: 60 })
+  check<Is<typeof buffer, ArrayBuffer | null>>(true)
+  const stream = await kv.get('k', 'stream')
+  check<Is<typeof stream, ReadableStream | null>>(true)
+  const bulk = await kv.get(['a', 'b'], 'json')
+  check<Is<typeof bulk, Map<string, unknown>>>(true)
+  const withMetadata = await kv.getWithMetadata<{ v: number }>('k')
+  check<Is<typeof withMetadata.metadata, { v: number } | null>>(true)
+  const page = await kv.list<{ v: number }>({ prefix: 'user:', limit: 10, cursor: null })
+  if (!page.list_complete) check<Is<typeof page.cursor, string>>(true)
+  await kv.put('k', new Uint8Array(1), { expirationTtl: 60, metadata: { v: 1 } })
+  await kv.delete('k')
+  await kv.flush()
+  await kv.close()
+  // @ts-expect-error: values must be strings, buffers, views or streams
+  await kv.put('k', new Map())
+  // @ts-expect-error: a key outside the namespace's Key type
+  await typed.get('user:3')
+  // @ts-expect-error: unknown constructor option
+  new KV({ pth: '.kv' })
+}
+
+export { ns, typed, other, overloads }

@@ -1,0 +1,21 @@
+'use strict'
+
+const js = require('@eslint/js')
+const globals = require('globals')
+
+module.exports = [
+  { ignores: ['target/', 'node_modules/', 'binding.js', 'binding.d.ts', '**/*.ts'] },
+  js.configs.recommended,
+  {
+    files: ['**/*.js'],
+    languageOptions: {
+      sourceType: 'commonjs',
+      ecmaVersion: 2024,
+      globals: { ...globals.node },
+    },
+  },
+  {
+    files: ['__test__/**/*.js'],
+    languageOptions: { globals: { ...globals.jest } },
+  },
+]

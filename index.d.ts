@@ -1,0 +1,236 @@
+// Public types of kv-binding. `KV` has the shape of Cloudflare's `KVNamespace`, so an instance
+// can be given wherever worker code expects `env.KV`.
+
+/** How a value is read: its type and, validated but otherwise ignored locally, `cacheTtl`. */
+export interface KVNamespaceGetOptions<Type> {
+  /** `"text"` (default), `"json"`, `"arrayBuffer"` or `"stream"`. */
+  type: Type
+  /** Edge cache TTL in seconds; at least 30. Checked, then ignored: this process is the edge. */
+  cacheTtl?: number
+}
+
+/** Options of `put`. */
+export interface KVNamespacePutOptions {
+  /** Absolute expiry in seconds since the UNIX epoch; at least 60 s ahead. */
+  expiration?: number
+  /** Expiry in seconds from now; at least 60. Wins over `expiration` when both are given. */
+  expirationTtl?: number
+  /** Any JSON-serialisable value, at most 1024 bytes as JSON. `null` means none. */
+  metadata?: any | null
+}
+
+/** Options of `list`. */
+export interface KVNamespaceListOptions {
+  /** Page size, 1 to 1000 (default 1000). */
+  limit?: number
+  /** Only keys starting with these UTF-8 bytes. */
+  prefix?: string | null
+  /** Where the previous page ended. */
+  cursor?: string | null
+}
+
+/** One key of a `list` page. */
+export interface KVNamespaceListKey<Metadata, Key extends string = string> {
+  name: Key
+  /** Absolute expiry in seconds since the UNIX epoch, when the key has one. */
+  expiration?: number
+  /** The key's metadata, when it has some. */
+  metadata?: Metadata
+}
+
+/** A `list` page. `cursor` is present exactly when more keys follow. */
+export type KVNamespaceListResult<Metadata, Key extends string = string> =
+  | {
+      list_complete: false
+      keys: KVNamespaceListKey<Metadata, Key>[]
+      cursor: string
+      cacheStatus: string | null
+    }
+  | {
+      list_complete: true
+      keys: KVNamespaceListKey<Metadata, Key>[]
+      cacheStatus: string | null
+    }
+
+/** What `getWithMetadata` resolves. `cacheStatus` is always `null` locally. */
+export interface KVNamespaceGetWithMetadataResult<Value, Metadata> {
+  value: Value | null
+  metadata: Metadata | null
+  cacheStatus: string | null
+}
+
+/** Options of the `KV` constructor. */
+export interface KVOptions {
+  /**
+   * Directory of a sled store, created if missing. Without it the namespace lives in memory,
+   * isolated from every other `KV`.
+   */
+  path?: string
+  /** Namespace within the store at `path` (default `"default"`). */
+  namespace?: string
+  /**
+   * Milliseconds since the UNIX epoch, read at every call. Default: `Date.now()` of the realm
+   * the class belongs to, so fake timers move KV time.
+   */
+  clock?: () => number
+  /** sled page cache in bytes (default 32 MiB), read when the directory is first opened. */
+  cacheCapacity?: number
+  /** Background flush interval of sled in ms (default 200); 0 turns it off. */
+  flushEveryMs?: number
+}
+
+/**
+ * A Workers KV namespace, in memory or stored on disk with sled, that behaves like production's
+ * `KVNamespace` binding: same overloads, result shapes, limits and error messages.
+ *
+ * Errors that production does not have (a closed or locked store, a damaged one) carry a
+ * `code`: `ERR_KV_CLOSED`, `ERR_KV_LOCKED`, `ERR_KV_CORRUPT`, `ERR_KV_STORAGE`,
+ * `ERR_KV_INVALID_ARGUMENT`.
+ */
+export declare class KV<Key extends string = string> {
+  /** Opens a namespace: in memory without `path`, in the sled store at `path` with it. */
+  constructor(options?: KVOptions)
+
+  /** Reads a value as text; `null` when the key is missing or expired. */
+  get(key: Key, options?: Partial<KVNamespaceGetOptions<undefined>>): Promise<string | null>
+  /** Reads a value as text. */
+  get(key: Key, type: 'text'): Promise<string | null>
+  /** Reads a value and parses it as JSON. */
+  get<ExpectedValue = unknown>(key: Key, type: 'json'): Promise<ExpectedValue | null>
+  /** Reads a value as a fresh ArrayBuffer. */
+  get(key: Key, type: 'arrayBuffer'): Promise<ArrayBuffer | null>
+  /** Reads a value as a byte ReadableStream. */
+  get(key: Key, type: 'stream'): Promise<ReadableStream | null>
+  /** Reads a value as text. */
+  get(key: Key, options?: KVNamespaceGetOptions<'text'>): Promise<string | null>
+  /** Reads a value and parses it as JSON. */
+  get<ExpectedValue = unknown>(
+    key: Key,
+    options?: KVNamespaceGetOptions<'json'>,
+  ): Promise<ExpectedValue | null>
+  /** Reads a value as a fresh ArrayBuffer. */
+  get(key: Key, options?: KVNamespaceGetOptions<'arrayBuffer'>): Promise<ArrayBuffer | null>
+  /** Reads a value as a byte ReadableStream. */
+  get(key: Key, options?: KVNamespaceGetOptions<'stream'>): Promise<ReadableStream | null>
+  /** Reads up to 100 keys as text, into a Map in request order. */
+  get(key: Array<Key>, type: 'text'): Promise<Map<string, string | null>>
+  /** Reads up to 100 keys as JSON, into a Map in request order. */
+  get<ExpectedValue = unknown>(
+    key: Array<Key>,
+    type: 'json',
+  ): Promise<Map<string, ExpectedValue | null>>
+  /** Reads up to 100 keys as text, into a Map in request order. */
+  get(
+    key: Array<Key>,
+    options?: Partial<KVNamespaceGetOptions<undefined>>,
+  ): Promise<Map<string, string | null>>
+  /** Reads up to 100 keys as text, into a Map in request order. */
+  get(key: Array<Key>, options?: KVNamespaceGetOptions<'text'>): Promise<Map<string, string | null>>
+  /** Reads up to 100 keys as JSON, into a Map in request order. */
+  get<ExpectedValue = unknown>(
+    key: Array<Key>,
+    options?: KVNamespaceGetOptions<'json'>,
+  ): Promise<Map<string, ExpectedValue | null>>
+
+  /** Lists keys in UTF-8 byte order, up to `limit` per page, with their expiration and metadata. */
+  list<Metadata = unknown>(
+    options?: KVNamespaceListOptions,
+  ): Promise<KVNamespaceListResult<Metadata, Key>>
+
+  /**
+   * Writes a value, replacing its value, metadata and expiration at once. Values up to 25 MiB;
+   * streams are read to the end first.
+   */
+  put(
+    key: Key,
+    value: string | ArrayBuffer | ArrayBufferView | ReadableStream,
+    options?: KVNamespacePutOptions,
+  ): Promise<void>
+
+  /** Reads a value as text, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    options?: Partial<KVNamespaceGetOptions<undefined>>,
+  ): Promise<KVNamespaceGetWithMetadataResult<string, Metadata>>
+  /** Reads a value as text, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    type: 'text',
+  ): Promise<KVNamespaceGetWithMetadataResult<string, Metadata>>
+  /** Reads a value as JSON, with its metadata. */
+  getWithMetadata<ExpectedValue = unknown, Metadata = unknown>(
+    key: Key,
+    type: 'json',
+  ): Promise<KVNamespaceGetWithMetadataResult<ExpectedValue, Metadata>>
+  /** Reads a value as an ArrayBuffer, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    type: 'arrayBuffer',
+  ): Promise<KVNamespaceGetWithMetadataResult<ArrayBuffer, Metadata>>
+  /** Reads a value as a ReadableStream, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    type: 'stream',
+  ): Promise<KVNamespaceGetWithMetadataResult<ReadableStream, Metadata>>
+  /** Reads a value as text, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    options: KVNamespaceGetOptions<'text'>,
+  ): Promise<KVNamespaceGetWithMetadataResult<string, Metadata>>
+  /** Reads a value as JSON, with its metadata. */
+  getWithMetadata<ExpectedValue = unknown, Metadata = unknown>(
+    key: Key,
+    options: KVNamespaceGetOptions<'json'>,
+  ): Promise<KVNamespaceGetWithMetadataResult<ExpectedValue, Metadata>>
+  /** Reads a value as an ArrayBuffer, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    options: KVNamespaceGetOptions<'arrayBuffer'>,
+  ): Promise<KVNamespaceGetWithMetadataResult<ArrayBuffer, Metadata>>
+  /** Reads a value as a ReadableStream, with its metadata. */
+  getWithMetadata<Metadata = unknown>(
+    key: Key,
+    options: KVNamespaceGetOptions<'stream'>,
+  ): Promise<KVNamespaceGetWithMetadataResult<ReadableStream, Metadata>>
+  /** Reads up to 100 keys as text with their metadata; missing keys map to `null`. */
+  getWithMetadata<Metadata = unknown>(
+    key: Array<Key>,
+    type: 'text',
+  ): Promise<Map<string, KVNamespaceGetWithMetadataResult<string, Metadata>>>
+  /** Reads up to 100 keys as JSON with their metadata; missing keys map to `null`. */
+  getWithMetadata<ExpectedValue = unknown, Metadata = unknown>(
+    key: Array<Key>,
+    type: 'json',
+  ): Promise<Map<string, KVNamespaceGetWithMetadataResult<ExpectedValue, Metadata>>>
+  /** Reads up to 100 keys as text with their metadata; missing keys map to `null`. */
+  getWithMetadata<Metadata = unknown>(
+    key: Array<Key>,
+    options?: Partial<KVNamespaceGetOptions<undefined>>,
+  ): Promise<Map<string, KVNamespaceGetWithMetadataResult<string, Metadata>>>
+  /** Reads up to 100 keys as text with their metadata; missing keys map to `null`. */
+  getWithMetadata<Metadata = unknown>(
+    key: Array<Key>,
+    options?: KVNamespaceGetOptions<'text'>,
+  ): Promise<Map<string, KVNamespaceGetWithMetadataResult<string, Metadata>>>
+  /** Reads up to 100 keys as JSON with their metadata; missing keys map to `null`. */
+  getWithMetadata<ExpectedValue = unknown, Metadata = unknown>(
+    key: Array<Key>,
+    options?: KVNamespaceGetOptions<'json'>,
+  ): Promise<Map<string, KVNamespaceGetWithMetadataResult<ExpectedValue, Metadata>>>
+
+  /** Deletes a key; deleting a missing key succeeds. */
+  delete(key: Key): Promise<void>
+
+  /** Resolves once every write issued before it is durable on disk (at once in memory). */
+  flush(): Promise<void>
+  /** Flushes and releases the store; later calls reject with `ERR_KV_CLOSED`. Idempotent. */
+  close(): Promise<void>
+  /** Same as `close()`, for `await using kv = new KV(...)`. */
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/**
+ * The `KV` class for another realm (a `vm` context, a test environment's global): every
+ * object it returns is made with that realm's own constructors.
+ */
+export declare function forRealm(realm: typeof globalThis): typeof KV

@@ -1,0 +1,298 @@
+//! The core's contract, without Node: validation wording, expiry, and both backends.
+
+use kv_binding::store::{Error, Namespace, Op, PutOptions, StoreConfig, Value};
+use tempfile::TempDir;
+
+const NOW_MS: i64 = 1_900_000_000_500;
+const NOW: i64 = NOW_MS / 1000;
+
+fn backends() -> Vec<(&'static str, Namespace, Option<TempDir>)> {
+    let dir = TempDir::new().unwrap();
+    let sled = Namespace::open(dir.path(), "test", &StoreConfig::default()).unwrap();
+    vec![
+        ("memory", Namespace::in_memory(), None),
+        ("sled", sled, Some(dir)),
+    ]
+}
+
+fn text(namespace: &Namespace, key: &str, now_ms: i64) -> Option<String> {
+    let entry = namespace.get(key, None, u64::MAX, now_ms).unwrap()?;
+    match entry.value {
+        Value::Loaded(bytes) => Some(String::from_utf8(bytes.to_vec()).unwrap()),
+        Value::Deferred { .. } => panic!("a value was deferred with no size limit"),
+    }
+}
+
+fn message(result: Result<impl std::fmt::Debug, Error>) -> String {
+    result.unwrap_err().to_string()
+}
+
+fn ttl(seconds: i32) -> PutOptions {
+    PutOptions {
+        expiration_ttl: Some(seconds),
+        ..PutOptions::default()
+    }
+}
+
+#[test]
+fn key_checks_use_production_wording_and_order() {
+    for (_, kv, _dir) in backends() {
+        let put = |key: &str| kv.put(key, b"v", &PutOptions::default(), NOW_MS);
+        assert_eq!(message(put("")), "Key name cannot be empty.");
+        assert_eq!(message(put(".")), "\".\" is not allowed as a key name.");
+        assert_eq!(message(put("..")), "\"..\" is not allowed as a key name.");
+        assert!(matches!(put(""), Err(Error::Type(_))));
+        assert_eq!(
+            message(put(&"é".repeat(257))),
+            "KV PUT failed: 414 UTF-8 encoded length of 514 exceeds key length limit of 512."
+        );
+        assert!(put(&"k".repeat(512)).is_ok());
+        assert_eq!(
+            message(kv.delete(&"k".repeat(513))),
+            "KV DELETE failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512."
+        );
+        assert_eq!(
+            message(kv.get(&"k".repeat(513), None, 0, NOW_MS)),
+            "KV GET failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512."
+        );
+        // The key is checked before cacheTtl.
+        assert_eq!(
+            message(kv.get("", Some(1), 0, NOW_MS)),
+            "Key name cannot be empty."
+        );
+    }
+}
+
+#[test]
+fn cache_ttl_below_30_is_refused_even_for_missing_keys() {
+    let kv = Namespace::in_memory();
+    assert_eq!(
+        message(kv.get("missing", Some(29), 0, NOW_MS)),
+        "KV GET failed: 400 Invalid cache_ttl of 29. Cache TTL must be at least 30."
+    );
+    assert_eq!(kv.get("missing", Some(30), 0, NOW_MS), Ok(None));
+}
+
+#[test]
+fn put_options_are_checked_in_service_order() {
+    let kv = Namespace::in_memory();
+    let put = |options: &PutOptions, len: usize| kv.put("k", &vec![0; len], options, NOW_MS);
+    assert_eq!(
+        message(put(&ttl(0), 0)),
+        "KV PUT failed: 400 Invalid expiration_ttl of 0. Please specify integer greater than 0."
+    );
+    assert_eq!(
+        message(put(&ttl(59), 0)),
+        "KV PUT failed: 400 Invalid expiration_ttl of 59. Expiration TTL must be at least 60."
+    );
+    let at = |expiration: i64| PutOptions {
+        expiration: Some(expiration as i32),
+        ..PutOptions::default()
+    };
+    assert_eq!(
+        message(put(&at(NOW), 0)),
+        format!(
+            "KV PUT failed: 400 Invalid expiration of {NOW}. Please specify integer greater than \
+             the current number of seconds since the UNIX epoch."
+        )
+    );
+    assert_eq!(
+        message(put(&at(NOW + 59), 0)),
+        format!(
+            "KV PUT failed: 400 Invalid expiration of {}. Expiration times must be at least 60 \
+             seconds in the future.",
+            NOW + 59
+        )
+    );
+    let both = PutOptions {
+        expiration: Some(1),
+        expiration_ttl: Some(60),
+        metadata: Some("x".repeat(1025)),
+    };
+    // The TTL wins over the (invalid) expiration; metadata is checked next, then the value.
+    assert_eq!(
+        message(put(&both, 26_214_401)),
+        "KV PUT failed: 413 Metadata length of 1025 exceeds limit of 1024."
+    );
+    assert_eq!(
+        message(put(&PutOptions::default(), 26_214_401)),
+        "KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400."
+    );
+    assert!(put(&PutOptions::default(), 26_214_400).is_ok());
+    let metadata = PutOptions {
+        metadata: Some("x".repeat(1024)),
+        ..PutOptions::default()
+    };
+    assert!(put(&metadata, 0).is_ok());
+}
+
+#[test]
+fn entries_expire_at_their_expiration_instant_and_are_reclaimed() {
+    for (name, kv, _dir) in backends() {
+        kv.put("small", b"v", &ttl(60), NOW_MS).unwrap();
+        kv.put("large", &vec![7; 100_000], &ttl(60), NOW_MS)
+            .unwrap();
+        let expiry_ms = (NOW + 60) * 1000;
+        assert_eq!(
+            text(&kv, "small", expiry_ms - 1).as_deref(),
+            Some("v"),
+            "{name}"
+        );
+        assert!(kv
+            .get("large", None, u64::MAX, expiry_ms - 1)
+            .unwrap()
+            .is_some());
+        assert_eq!(text(&kv, "small", expiry_ms), None, "{name}");
+        assert_eq!(kv.get("large", None, u64::MAX, expiry_ms).unwrap(), None);
+        // Reclaimed: even a reader whose clock is behind no longer sees them.
+        assert_eq!(text(&kv, "small", NOW_MS), None, "{name}");
+        assert_eq!(kv.get("large", None, u64::MAX, NOW_MS).unwrap(), None);
+    }
+}
+
+#[test]
+fn reads_defer_values_longer_than_the_limit_and_report_their_length() {
+    for (name, kv, _dir) in backends() {
+        for len in [10, 1024, 1025, 300_000] {
+            kv.put("k", &vec![1; len], &PutOptions::default(), NOW_MS)
+                .unwrap();
+            let entry = kv.get("k", None, 1024, NOW_MS).unwrap().unwrap();
+            match entry.value {
+                Value::Loaded(bytes) => assert!(len <= 1024 && bytes.len() == len, "{name}"),
+                Value::Deferred { len: seen } => {
+                    assert!(len > 1024 && seen == len as u64, "{name}")
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn put_replaces_value_metadata_and_expiration_together() {
+    for (name, kv, _dir) in backends() {
+        let first = PutOptions {
+            expiration_ttl: Some(60),
+            metadata: Some("{\"v\":1}".into()),
+            ..PutOptions::default()
+        };
+        kv.put("k", &vec![1; 5000], &first, NOW_MS).unwrap();
+        kv.put("k", b"second", &PutOptions::default(), NOW_MS)
+            .unwrap();
+        let entry = kv.get("k", None, u64::MAX, NOW_MS).unwrap().unwrap();
+        assert_eq!(entry.metadata, None, "{name}");
+        assert_eq!(entry.expiration, None, "{name}");
+        assert_eq!(entry.value, Value::Loaded("second".into()), "{name}");
+    }
+}
+
+#[test]
+fn empty_values_and_any_utf8_key_round_trip() {
+    for (name, kv, _dir) in backends() {
+        for key in ["a/b", "%", "\0", "😀", "\u{fffd}", "k"] {
+            kv.put(key, key.as_bytes(), &PutOptions::default(), NOW_MS)
+                .unwrap();
+            assert_eq!(text(&kv, key, NOW_MS).as_deref(), Some(key), "{name}");
+        }
+        kv.put("empty", b"", &PutOptions::default(), NOW_MS)
+            .unwrap();
+        assert_eq!(text(&kv, "empty", NOW_MS).as_deref(), Some(""), "{name}");
+        kv.delete("empty").unwrap();
+        kv.delete("never-there").unwrap();
+        assert_eq!(text(&kv, "empty", NOW_MS), None, "{name}");
+    }
+}
+
+#[test]
+fn one_directory_is_shared_within_a_process_and_survives_reopening() {
+    let dir = TempDir::new().unwrap();
+    let config = StoreConfig::default();
+    let a = Namespace::open(dir.path(), "ns", &config).unwrap();
+    let b = Namespace::open(dir.path(), "ns", &config).unwrap();
+    let other = Namespace::open(dir.path(), "other", &config).unwrap();
+    a.put("k", &vec![3; 4000], &PutOptions::default(), NOW_MS)
+        .unwrap();
+    assert!(b.get("k", None, u64::MAX, NOW_MS).unwrap().is_some());
+    assert!(other.get("k", None, u64::MAX, NOW_MS).unwrap().is_none());
+    drop((a, b, other));
+    let reopened = Namespace::open(dir.path(), "ns", &config).unwrap();
+    let entry = reopened.get("k", None, u64::MAX, NOW_MS).unwrap().unwrap();
+    assert_eq!(entry.value, Value::Loaded(vec![3; 4000].into()));
+}
+
+#[test]
+fn namespace_names_must_be_1_to_256_bytes() {
+    let dir = TempDir::new().unwrap();
+    let config = StoreConfig::default();
+    for name in ["", &"n".repeat(257)] {
+        let error = Namespace::open(dir.path(), name, &config).err().unwrap();
+        assert!(matches!(error, Error::Invalid(_)), "{error}");
+    }
+    assert!(Namespace::open(dir.path(), &"n".repeat(256), &config).is_ok());
+}
+
+#[test]
+fn a_store_from_a_newer_format_or_another_program_is_refused() {
+    let dir = TempDir::new().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert("someone else's", "data").unwrap();
+        db.flush().unwrap();
+    }
+    let error = Namespace::open(dir.path(), "ns", &StoreConfig::default())
+        .err()
+        .unwrap();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+    assert!(
+        error.to_string().contains("kv-binding did not create"),
+        "{error}"
+    );
+
+    let newer = TempDir::new().unwrap();
+    {
+        let db = sled::open(newer.path()).unwrap();
+        db.insert("kv-binding/format", "99").unwrap();
+        db.flush().unwrap();
+    }
+    let error = Namespace::open(newer.path(), "ns", &StoreConfig::default())
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("store format \"99\""), "{error}");
+}
+
+#[test]
+fn a_store_whose_data_vanished_is_refused_rather_than_reopened_empty() {
+    let dir = TempDir::new().unwrap();
+    drop(Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap());
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "kv-format.json" {
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+    let error = Namespace::open(dir.path(), "ns", &StoreConfig::default())
+        .err()
+        .unwrap();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+    assert!(
+        error.to_string().contains("delete the directory"),
+        "{error}"
+    );
+}
+
+#[test]
+fn error_codes_and_classes_are_stable() {
+    assert_eq!(Error::Closed.code(), Some("ERR_KV_CLOSED"));
+    assert_eq!(Error::Type("x".into()).code(), None);
+    assert!(Error::Type("x".into()).is_type_error());
+    let service = Error::Service {
+        op: Op::GetBulk,
+        status: 400,
+        message: "m".into(),
+    };
+    assert_eq!(service.to_string(), "KV GET_BULK failed: 400 m");
+    assert!(!service.is_type_error());
+}
