@@ -5,6 +5,7 @@
 // expiry live in the Rust core (src/store), reached through the generated loader binding.js.
 
 const { types } = require('node:util')
+const vm = require('node:vm')
 const { ReadableStream: NodeReadableStream } = require('node:stream/web')
 const native = require('./binding.js')
 
@@ -432,9 +433,12 @@ const classes = new WeakMap()
  * The `KV` class for another realm (a `vm` context, a Jest test's global): every object it
  * returns is made with that realm's constructors.
  *
- * @param {typeof globalThis} realm
+ * @param {typeof globalThis | object} realm the realm's global object, or a contextified
+ *   `vm` sandbox (whose global is then used)
  */
 function forRealm(realm) {
+  if (!isObject(realm)) throw new TypeError('forRealm() takes a global object or a vm context.')
+  if (vm.isContext(realm)) realm = vm.runInContext('globalThis', realm)
   let KV = classes.get(realm)
   if (KV === undefined) {
     KV = createKV(realm)

@@ -1,0 +1,98 @@
+// A worker in service-worker syntax, as it would run on Cloudflare: it reaches its KV
+// namespace through `env.KV` and serves the three use cases of the product brief.
+//
+//   POST /login?user=NAME   starts a session (cookie `session`, expires in an hour)
+//   GET  /me                session check from the Cookie header
+//   GET  /checkout          feature flags: which checkout flow this request gets
+//   PUT  /flags             replaces the feature flags (JSON body)
+//   GET  /api               rate limited per CF-Connecting-IP (RATE_LIMIT requests a minute)
+
+/* global env, addEventListener */
+
+const SESSION_TTL = 3600
+const RATE_WINDOW = 60
+
+addEventListener('fetch', (event) => {
+  event.respondWith(route(event.request))
+})
+
+async function route(request) {
+  const { pathname } = new URL(request.url)
+  const endpoint = `${request.method} ${pathname}`
+  switch (endpoint) {
+    case 'GET /':
+      return text(
+        'kv-binding demo: POST /login?user=NAME, GET /me, GET /checkout, PUT /flags, GET /api',
+      )
+    case 'POST /login':
+      return login(request)
+    case 'GET /me':
+      return me(request)
+    case 'GET /checkout':
+      return checkout()
+    case 'PUT /flags':
+      return setFlags(request)
+    case 'GET /api':
+      return rateLimited(request)
+    default:
+      return text('Not found', 404)
+  }
+}
+
+async function login(request) {
+  const user = new URL(request.url).searchParams.get('user')
+  if (!user) return text('Give a user: POST /login?user=NAME', 400)
+  const id = crypto.randomUUID().replaceAll('-', '')
+  await env.KV.put(`session:${id}`, JSON.stringify({ user, since: Date.now() }), {
+    expirationTtl: SESSION_TTL,
+  })
+  return new Response(`Welcome, ${user}\n`, {
+    headers: { 'Set-Cookie': `session=${id}; HttpOnly; Path=/; Max-Age=${SESSION_TTL}` },
+  })
+}
+
+async function me(request) {
+  const sessionId = request.headers.get('Cookie')?.match(/session=(\w+)/)?.[1]
+  if (!sessionId) return text('Unauthorized', 401)
+  const session = await env.KV.get(`session:${sessionId}`, 'json')
+  if (!session) return text('Session expired', 401)
+  return json(session)
+}
+
+async function checkout() {
+  const flags = (await env.KV.get('feature-flags', 'json')) || {}
+  return text(flags.newCheckout ? 'new checkout flow' : 'classic checkout flow')
+}
+
+async function setFlags(request) {
+  let flags
+  try {
+    flags = await request.json()
+  } catch {
+    return text('The body must be JSON', 400)
+  }
+  await env.KV.put('feature-flags', JSON.stringify(flags))
+  return json(flags)
+}
+
+async function rateLimited(request) {
+  const ip = request.headers.get('CF-Connecting-IP') || 'unknown'
+  const window = Math.floor(Date.now() / 1000 / RATE_WINDOW)
+  const key = `ratelimit:${ip}:${window}`
+  const count = parseInt((await env.KV.get(key)) || '0', 10)
+  if (count >= env.RATE_LIMIT) return text('Too many requests', 429)
+  // The counter outlives its window by a minute, then expires on its own.
+  await env.KV.put(key, String(count + 1), { expirationTtl: RATE_WINDOW * 2 })
+  return json({ ok: true, remaining: env.RATE_LIMIT - count - 1 })
+}
+
+function text(body, status = 200) {
+  return new Response(`${body}\n`, { status, headers: { 'Content-Type': 'text/plain' } })
+}
+
+function json(value, status = 200) {
+  return new Response(JSON.stringify(value), {
+    status,
+    headers: { 'Content-Type': 'application/json' },
+  })
+}
