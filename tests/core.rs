@@ -230,33 +230,33 @@ fn namespace_names_must_be_1_to_256_bytes() {
     assert!(Namespace::open(dir.path(), &"n".repeat(256), &config).is_ok());
 }
 
+/// A sled database holding one entry in its default tree, as another program might leave it.
+fn sled_store_with(key: &str, value: &str) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    db.insert(key, value).unwrap();
+    db.flush().unwrap();
+    dir
+}
+
 #[test]
 fn a_store_from_a_newer_format_or_another_program_is_refused() {
-    let dir = TempDir::new().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.insert("someone else's", "data").unwrap();
-        db.flush().unwrap();
+    for (dir, expected) in [
+        (
+            sled_store_with("someone else's", "data"),
+            "kv-binding did not create",
+        ),
+        (
+            sled_store_with("kv-binding/format", "99"),
+            "store format \"99\"",
+        ),
+    ] {
+        let error = Namespace::open(dir.path(), "ns", &StoreConfig::default())
+            .err()
+            .unwrap();
+        assert!(matches!(error, Error::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
     }
-    let error = Namespace::open(dir.path(), "ns", &StoreConfig::default())
-        .err()
-        .unwrap();
-    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
-    assert!(
-        error.to_string().contains("kv-binding did not create"),
-        "{error}"
-    );
-
-    let newer = TempDir::new().unwrap();
-    {
-        let db = sled::open(newer.path()).unwrap();
-        db.insert("kv-binding/format", "99").unwrap();
-        db.flush().unwrap();
-    }
-    let error = Namespace::open(newer.path(), "ns", &StoreConfig::default())
-        .err()
-        .unwrap();
-    assert!(error.to_string().contains("store format \"99\""), "{error}");
 }
 
 #[test]
