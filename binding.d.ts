@@ -47,6 +47,12 @@ export declare class NativeNamespace {
   close(): Promise<unknown>
 }
 
+/**
+ * Runs every check of `put` for a value of `value_len` bytes without the value itself: how
+ * an oversized stream gets its error without being held in memory.
+ */
+export declare function checkPut(key: string, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, valueLen: number, now: number): void
+
 /** A failure reported by a pool task, resolved rather than rejected so it keeps its code. */
 export interface Failure {
   kvErrorCode: string

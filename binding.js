@@ -836,4 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
+module.exports.checkPut = nativeBinding.checkPut
 module.exports.validateKey = nativeBinding.validateKey

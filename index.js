@@ -12,6 +12,7 @@ const native = require('./binding.js')
 // Values longer than this many bytes are read and written on the libuv thread pool. The native
 // side applies the same bound to reads.
 const IN_LINE_MAX = 256 * 1024
+const MAX_VALUE_SIZE = 25 * 1024 * 1024
 
 const INT32_MIN = -2147483648
 const INT32_MAX = 2147483647
@@ -63,7 +64,9 @@ function toBody(value, TypeErrorInRealm) {
   throw new TypeErrorInRealm(MESSAGES.bodyType)
 }
 
-async function drain(stream, TypeErrorInRealm) {
+// Reads a stream to the end. Past `limit` bytes it only counts, so an oversized stream is not
+// held in memory: `bytes` is then null and `length` the full length.
+async function drain(stream, limit, TypeErrorInRealm) {
   const reader = stream.getReader()
   const chunks = []
   let length = 0
@@ -77,9 +80,10 @@ async function drain(stream, TypeErrorInRealm) {
         : null
     if (chunk === null) throw new TypeErrorInRealm(MESSAGES.bodyType)
     length += chunk.byteLength
-    chunks.push(chunk.slice())
+    if (length <= limit) chunks.push(chunk.slice())
+    else chunks.length = 0
   }
-  return Buffer.concat(chunks, length)
+  return { bytes: length <= limit ? Buffer.concat(chunks, length) : null, length }
 }
 
 /**
@@ -295,35 +299,44 @@ function createKV(realm) {
     }
 
     #write(name, body, options, metadata) {
-      const { expiration, expirationTtl } = options
       if (typeof body === 'string') {
         // A string's UTF-8 form is at most three bytes per UTF-16 unit.
         if (body.length * 3 <= IN_LINE_MAX) {
+          const { expiration, expirationTtl } = options
           return this.#native.putText(name, body, expiration, expirationTtl, metadata, this.#now())
         }
-        body = Buffer.from(body, 'utf8')
-      } else if (typeof body.getReader === 'function') {
+        return this.#putBytes(name, Buffer.from(body, 'utf8'), options, metadata)
+      }
+      if (typeof body.getReader === 'function') {
+        // The runtime checks the key before it reads the body.
+        native.validateKey('PUT', name)
         return new Later(
-          drain(body, TypeErrorInRealm).then((bytes) => {
-            const result = this.#write(name, bytes, options, metadata)
+          drain(body, MAX_VALUE_SIZE, TypeErrorInRealm).then(({ bytes, length }) => {
+            if (bytes === null) {
+              const { expiration, expirationTtl } = options
+              native.checkPut(name, expiration, expirationTtl, metadata, length, this.#now())
+            }
+            const result = this.#putBytes(name, bytes, options, metadata)
             return result instanceof Later ? result.promise : result
           }),
         )
-      } else if (body.byteLength > IN_LINE_MAX) {
-        // The pool reads the bytes later; hand it a copy the caller cannot change meanwhile.
-        body = body.slice()
       }
-      if (body.byteLength <= IN_LINE_MAX) {
-        return this.#native.putBytes(name, body, expiration, expirationTtl, metadata, this.#now())
-      }
-      const task = this.#native.putAsync(
+      // The pool reads the bytes later: hand it a copy the caller cannot change meanwhile.
+      return this.#putBytes(
         name,
-        body,
-        expiration,
-        expirationTtl,
+        body.byteLength > IN_LINE_MAX ? body.slice() : body,
+        options,
         metadata,
-        this.#now(),
       )
+    }
+
+    // Writes bytes that nobody else will change.
+    #putBytes(name, bytes, { expiration, expirationTtl }, metadata) {
+      const now = this.#now()
+      if (bytes.byteLength <= IN_LINE_MAX) {
+        return this.#native.putBytes(name, bytes, expiration, expirationTtl, metadata, now)
+      }
+      const task = this.#native.putAsync(name, bytes, expiration, expirationTtl, metadata, now)
       return new Later(task.then(check).then(done))
     }
 

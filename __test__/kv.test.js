@@ -238,6 +238,31 @@ describe.each(backends)('%s backend', (_name, open) => {
       await expect(kv.get('key')).resolves.toBe('before')
     })
 
+    test('a stream is not read when the key is invalid', async () => {
+      let pulls = 0
+      const stream = new ReadableStream(
+        {
+          pull(controller) {
+            pulls++
+            controller.close()
+          },
+        },
+        { highWaterMark: 0 }, // pull only when read
+      )
+      await expect(kv.put('', stream)).rejects.toThrow('Key name cannot be empty.')
+      expect(pulls).toBe(0)
+    })
+
+    test('an oversized stream is refused with the checks in service order', async () => {
+      const chunks = () => streamOf(new Uint8Array(MAX_VALUE), new Uint8Array(MiB))
+      await expect(kv.put('key', chunks(), { expirationTtl: 5 })).rejects.toThrow(
+        'Invalid expiration_ttl of 5.',
+      )
+      await expect(kv.put('key', chunks())).rejects.toThrow(
+        'KV PUT failed: 413 Value length of 27262976 exceeds limit of 26214400.',
+      )
+    })
+
     test('a stream chunk that is not bytes is rejected', async () => {
       await expect(kv.put('key', streamOf('text'))).rejects.toThrow(new TypeError(BODY_TYPE))
       await expect(kv.get('key')).resolves.toBeNull()

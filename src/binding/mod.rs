@@ -77,6 +77,28 @@ pub fn validate_key(op_name: String, key: String) -> Result<()> {
     store::validate_key(op(&op_name), &key).map_err(js_error)
 }
 
+/// Runs every check of `put` for a value of `value_len` bytes without the value itself: how
+/// an oversized stream gets its error without being held in memory.
+#[napi]
+pub fn check_put(
+    key: String,
+    expiration: Option<i32>,
+    expiration_ttl: Option<i32>,
+    metadata: Option<String>,
+    value_len: f64,
+    now: f64,
+) -> Result<()> {
+    let options = PutOptions {
+        expiration,
+        expiration_ttl,
+        metadata,
+    };
+    store::validate_key(Op::Put, &key)
+        .and_then(|()| store::validate_put(&options, value_len as usize, now_ms(now)))
+        .map(drop)
+        .map_err(js_error)
+}
+
 extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
