@@ -25,8 +25,27 @@ export declare class NativeNamespace {
    * too long to read in-line (then call `readAsync`).
    */
   getBytes(key: string, cacheTtl: number | undefined | null, now: number): Read<Buffer>
-  /** Reads `key` on the thread pool; resolves a string (`asText`) or a Buffer, or `null`. */
+  /**
+   * Reads `key` with its metadata, both from one version of the entry: `[value, metadata]`
+   * (text or a Buffer; metadata JSON or `null`), `null` when missing, or the value's length
+   * when it is too long to read in-line (then call `readAsync`).
+   */
+  getWithMetadata(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Read<[JsValueOf, string | undefined | null]>
+  /**
+   * Reads `key` on the thread pool; resolves `[value, metadata]` (text when `asText`,
+   * otherwise a Buffer) or `null`.
+   */
   readAsync(key: string, asText: boolean, now: number): Promise<unknown>
+  /**
+   * Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
+   * or `null` for the whole read when the values are too long to read in-line (then call
+   * `getBulkAsync`).
+   */
+  getBulk(keys: Array<string>, kind: string | undefined | null, cacheTtl: number | undefined | null, now: number): BulkEntries | null
+  /** `getBulk` on the thread pool, with no bound on value lengths. */
+  getBulkAsync(keys: Array<string>, kind: string | undefined | null, cacheTtl: number | undefined | null, now: number): Promise<unknown>
+  /** Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`. */
+  list(prefix: string, limit: number, cursor: string | undefined | null, now: number): ListPage
   /** Writes a string value in-line. */
   putText(key: string, value: string, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
   /** Writes a byte value in-line. */
@@ -57,6 +76,17 @@ export declare function checkPut(key: string, expiration: number | undefined | n
 export interface Failure {
   kvErrorCode: string
   message: string
+}
+
+/**
+ * One `list` page as parallel arrays; `expirations` and `metadata` are left out when no key
+ * on the page has any.
+ */
+export interface ListPage {
+  names: Array<string>
+  expirations?: Array<number | undefined | null>
+  metadata?: Array<string | undefined | null>
+  cursor?: string
 }
 
 /** Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`). */

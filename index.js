@@ -16,7 +16,6 @@ const MAX_VALUE_SIZE = 25 * 1024 * 1024
 
 const INT32_MIN = -2147483648
 const INT32_MAX = 2147483647
-const VALUE_TYPES = new Set(['text', 'json', 'arrayBuffer', 'stream'])
 
 const MESSAGES = {
   int32Range: 'Value out of range. Must be between -2147483648 and 2147483647 (inclusive).',
@@ -28,6 +27,13 @@ const MESSAGES = {
   bulkNotYet:
     'Bulk reads (get with an array of keys) are not supported by this version of kv-binding.',
   clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
+}
+
+// Keys a bulk read leaves out of its Map, as production does: the Map is copied from a JS
+// object, and canonical array indices ("0", "42") are skipped in that copy.
+function isArrayIndex(key) {
+  const index = Number(key) >>> 0
+  return index !== 4294967295 && `${index}` === key
 }
 
 const missingArgument = (method, position, type) =>
@@ -100,6 +106,9 @@ function createKV(realm) {
     ArrayBuffer: ArrayBufferInRealm,
     Uint8Array: Uint8ArrayInRealm,
     JSON: JSONInRealm,
+    Map: MapInRealm,
+    Object: ObjectInRealm,
+    Array: ArrayInRealm,
   } = realm
   const ReadableStreamInRealm = realm.ReadableStream || NodeReadableStream
   const done = () => undefined
@@ -142,8 +151,73 @@ function createKV(realm) {
     })
   }
 
-  function parseJson(text) {
-    return text === null ? null : JSONInRealm.parse(text)
+  const unknownType = () => {
+    throw new TypeErrorInRealm(MESSAGES.unknownType)
+  }
+  const parseJson = (text) => JSONInRealm.parse(text)
+  const parseMetadata = (json) => (json == null ? null : JSONInRealm.parse(json))
+
+  // How a stored value becomes what `type` asks for. Text and JSON are read as strings,
+  // the others as bytes. Production checks the type only once a value is found.
+  const READERS = {
+    text: { asText: true, convert: (text) => text },
+    json: { asText: true, convert: parseJson },
+    arrayBuffer: { asText: false, convert: toArrayBuffer },
+    stream: { asText: false, convert: toStream },
+  }
+  const UNKNOWN_READER = { asText: false, convert: unknownType }
+  const readerFor = (type) => (Object.hasOwn(READERS, type) ? READERS[type] : UNKNOWN_READER)
+
+  function withMetadata(value, metadata, cacheStatus = true) {
+    const result = new ObjectInRealm()
+    result.value = value
+    result.metadata = metadata
+    // Bulk entries have no cacheStatus, single reads always do.
+    if (cacheStatus) result.cacheStatus = null
+    return result
+  }
+
+  function listResult(page) {
+    const { names, expirations, metadata } = page
+    const keys = new ArrayInRealm()
+    for (let i = 0; i < names.length; i++) {
+      const key = new ObjectInRealm()
+      key.name = names[i]
+      if (expirations != null && expirations[i] !== null) key.expiration = expirations[i]
+      if (metadata != null && metadata[i] !== null) key.metadata = JSONInRealm.parse(metadata[i])
+      keys.push(key)
+    }
+    const result = new ObjectInRealm()
+    result.keys = keys
+    result.list_complete = page.cursor == null
+    if (page.cursor != null) result.cursor = page.cursor
+    result.cacheStatus = null
+    return result
+  }
+
+  // The runtime's conversion of get's and getWithMetadata's second argument.
+  function readGetOptions(typeOrOptions) {
+    let type
+    let cacheTtl
+    if (isObject(typeOrOptions)) {
+      const { type: requested, cacheTtl: ttl } = typeOrOptions
+      if (requested !== undefined) type = `${requested}`
+      if (ttl !== undefined) cacheTtl = toInt32(ttl, TypeErrorInRealm)
+    } else if (typeOrOptions !== undefined && typeOrOptions !== null) {
+      type = `${typeOrOptions}`
+    }
+    return { type, cacheTtl }
+  }
+
+  function readListOptions(options) {
+    if (options === undefined || options === null) return { prefix: '', limit: 0, cursor: null }
+    if (!isObject(options)) throw new TypeErrorInRealm(missingArgument('list', 1, 'ListOptions'))
+    const { cursor, limit, prefix } = options
+    return {
+      cursor: cursor === undefined || cursor === null ? null : `${cursor}`,
+      limit: limit === undefined ? 0 : toInt32(limit, TypeErrorInRealm),
+      prefix: prefix === undefined || prefix === null ? '' : `${prefix}`,
+    }
   }
 
   function serialiseMetadata(metadata) {
@@ -171,6 +245,7 @@ function createKV(realm) {
   class KV {
     #native
     #clock
+    #omitIndexKeys
     // Operations that have started but not finished on the pool, or wait behind one. While
     // there are any, new operations queue behind `#tail`, so one caller's operations apply
     // in the order they were issued.
@@ -179,17 +254,29 @@ function createKV(realm) {
 
     /**
      * @param {{ path?: string, namespace?: string, clock?: () => number,
-     *   cacheCapacity?: number, flushEveryMs?: number }} [options]
+     *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep' }}
+     *   [options]
      */
     constructor(options = {}) {
       if (!isObject(options)) {
         throw new TypeErrorInRealm('The KV options must be an object.')
       }
-      const { path, namespace = 'default', clock, cacheCapacity, flushEveryMs } = options
+      const {
+        path,
+        namespace = 'default',
+        clock,
+        cacheCapacity,
+        flushEveryMs,
+        bulkIndexKeys = 'omit',
+      } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
       }
+      if (bulkIndexKeys !== 'omit' && bulkIndexKeys !== 'keep') {
+        throw new TypeErrorInRealm('The bulkIndexKeys option must be "omit" or "keep".')
+      }
       this.#clock = clock || (() => realm.Date.now())
+      this.#omitIndexKeys = bulkIndexKeys === 'omit'
       if (path === undefined) {
         this.#native = native.NativeNamespace.inMemory()
         return
@@ -255,47 +342,62 @@ function createKV(realm) {
       })
     }
 
-    #readText(name, cacheTtl, now) {
-      const text = this.#native.getText(name, cacheTtl, now)
-      return typeof text === 'number' ? new Later(this.#readOnPool(name, true, now)) : text
-    }
-
-    #readBytes(name, cacheTtl, now, build) {
-      const bytes = this.#native.getBytes(name, cacheTtl, now)
-      if (bytes === null) return null
-      if (typeof bytes === 'number') {
-        return new Later(
-          this.#readOnPool(name, false, now).then((found) =>
-            found === null ? null : build(found),
-          ),
-        )
-      }
-      return build(bytes)
-    }
-
+    // Resolves the pool's `[value, metadata]` (or null) for a value too long to read in-line.
     #readOnPool(name, asText, now) {
       return this.#native.readAsync(name, asText, now).then(check)
     }
 
-    #read(name, type, cacheTtl) {
+    #get(name, type, cacheTtl) {
+      const { asText, convert } = readerFor(type)
       const now = this.#now()
-      switch (type) {
-        case 'text':
-          return this.#readText(name, cacheTtl, now)
-        case 'json': {
-          const text = this.#readText(name, cacheTtl, now)
-          return text instanceof Later ? new Later(text.promise.then(parseJson)) : parseJson(text)
-        }
-        case 'arrayBuffer':
-          return this.#readBytes(name, cacheTtl, now, toArrayBuffer)
-        case 'stream':
-          return this.#readBytes(name, cacheTtl, now, toStream)
-        default:
-          // Production checks the type only once a value is found.
-          return this.#readBytes(name, cacheTtl, now, () => {
-            throw new TypeErrorInRealm(MESSAGES.unknownType)
-          })
+      const found = asText
+        ? this.#native.getText(name, cacheTtl, now)
+        : this.#native.getBytes(name, cacheTtl, now)
+      if (found === null) return null
+      if (typeof found === 'number') {
+        const pending = this.#readOnPool(name, asText, now)
+        return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
       }
+      return convert(found)
+    }
+
+    #getWithMetadata(name, type, cacheTtl) {
+      const { asText, convert } = readerFor(type)
+      const now = this.#now()
+      const build = (pair) =>
+        pair === null
+          ? withMetadata(null, null)
+          : withMetadata(convert(pair[0]), parseMetadata(pair[1]))
+      const found = this.#native.getWithMetadata(name, cacheTtl, asText, now)
+      if (typeof found === 'number')
+        return new Later(this.#readOnPool(name, asText, now).then(build))
+      return build(found)
+    }
+
+    #getBulk(names, type, cacheTtl, metadataWanted) {
+      const now = this.#now()
+      const convert = type === 'json' ? parseJson : (text) => text
+      const build = (entries) => {
+        const map = new MapInRealm()
+        for (let i = 0; i < names.length; i++) {
+          const name = names[i]
+          if ((this.#omitIndexKeys && isArrayIndex(name)) || map.has(name)) continue
+          const entry = entries[i]
+          let result = null
+          if (entry !== null) {
+            const value = convert(entry[0])
+            result = metadataWanted ? withMetadata(value, parseMetadata(entry[1]), false) : value
+          }
+          map.set(name, result)
+        }
+        return map
+      }
+      const entries = this.#native.getBulk(names, type, cacheTtl, now)
+      if (entries === null) {
+        const pending = this.#native.getBulkAsync(names, type, cacheTtl, now)
+        return new Later(pending.then(check).then(build))
+      }
+      return build(entries)
     }
 
     #write(name, body, options, metadata) {
@@ -342,27 +444,53 @@ function createKV(realm) {
 
     /**
      * Reads a value: text (the default), parsed JSON, an ArrayBuffer or a ReadableStream.
-     * Resolves `null` when the key is missing or expired.
+     * Resolves `null` when the key is missing or expired. Given an array of up to 100 keys,
+     * resolves a Map of their text or JSON values in request order.
      */
     get(key, typeOrOptions) {
       // Argument conversion errors are thrown synchronously, as production does for `get`.
       if (arguments.length === 0) {
         throw new TypeErrorInRealm(missingArgument('get', 1, 'string or Array'))
       }
+      const { type, cacheTtl } = readGetOptions(typeOrOptions)
       if (Array.isArray(key)) {
-        return PromiseInRealm.reject(new ErrorInRealm(MESSAGES.bulkNotYet))
+        const names = Array.from(key, (name) => `${name}`)
+        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, false))
       }
       const name = `${key}`
-      let type = 'text'
-      let cacheTtl
-      if (isObject(typeOrOptions)) {
-        const { type: requested, cacheTtl: ttl } = typeOrOptions
-        if (requested !== undefined) type = `${requested}`
-        if (ttl !== undefined) cacheTtl = toInt32(ttl, TypeErrorInRealm)
-      } else if (typeOrOptions !== undefined && typeOrOptions !== null) {
-        type = `${typeOrOptions}`
+      return this.#schedule(() => this.#get(name, type ?? 'text', cacheTtl))
+    }
+
+    /**
+     * Reads a value as `get` does, with its metadata: `{ value, metadata, cacheStatus }`.
+     * Given an array of keys, resolves a Map of `{ value, metadata }` (or `null` when missing).
+     */
+    getWithMetadata(key, typeOrOptions) {
+      if (arguments.length === 0) {
+        throw new TypeErrorInRealm(missingArgument('getWithMetadata', 1, 'Array or string'))
       }
-      return this.#schedule(() => this.#read(name, VALUE_TYPES.has(type) ? type : null, cacheTtl))
+      const { type, cacheTtl } = readGetOptions(typeOrOptions)
+      if (Array.isArray(key)) {
+        const names = Array.from(key, (name) => `${name}`)
+        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, true))
+      }
+      const name = `${key}`
+      return this.#schedule(() => this.#getWithMetadata(name, type ?? 'text', cacheTtl))
+    }
+
+    /**
+     * Lists keys in UTF-8 byte order: `{ keys, list_complete, cursor?, cacheStatus }`, up to
+     * `limit` (default and at most 1000) keys that start with `prefix`, after `cursor`.
+     */
+    list(options) {
+      let query
+      try {
+        query = readListOptions(options)
+      } catch (error) {
+        return PromiseInRealm.reject(error)
+      }
+      const { prefix, limit, cursor } = query
+      return this.#schedule(() => listResult(this.#native.list(prefix, limit, cursor, this.#now())))
     }
 
     /**

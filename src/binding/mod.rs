@@ -14,7 +14,7 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{self, Namespace, Op, PutOptions, StoreConfig, Value};
+use crate::store::{self, Entry, Namespace, Op, PutOptions, StoreConfig, Value};
 
 /// Values longer than this are read and written on the libuv thread pool, so no call holds the
 /// event loop for long.
@@ -123,6 +123,103 @@ fn flush_stores_at_exit() {
 /// Values and sizes that cross from a read.
 type Read<'env, T> = Either3<T, Null, f64>;
 
+/// A value as JS reads it: text, or a Buffer copy of the bytes.
+type JsValueOf<'env> = Either<JsString<'env>, BufferSlice<'env>>;
+
+fn napi_failure(error: napi::Error) -> napi::Error<&'static str> {
+    napi::Error::new("Error", error.reason.clone())
+}
+
+fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
+    env.create_string(&String::from_utf8_lossy(bytes))
+        .map_err(napi_failure)
+}
+
+fn js_value<'env>(env: &'env Env, bytes: &[u8], as_text: bool) -> Result<JsValueOf<'env>> {
+    if as_text {
+        js_text(env, bytes).map(Either::A)
+    } else {
+        BufferSlice::copy_from(env, bytes)
+            .map(Either::B)
+            .map_err(napi_failure)
+    }
+}
+
+/// Text of stored bytes, with invalid UTF-8 replaced as a decoder would.
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An entry's value (read in full) and metadata, as they cross to JS from a pool task.
+fn owned_pair(entry: Entry, as_text: bool) -> Option<(Either<String, Buffer>, Option<String>)> {
+    let Value::Loaded(bytes) = entry.value else {
+        return None;
+    };
+    let value = if as_text {
+        Either::A(text_of(&bytes))
+    } else {
+        Either::B(bytes.to_vec().into())
+    };
+    Some((value, entry.metadata.map(|m| text_of(&m))))
+}
+
+/// One `list` page as parallel arrays; `expirations` and `metadata` are left out when no key
+/// on the page has any.
+#[napi(object)]
+pub struct ListPage {
+    pub names: Vec<String>,
+    pub expirations: Option<Vec<Option<f64>>>,
+    pub metadata: Option<Vec<Option<String>>>,
+    pub cursor: Option<String>,
+}
+
+impl From<store::ListPage> for ListPage {
+    fn from(page: store::ListPage) -> Self {
+        let expirations = page
+            .keys
+            .iter()
+            .any(|key| key.expiration.is_some())
+            .then(|| {
+                page.keys
+                    .iter()
+                    .map(|key| key.expiration.map(|seconds| seconds as f64))
+                    .collect()
+            });
+        let metadata = page
+            .keys
+            .iter()
+            .any(|key| key.metadata.is_some())
+            .then(|| {
+                page.keys
+                    .iter()
+                    .map(|key| key.metadata.as_deref().map(text_of))
+                    .collect()
+            });
+        Self {
+            names: page.keys.into_iter().map(|key| key.name).collect(),
+            expirations,
+            metadata,
+            cursor: page.cursor,
+        }
+    }
+}
+
+/// Bulk read results in request order: `[text, metadata]`, or `null` for a missing key.
+type BulkEntries = Vec<Option<(String, Option<String>)>>;
+
+fn bulk_entries(entries: Vec<Option<Entry>>) -> BulkEntries {
+    entries
+        .into_iter()
+        .map(|entry| entry.and_then(|entry| owned_pair(entry, true)))
+        .map(|pair| {
+            pair.map(|(value, metadata)| match value {
+                Either::A(text) => (text, metadata),
+                Either::B(_) => unreachable!("bulk values are read as text"),
+            })
+        })
+        .collect()
+}
+
 /// One namespace, in memory or in a sled store.
 #[napi]
 pub struct NativeNamespace {
@@ -184,16 +281,11 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         now: f64,
     ) -> Result<Read<'env, JsString<'env>>> {
-        match self.read(&key, cache_ttl, now)? {
-            None => Ok(Either3::B(Null)),
-            Some(Value::Deferred { len }) => Ok(Either3::C(len as f64)),
-            Some(Value::Loaded(bytes)) => {
-                let text = String::from_utf8_lossy(&bytes);
-                env.create_string(&text)
-                    .map(Either3::A)
-                    .map_err(|e| napi::Error::new("Error", e.reason.clone()))
-            }
-        }
+        Ok(match self.read(&key, cache_ttl, now)? {
+            None => Either3::B(Null),
+            Some(Value::Deferred { len }) => Either3::C(len as f64),
+            Some(Value::Loaded(bytes)) => Either3::A(js_text(env, &bytes)?),
+        })
     }
 
     /// Reads `key` as bytes: a Buffer, `null` when missing, or the value's length when it is
@@ -206,16 +298,43 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         now: f64,
     ) -> Result<Read<'env, BufferSlice<'env>>> {
-        match self.read(&key, cache_ttl, now)? {
-            None => Ok(Either3::B(Null)),
-            Some(Value::Deferred { len }) => Ok(Either3::C(len as f64)),
-            Some(Value::Loaded(bytes)) => BufferSlice::copy_from(env, &bytes)
-                .map(Either3::A)
-                .map_err(|e| napi::Error::new("Error", e.reason.clone())),
-        }
+        Ok(match self.read(&key, cache_ttl, now)? {
+            None => Either3::B(Null),
+            Some(Value::Deferred { len }) => Either3::C(len as f64),
+            Some(Value::Loaded(bytes)) => Either3::A(
+                BufferSlice::copy_from(env, &bytes).map_err(napi_failure)?,
+            ),
+        })
     }
 
-    /// Reads `key` on the thread pool; resolves a string (`asText`) or a Buffer, or `null`.
+    /// Reads `key` with its metadata, both from one version of the entry: `[value, metadata]`
+    /// (text or a Buffer; metadata JSON or `null`), `null` when missing, or the value's length
+    /// when it is too long to read in-line (then call `readAsync`).
+    #[napi(catch_unwind)]
+    pub fn get_with_metadata<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        cache_ttl: Option<i32>,
+        as_text: bool,
+        now: f64,
+    ) -> Result<Read<'env, (JsValueOf<'env>, Option<JsString<'env>>)>> {
+        let namespace = self.namespace()?;
+        let entry = guarded(|| namespace.get(&key, cache_ttl, IN_LINE_MAX, now_ms(now)))
+            .map_err(js_error)?;
+        let Some(entry) = entry else {
+            return Ok(Either3::B(Null));
+        };
+        let bytes = match entry.value {
+            Value::Deferred { len } => return Ok(Either3::C(len as f64)),
+            Value::Loaded(bytes) => bytes,
+        };
+        let metadata = entry.metadata.map(|m| js_text(env, &m)).transpose()?;
+        Ok(Either3::A((js_value(env, &bytes, as_text)?, metadata)))
+    }
+
+    /// Reads `key` on the thread pool; resolves `[value, metadata]` (text when `asText`,
+    /// otherwise a Buffer) or `null`.
     #[napi]
     pub fn read_async(&self, key: String, as_text: bool, now: f64) -> Result<AsyncTask<ReadTask>> {
         Ok(AsyncTask::new(ReadTask {
@@ -224,6 +343,58 @@ impl NativeNamespace {
             as_text,
             now: now_ms(now),
         }))
+    }
+
+    /// Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
+    /// or `null` for the whole read when the values are too long to read in-line (then call
+    /// `getBulkAsync`).
+    #[napi(catch_unwind)]
+    pub fn get_bulk(
+        &self,
+        keys: Vec<String>,
+        kind: Option<String>,
+        cache_ttl: Option<i32>,
+        now: f64,
+    ) -> Result<Option<BulkEntries>> {
+        let namespace = self.namespace()?;
+        guarded(|| {
+            namespace.get_bulk(&keys, kind.as_deref(), cache_ttl, IN_LINE_MAX, now_ms(now))
+        })
+        .map(|entries| entries.map(bulk_entries))
+        .map_err(js_error)
+    }
+
+    /// `getBulk` on the thread pool, with no bound on value lengths.
+    #[napi]
+    pub fn get_bulk_async(
+        &self,
+        keys: Vec<String>,
+        kind: Option<String>,
+        cache_ttl: Option<i32>,
+        now: f64,
+    ) -> Result<AsyncTask<BulkTask>> {
+        Ok(AsyncTask::new(BulkTask {
+            namespace: self.namespace()?.clone(),
+            keys,
+            kind,
+            cache_ttl,
+            now: now_ms(now),
+        }))
+    }
+
+    /// Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`.
+    #[napi(catch_unwind)]
+    pub fn list(
+        &self,
+        prefix: String,
+        limit: i32,
+        cursor: Option<String>,
+        now: f64,
+    ) -> Result<ListPage> {
+        let namespace = self.namespace()?;
+        guarded(|| namespace.list(&prefix, limit, cursor.as_deref(), now_ms(now)))
+            .map(ListPage::from)
+            .map_err(js_error)
     }
 
     /// Writes a string value in-line.
@@ -328,28 +499,52 @@ pub struct ReadTask {
 }
 
 impl Task for ReadTask {
-    type Output = store::Result<Option<Vec<u8>>>;
-    type JsValue = Either<Option<Either<String, Buffer>>, Failure>;
+    type Output = store::Result<Option<Entry>>;
+    type JsValue = Either<Option<(Either<String, Buffer>, Option<String>)>, Failure>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         Ok(guarded(|| {
-            let entry = self.namespace.get(&self.key, None, u64::MAX, self.now)?;
-            Ok(entry.and_then(|entry| match entry.value {
-                Value::Loaded(bytes) => Some(bytes.to_vec()),
-                Value::Deferred { .. } => None,
-            }))
+            self.namespace.get(&self.key, None, u64::MAX, self.now)
         }))
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(match output {
             Err(error) => Either::B(error.into()),
-            Ok(None) => Either::A(None),
-            Ok(Some(bytes)) if self.as_text => Either::A(Some(Either::A(
-                String::from_utf8(bytes)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-            ))),
-            Ok(Some(bytes)) => Either::A(Some(Either::B(bytes.into()))),
+            Ok(entry) => Either::A(entry.and_then(|entry| owned_pair(entry, self.as_text))),
+        })
+    }
+}
+
+/// A bulk read of large values.
+pub struct BulkTask {
+    namespace: Arc<Namespace>,
+    keys: Vec<String>,
+    kind: Option<String>,
+    cache_ttl: Option<i32>,
+    now: i64,
+}
+
+impl Task for BulkTask {
+    type Output = store::Result<Option<Vec<Option<Entry>>>>;
+    type JsValue = Either<BulkEntries, Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guarded(|| {
+            self.namespace.get_bulk(
+                &self.keys,
+                self.kind.as_deref(),
+                self.cache_ttl,
+                u64::MAX,
+                self.now,
+            )
+        }))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match output {
+            Err(error) => Either::B(error.into()),
+            Ok(entries) => Either::A(bulk_entries(entries.unwrap_or_default())),
         })
     }
 }

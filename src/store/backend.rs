@@ -1,6 +1,7 @@
 //! The storage trait the namespace logic runs on, and its in-memory implementation.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::RwLock;
 
 use sled::IVec;
@@ -47,8 +48,25 @@ pub trait Backend: Send + Sync {
     /// to writers: a newer, live write to the key is never removed.
     fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()>;
 
+    /// Visits entries in key order without reading their values: from the first key after
+    /// `after` (or the first key at all), while keys start with `prefix`, until `visit`
+    /// returns `false`. `visit` gets the key, its expiration and its metadata.
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()>;
+
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
+}
+
+/// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + 'a;
+
+/// Where a scan starts: strictly after `after` when that is inside or past the prefix range,
+/// otherwise at the prefix itself.
+pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound<&'a [u8]> {
+    match after {
+        Some(after) if after >= prefix => Bound::Excluded(after),
+        _ => Bound::Included(prefix),
+    }
 }
 
 /// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
@@ -116,6 +134,17 @@ impl Backend for MemoryBackend {
             .is_some_and(|entry| is_expired(entry.expiration, now_ms))
         {
             entries.remove(key);
+        }
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let entries = self.read();
+        let range = entries.range::<[u8], _>((scan_start(prefix, after), Bound::Unbounded));
+        for (key, entry) in range {
+            if !key.starts_with(prefix) || !visit(key, entry.expiration, entry.metadata.as_ref()) {
+                break;
+            }
         }
         Ok(())
     }

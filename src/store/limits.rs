@@ -10,3 +10,9 @@ pub const MAX_METADATA_SIZE: usize = 1024;
 pub const MIN_EXPIRATION_TTL: i64 = 60;
 /// Shortest `cacheTtl` a read accepts, in seconds.
 pub const MIN_CACHE_TTL: i64 = 30;
+/// Most keys a `list` page holds, and its default size.
+pub const MAX_LIST_KEYS: usize = 1000;
+/// Most keys one bulk read may ask for.
+pub const MAX_BULK_KEYS: usize = 100;
+/// Most a bulk read may return, counted in UTF-16 units of the decoded values: 25 MiB.
+pub const MAX_BULK_SIZE: usize = 25 * 1024 * 1024;

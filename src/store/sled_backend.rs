@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{Backend, Entry, Value};
+use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
 use super::error::{Error, Result};
 use super::record::{self, BlobRef, Body, INLINE_VALUE_MAX};
 use super::validate::is_expired;
@@ -405,6 +405,27 @@ impl Backend for SledBackend {
                 .map_err(|e| self.error(e))?;
             if swapped.is_ok() {
                 self.release_blob(Some(bytes))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let range = self
+            .index
+            .range::<&[u8], _>((scan_start(prefix, after), std::ops::Bound::Unbounded));
+        for item in range {
+            let (key, bytes) = item.map_err(|e| self.error(e))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let record = record::decode(&bytes)
+                .map_err(|e| self.damaged(&key, &format!("is damaged ({})", e.0)))?;
+            let metadata = record
+                .metadata
+                .map(|range| bytes.subslice(range.start, range.len()));
+            if !visit(&key, record.expiration, metadata.as_ref()) {
+                break;
             }
         }
         Ok(())

@@ -2,8 +2,20 @@
 
 use super::error::{Error, Op, Result};
 use super::limits::{
-    MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE, MIN_CACHE_TTL, MIN_EXPIRATION_TTL,
+    MAX_BULK_KEYS, MAX_KEY_SIZE, MAX_LIST_KEYS, MAX_METADATA_SIZE, MAX_VALUE_SIZE, MIN_CACHE_TTL,
+    MIN_EXPIRATION_TTL,
 };
+
+fn key_too_long(op: Op, key: &str) -> Error {
+    Error::service(
+        op,
+        414,
+        format!(
+            "UTF-8 encoded length of {} exceeds key length limit of {MAX_KEY_SIZE}.",
+            key.len()
+        ),
+    )
+}
 
 /// Checks a key for a single-key operation, as the runtime does before any I/O.
 ///
@@ -20,14 +32,7 @@ pub fn validate_key(op: Op, key: &str) -> Result<()> {
         "" => Err(Error::Type("Key name cannot be empty.".into())),
         "." => Err(Error::Type("\".\" is not allowed as a key name.".into())),
         ".." => Err(Error::Type("\"..\" is not allowed as a key name.".into())),
-        _ if key.len() > MAX_KEY_SIZE => Err(Error::service(
-            op,
-            414,
-            format!(
-                "UTF-8 encoded length of {} exceeds key length limit of {MAX_KEY_SIZE}.",
-                key.len()
-            ),
-        )),
+        _ if key.len() > MAX_KEY_SIZE => Err(key_too_long(op, key)),
         _ => Ok(()),
     }
 }
@@ -127,4 +132,75 @@ fn put_error(message: String) -> Error {
 /// An entry expires at the instant of its expiration, not one second later.
 pub fn is_expired(expiration: Option<i64>, now_ms: i64) -> bool {
     expiration.is_some_and(|seconds| now_ms >= seconds.saturating_mul(1000))
+}
+
+/// The value type of a bulk read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BulkType {
+    Text,
+    Json,
+}
+
+/// Checks a bulk read the way the service does, in its order: the type, the number of keys,
+/// then each key (name, then `cacheTtl`). The runtime checks nothing itself for bulk reads, so
+/// every message is the service's `KV GET_BULK failed: ...`.
+pub fn validate_bulk(keys: &[String], kind: Option<&str>, cache_ttl: Option<i32>) -> Result<BulkType> {
+    let bulk_error = |status, message: String| Error::service(Op::GetBulk, status, message);
+    let kind = match kind {
+        None | Some("text") => BulkType::Text,
+        Some("json") => BulkType::Json,
+        Some(other) => {
+            return Err(bulk_error(
+                400,
+                format!("\"{other}\" is not a valid type. Use \"json\" or \"text\""),
+            ))
+        }
+    };
+    if keys.len() > MAX_BULK_KEYS {
+        return Err(bulk_error(
+            400,
+            format!("You can request a maximum of {MAX_BULK_KEYS} keys"),
+        ));
+    }
+    if keys.is_empty() {
+        return Err(bulk_error(400, "You must request a minimum of 1 key".into()));
+    }
+    for key in keys {
+        match key.as_str() {
+            "" => return Err(bulk_error(400, "Key names must not be empty".into())),
+            "." | ".." => {
+                return Err(bulk_error(
+                    400,
+                    format!("Illegal key name \"{key}\". Please use a different name."),
+                ))
+            }
+            _ if key.len() > MAX_KEY_SIZE => return Err(key_too_long(Op::GetBulk, key)),
+            _ => validate_cache_ttl(Op::GetBulk, cache_ttl)?,
+        }
+    }
+    Ok(kind)
+}
+
+/// Checks `list`'s limit and prefix in the service's order and returns the page size. A limit
+/// of 0 or less means the default: the runtime does not send it.
+pub fn validate_list(limit: i32, prefix: &str) -> Result<usize> {
+    let limit = if limit <= 0 {
+        MAX_LIST_KEYS
+    } else {
+        limit as usize
+    };
+    if limit > MAX_LIST_KEYS {
+        return Err(Error::service(
+            Op::Get,
+            400,
+            format!(
+                "Invalid key_count_limit of {limit}. Please specify an integer less than \
+                 {MAX_LIST_KEYS}."
+            ),
+        ));
+    }
+    if prefix.len() > MAX_KEY_SIZE {
+        return Err(key_too_long(Op::Get, prefix));
+    }
+    Ok(limit)
 }

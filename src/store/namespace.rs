@@ -1,0 +1,233 @@
+//! A namespace: the KV operations, over whichever backend holds the data.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::de::IgnoredAny;
+use sled::IVec;
+
+use super::backend::{Backend, Entry, MemoryBackend, Value};
+use super::error::{Error, Op, Result};
+use super::limits::MAX_BULK_SIZE;
+use super::sled_backend::{SledBackend, StoreConfig};
+use super::validate::{
+    is_expired, validate_bulk, validate_cache_ttl, validate_key, validate_list, validate_put,
+    BulkType, PutOptions,
+};
+
+/// Longest namespace name, in UTF-8 bytes.
+pub const MAX_NAMESPACE_SIZE: usize = 256;
+
+/// One KV namespace: what a `KVNamespace` binding talks to.
+///
+/// ```
+/// use kv_binding::store::{Namespace, PutOptions, Value};
+/// let kv = Namespace::in_memory();
+/// let now = 1_900_000_000_000;
+/// kv.put("greeting", b"hello", &PutOptions::default(), now).unwrap();
+/// let entry = kv.get("greeting", None, u64::MAX, now).unwrap().unwrap();
+/// assert_eq!(entry.value, Value::Loaded("hello".into()));
+/// ```
+pub struct Namespace {
+    backend: Box<dyn Backend>,
+}
+
+impl Namespace {
+    /// An isolated namespace in memory.
+    pub fn in_memory() -> Self {
+        Self {
+            backend: Box::new(MemoryBackend::new()),
+        }
+    }
+
+    /// Namespace `name` of the sled store in directory `path` (created if missing).
+    pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
+        if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
+            return Err(Error::Invalid(format!(
+                "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."
+            )));
+        }
+        Ok(Self {
+            backend: Box::new(SledBackend::open(path, name, config)?),
+        })
+    }
+
+    /// Reads `key`. Expired entries read as missing and are reclaimed on the way. Values longer
+    /// than `max_len` come back as [`Value::Deferred`], for the caller to read elsewhere.
+    pub fn get(
+        &self,
+        key: &str,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<Option<Entry>> {
+        validate_key(Op::Get, key)?;
+        validate_cache_ttl(Op::Get, cache_ttl)?;
+        self.read(key, max_len, now_ms)
+    }
+
+    fn read(&self, key: &str, max_len: u64, now_ms: i64) -> Result<Option<Entry>> {
+        match self.backend.get(key.as_bytes(), max_len)? {
+            Some(entry) if is_expired(entry.expiration, now_ms) => {
+                self.backend.delete_expired(key.as_bytes(), now_ms)?;
+                Ok(None)
+            }
+            found => Ok(found),
+        }
+    }
+
+    /// Writes `value` with `options`, replacing value, metadata and expiration at once.
+    pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
+        validate_key(Op::Put, key)?;
+        let expiration = validate_put(options, value.len(), now_ms)?;
+        self.backend.put(
+            key.as_bytes(),
+            value,
+            expiration,
+            options.metadata.as_deref(),
+        )
+    }
+
+    /// Deletes `key`. Deleting a missing key succeeds.
+    pub fn delete(&self, key: &str) -> Result<()> {
+        validate_key(Op::Delete, key)?;
+        self.backend.delete(key.as_bytes())
+    }
+
+    /// Reads up to 100 keys at once, in request order (`None` for missing or expired keys).
+    /// Every value must be at most `max_len` bytes and all together too, or the read is
+    /// refused with `Ok(None)` for the caller to redo elsewhere with a higher bound.
+    pub fn get_bulk(
+        &self,
+        keys: &[String],
+        kind: Option<&str>,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Option<Entry>>>> {
+        let kind = validate_bulk(keys, kind, cache_ttl)?;
+        let mut entries = Vec::with_capacity(keys.len());
+        let mut total: u64 = 0;
+        for key in keys {
+            let entry = self.read(key, max_len, now_ms)?;
+            if let Some(entry) = &entry {
+                let len = match &entry.value {
+                    Value::Loaded(bytes) => bytes.len() as u64,
+                    Value::Deferred { .. } => return Ok(None),
+                };
+                total += len;
+                if total > max_len {
+                    return Ok(None);
+                }
+            }
+            entries.push(entry);
+        }
+        let texts = entries.iter().flatten().map(|entry| match &entry.value {
+            Value::Loaded(bytes) => String::from_utf8_lossy(bytes),
+            Value::Deferred { .. } => unreachable!("deferred values were returned above"),
+        });
+        if kind == BulkType::Json
+            && texts
+                .clone()
+                .any(|text| serde_json::from_str::<IgnoredAny>(&text).is_err())
+        {
+            return Err(Error::service(
+                Op::GetBulk,
+                400,
+                "At least one of the requested keys corresponds to a non-json value",
+            ));
+        }
+        // The service counts decoded string lengths, in UTF-16 units; a value never has more
+        // of those than bytes, so the exact count is needed only past the limit.
+        if total > MAX_BULK_SIZE as u64
+            && texts.map(|text| text.encode_utf16().count()).sum::<usize>() > MAX_BULK_SIZE
+        {
+            return Err(Error::service(
+                Op::GetBulk,
+                413,
+                format!(
+                    "Total size of request exceeds the limit of {}MB",
+                    MAX_BULK_SIZE / (1024 * 1024)
+                ),
+            ));
+        }
+        Ok(Some(entries))
+    }
+
+    /// Lists keys in UTF-8 byte order: up to `limit` (0 or less: 1000) keys starting with
+    /// `prefix`, after `cursor`. Never reads values; expired keys are skipped and reclaimed.
+    pub fn list(
+        &self,
+        prefix: &str,
+        limit: i32,
+        cursor: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ListPage> {
+        let limit = validate_list(limit, prefix)?;
+        let after = match cursor.map(decode_cursor) {
+            // A cursor we never made points nowhere: the list is over.
+            Some(None) => return Ok(ListPage::default()),
+            Some(Some(after)) => Some(after),
+            None => None,
+        };
+        let mut keys = Vec::new();
+        let mut expired = Vec::new();
+        let mut more = false;
+        self.backend.scan(
+            prefix.as_bytes(),
+            after.as_deref(),
+            &mut |key, expiration, metadata| {
+                if is_expired(expiration, now_ms) {
+                    expired.push(key.to_vec());
+                    return true;
+                }
+                if keys.len() == limit {
+                    more = true;
+                    return false;
+                }
+                keys.push(ListedKey {
+                    name: String::from_utf8_lossy(key).into_owned(),
+                    expiration,
+                    metadata: metadata.cloned(),
+                });
+                true
+            },
+        )?;
+        for key in expired {
+            self.backend.delete_expired(&key, now_ms)?;
+        }
+        let cursor = match keys.last() {
+            Some(last) if more => Some(BASE64.encode(last.name.as_bytes())),
+            _ => None,
+        };
+        Ok(ListPage { keys, cursor })
+    }
+
+    /// Makes every write so far durable (a no-op in memory).
+    pub fn flush(&self) -> Result<()> {
+        self.backend.flush()
+    }
+}
+
+/// One key of a `list` page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedKey {
+    pub name: String,
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    /// Metadata as JSON text.
+    pub metadata: Option<IVec>,
+}
+
+/// A `list` page; `cursor` is set exactly when more keys follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub keys: Vec<ListedKey>,
+    pub cursor: Option<String>,
+}
+
+/// A cursor is the base64 of the last key returned; the next page starts strictly after it.
+fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
+    BASE64.decode(cursor).ok()
+}
