@@ -185,16 +185,12 @@ impl From<store::ListPage> for ListPage {
                     .map(|key| key.expiration.map(|seconds| seconds as f64))
                     .collect()
             });
-        let metadata = page
-            .keys
-            .iter()
-            .any(|key| key.metadata.is_some())
-            .then(|| {
-                page.keys
-                    .iter()
-                    .map(|key| key.metadata.as_deref().map(text_of))
-                    .collect()
-            });
+        let metadata = page.keys.iter().any(|key| key.metadata.is_some()).then(|| {
+            page.keys
+                .iter()
+                .map(|key| key.metadata.as_deref().map(text_of))
+                .collect()
+        });
         Self {
             names: page.keys.into_iter().map(|key| key.name).collect(),
             expirations,
@@ -301,9 +297,9 @@ impl NativeNamespace {
         Ok(match self.read(&key, cache_ttl, now)? {
             None => Either3::B(Null),
             Some(Value::Deferred { len }) => Either3::C(len as f64),
-            Some(Value::Loaded(bytes)) => Either3::A(
-                BufferSlice::copy_from(env, &bytes).map_err(napi_failure)?,
-            ),
+            Some(Value::Loaded(bytes)) => {
+                Either3::A(BufferSlice::copy_from(env, &bytes).map_err(napi_failure)?)
+            }
         })
     }
 
@@ -357,11 +353,9 @@ impl NativeNamespace {
         now: f64,
     ) -> Result<Option<BulkEntries>> {
         let namespace = self.namespace()?;
-        guarded(|| {
-            namespace.get_bulk(&keys, kind.as_deref(), cache_ttl, IN_LINE_MAX, now_ms(now))
-        })
-        .map(|entries| entries.map(bulk_entries))
-        .map_err(js_error)
+        guarded(|| namespace.get_bulk(&keys, kind.as_deref(), cache_ttl, IN_LINE_MAX, now_ms(now)))
+            .map(|entries| entries.map(bulk_entries))
+            .map_err(js_error)
     }
 
     /// `getBulk` on the thread pool, with no bound on value lengths.

@@ -144,7 +144,11 @@ pub enum BulkType {
 /// Checks a bulk read the way the service does, in its order: the type, the number of keys,
 /// then each key (name, then `cacheTtl`). The runtime checks nothing itself for bulk reads, so
 /// every message is the service's `KV GET_BULK failed: ...`.
-pub fn validate_bulk(keys: &[String], kind: Option<&str>, cache_ttl: Option<i32>) -> Result<BulkType> {
+pub fn validate_bulk(
+    keys: &[String],
+    kind: Option<&str>,
+    cache_ttl: Option<i32>,
+) -> Result<BulkType> {
     let bulk_error = |status, message: String| Error::service(Op::GetBulk, status, message);
     let kind = match kind {
         None | Some("text") => BulkType::Text,
@@ -163,7 +167,10 @@ pub fn validate_bulk(keys: &[String], kind: Option<&str>, cache_ttl: Option<i32>
         ));
     }
     if keys.is_empty() {
-        return Err(bulk_error(400, "You must request a minimum of 1 key".into()));
+        return Err(bulk_error(
+            400,
+            "You must request a minimum of 1 key".into(),
+        ));
     }
     for key in keys {
         match key.as_str() {

@@ -1,0 +1,184 @@
+//! Random operations against both backends, checked step by step against a model: a
+//! `BTreeMap` of byte keys with absolute expirations, read under a clock that moves.
+
+use std::collections::BTreeMap;
+
+use kv_binding::store::{Entry, Namespace, PutOptions, StoreConfig, Value};
+use proptest::prelude::*;
+use tempfile::TempDir;
+
+const START_MS: i64 = 1_900_000_000_000;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put {
+        key: String,
+        len: usize,
+        ttl: Option<i32>,
+        metadata: Option<u8>,
+    },
+    Delete(String),
+    Get(String),
+    List {
+        prefix: String,
+        limit: i32,
+    },
+    Advance(i64),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Stored {
+    value: Vec<u8>,
+    expiration: Option<i64>,
+    metadata: Option<String>,
+}
+
+/// Keys from a small alphabet, so operations collide and prefixes match; some are long
+/// enough that their values go to the blob tree.
+fn key() -> impl Strategy<Value = String> {
+    proptest::string::string_regex("[ab/é😀]{1,4}").unwrap()
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (key(), prop_oneof![0..40usize, 1000..3000usize], proptest::option::of(60..200i32), proptest::option::of(any::<u8>()))
+            .prop_map(|(key, len, ttl, metadata)| Op::Put { key, len, ttl, metadata }),
+        1 => key().prop_map(Op::Delete),
+        2 => key().prop_map(Op::Get),
+        2 => (proptest::string::string_regex("[ab/é]{0,2}").unwrap(), 0..4i32)
+            .prop_map(|(prefix, limit)| Op::List { prefix, limit }),
+        1 => (0..150_000i64).prop_map(Op::Advance),
+    ]
+}
+
+fn value_for(key: &str, len: usize, step: usize) -> Vec<u8> {
+    let seed = format!("{key}#{step}#");
+    seed.bytes().cycle().take(len).collect()
+}
+
+fn live(model: &BTreeMap<Vec<u8>, Stored>, now_ms: i64) -> Vec<(&Vec<u8>, &Stored)> {
+    model
+        .iter()
+        .filter(|(_, stored)| stored.expiration.is_none_or(|s| now_ms < s * 1000))
+        .collect()
+}
+
+fn loaded(entry: &Entry) -> Vec<u8> {
+    match &entry.value {
+        Value::Loaded(bytes) => bytes.to_vec(),
+        Value::Deferred { .. } => panic!("deferred with no bound"),
+    }
+}
+
+fn run(namespace: &Namespace, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
+    let mut now = START_MS;
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            Op::Put {
+                key,
+                len,
+                ttl,
+                metadata,
+            } => {
+                let value = value_for(key, *len, step);
+                let metadata = metadata.map(|m| m.to_string());
+                let options = PutOptions {
+                    expiration_ttl: *ttl,
+                    metadata: metadata.clone(),
+                    ..PutOptions::default()
+                };
+                namespace.put(key, &value, &options, now).unwrap();
+                let expiration = ttl.map(|ttl| now.div_euclid(1000) + i64::from(ttl));
+                model.insert(
+                    key.as_bytes().to_vec(),
+                    Stored {
+                        value,
+                        expiration,
+                        metadata,
+                    },
+                );
+            }
+            Op::Delete(key) => {
+                namespace.delete(key).unwrap();
+                model.remove(key.as_bytes());
+            }
+            Op::Get(key) => {
+                let got = namespace.get(key, None, u64::MAX, now).unwrap();
+                let want = model
+                    .get(key.as_bytes())
+                    .filter(|s| s.expiration.is_none_or(|e| now < e * 1000));
+                prop_assert_eq!(
+                    got.is_some(),
+                    want.is_some(),
+                    "get {} at step {}",
+                    key,
+                    step
+                );
+                if let (Some(got), Some(want)) = (got, want) {
+                    prop_assert_eq!(loaded(&got), want.value.clone());
+                    prop_assert_eq!(got.expiration, want.expiration);
+                    let metadata = got.metadata.map(|m| String::from_utf8(m.to_vec()).unwrap());
+                    prop_assert_eq!(metadata, want.metadata.clone());
+                }
+            }
+            Op::List { prefix, limit } => {
+                // Page through everything, checking each page against the model.
+                let want: Vec<_> = live(&model, now)
+                    .into_iter()
+                    .filter(|(key, _)| key.starts_with(prefix.as_bytes()))
+                    .collect();
+                let mut listed = Vec::new();
+                let mut cursor = None;
+                for pages in 1.. {
+                    // A cursor that does not move on would page forever.
+                    prop_assert!(pages <= want.len() + 1, "list {:?} does not end", prefix);
+                    let page = namespace
+                        .list(prefix, *limit, cursor.as_deref(), now)
+                        .unwrap();
+                    let page_size = if *limit <= 0 { 1000 } else { *limit as usize };
+                    prop_assert!(page.keys.len() <= page_size);
+                    listed.extend(page.keys);
+                    match page.cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                prop_assert_eq!(
+                    listed.len(),
+                    want.len(),
+                    "list {:?} at step {}",
+                    prefix,
+                    step
+                );
+                for (got, (key, stored)) in listed.iter().zip(want) {
+                    prop_assert_eq!(got.name.as_bytes(), key.as_slice());
+                    prop_assert_eq!(got.expiration, stored.expiration);
+                    let metadata = got
+                        .metadata
+                        .as_ref()
+                        .map(|m| String::from_utf8(m.to_vec()).unwrap());
+                    prop_assert_eq!(metadata, stored.metadata.clone());
+                }
+            }
+            Op::Advance(ms) => now += ms,
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {
+        run(&Namespace::in_memory(), &ops)?;
+    }
+
+    #[test]
+    fn sled_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {
+        let dir = TempDir::new().unwrap();
+        let namespace = Namespace::open(dir.path(), "model", &StoreConfig::default()).unwrap();
+        run(&namespace, &ops)?;
+    }
+}
