@@ -45,6 +45,42 @@ test('values, bytes and expirations survive close and reopen', async () => {
   await Promise.all([second.close(), later.close()])
 })
 
+test('what one process wrote, another reads back the same: values, metadata, expirations, order', async () => {
+  const dir = tempDir()
+  const clock = 1_900_000_000_000
+  runNode(`
+    const kv = new KV({ path: ${JSON.stringify(dir)}, namespace: 'P', clock: () => ${clock} })
+    ;(async () => {
+      await kv.put('z/last', 'text', { metadata: { n: 1 } })
+      await kv.put('a😀', new Uint8Array([0, 128, 255]), { expirationTtl: 3600 })
+      await kv.put('a\\u0000nul', '', { metadata: 0, expiration: ${clock / 1000 + 600} })
+      await kv.put('big', 'b'.repeat(300000), { metadata: 'large' })
+      await kv.put('gone', 'x', { expirationTtl: 60 })
+      await kv.close()
+    })()
+  `)
+  const kv = new KV({ path: dir, namespace: 'P', clock: () => clock + 61_000 })
+  await expect(kv.list()).resolves.toStrictEqual({
+    keys: [
+      { name: 'a\u0000nul', expiration: clock / 1000 + 600, metadata: 0 },
+      { name: 'a😀', expiration: clock / 1000 + 3600 },
+      { name: 'big', metadata: 'large' },
+      { name: 'z/last', metadata: { n: 1 } },
+    ],
+    list_complete: true,
+    cacheStatus: null,
+  })
+  expect([...new Uint8Array(await kv.get('a😀', 'arrayBuffer'))]).toEqual([0, 128, 255])
+  await expect(kv.getWithMetadata('a\u0000nul')).resolves.toMatchObject({ value: '', metadata: 0 })
+  await expect(kv.get('big')).resolves.toBe('b'.repeat(300000))
+  await expect(kv.getWithMetadata('z/last', 'text')).resolves.toMatchObject({
+    value: 'text',
+    metadata: { n: 1 },
+  })
+  await expect(kv.get('gone')).resolves.toBeNull()
+  await kv.close()
+})
+
 test('namespaces in one directory are isolated from each other', async () => {
   const dir = tempDir()
   const a = new KV({ path: dir, namespace: 'A' })
