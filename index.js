@@ -452,13 +452,7 @@ function createKV(realm) {
       if (arguments.length === 0) {
         throw new TypeErrorInRealm(missingArgument('get', 1, 'string or Array'))
       }
-      const { type, cacheTtl } = readGetOptions(typeOrOptions)
-      if (Array.isArray(key)) {
-        const names = Array.from(key, (name) => `${name}`)
-        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, false))
-      }
-      const name = `${key}`
-      return this.#schedule(() => this.#get(name, type ?? 'text', cacheTtl))
+      return this.#read(key, typeOrOptions, false)
     }
 
     /**
@@ -469,13 +463,19 @@ function createKV(realm) {
       if (arguments.length === 0) {
         throw new TypeErrorInRealm(missingArgument('getWithMetadata', 1, 'Array or string'))
       }
+      return this.#read(key, typeOrOptions, true)
+    }
+
+    // What get and getWithMetadata share once their arguments are there.
+    #read(key, typeOrOptions, metadataWanted) {
       const { type, cacheTtl } = readGetOptions(typeOrOptions)
       if (Array.isArray(key)) {
         const names = Array.from(key, (name) => `${name}`)
-        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, true))
+        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, metadataWanted))
       }
       const name = `${key}`
-      return this.#schedule(() => this.#getWithMetadata(name, type ?? 'text', cacheTtl))
+      const read = metadataWanted ? this.#getWithMetadata : this.#get
+      return this.#schedule(() => read.call(this, name, type ?? 'text', cacheTtl))
     }
 
     /**

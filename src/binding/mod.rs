@@ -59,6 +59,18 @@ fn guarded<T>(work: impl FnOnce() -> store::Result<T>) -> store::Result<T> {
     })
 }
 
+fn put_options(
+    expiration: Option<i32>,
+    expiration_ttl: Option<i32>,
+    metadata: Option<String>,
+) -> PutOptions {
+    PutOptions {
+        expiration,
+        expiration_ttl,
+        metadata,
+    }
+}
+
 fn now_ms(now: f64) -> i64 {
     now.floor() as i64
 }
@@ -88,11 +100,7 @@ pub fn check_put(
     value_len: f64,
     now: f64,
 ) -> Result<()> {
-    let options = PutOptions {
-        expiration,
-        expiration_ttl,
-        metadata,
-    };
+    let options = put_options(expiration, expiration_ttl, metadata);
     store::validate_key(Op::Put, &key)
         .and_then(|()| store::validate_put(&options, value_len as usize, now_ms(now)))
         .map(drop)
@@ -131,7 +139,7 @@ fn napi_failure(error: napi::Error) -> napi::Error<&'static str> {
 }
 
 fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
-    env.create_string(&String::from_utf8_lossy(bytes))
+    env.create_string(String::from_utf8_lossy(bytes))
         .map_err(napi_failure)
 }
 
@@ -403,11 +411,7 @@ impl NativeNamespace {
         metadata: Option<String>,
         now: f64,
     ) -> Result<()> {
-        let options = PutOptions {
-            expiration,
-            expiration_ttl,
-            metadata,
-        };
+        let options = put_options(expiration, expiration_ttl, metadata);
         let namespace = self.namespace()?;
         guarded(|| namespace.put(&key, value.as_bytes(), &options, now_ms(now))).map_err(js_error)
     }
@@ -424,11 +428,7 @@ impl NativeNamespace {
         metadata: Option<String>,
         now: f64,
     ) -> Result<()> {
-        let options = PutOptions {
-            expiration,
-            expiration_ttl,
-            metadata,
-        };
+        let options = put_options(expiration, expiration_ttl, metadata);
         let namespace = self.namespace()?;
         guarded(|| namespace.put(&key, value, &options, now_ms(now))).map_err(js_error)
     }
@@ -450,11 +450,7 @@ impl NativeNamespace {
             namespace: self.namespace()?.clone(),
             key,
             value,
-            options: PutOptions {
-                expiration,
-                expiration_ttl,
-                metadata,
-            },
+            options: put_options(expiration, expiration_ttl, metadata),
             now: now_ms(now),
         }))
     }
