@@ -1,0 +1,165 @@
+'use strict'
+
+// One adapter per library, each through the API its users would reach for, behind one shape:
+//
+//   open(dir) -> { put(key, value), get(key), getBytes(key), delete(key),
+//                  list(prefix, limit), sync(), close() }
+//
+// `value` is a string (small values) or a Uint8Array (large ones); `get` resolves a string or
+// null, `getBytes` a Uint8Array or null, `list` an array of key names. `sync` makes the writes
+// so far durable where the library can, so disk sizes compare like for like.
+
+const path = require('node:path')
+
+const kvBinding = (backend) => ({
+  name: `kv-binding (${backend})`,
+  open(dir) {
+    const { KV } = require('..')
+    const kv = backend === 'sled' ? new KV({ path: dir, namespace: 'bench' }) : new KV()
+    return {
+      put: (key, value) => kv.put(key, value),
+      get: (key) => kv.get(key),
+      getBytes: (key) => kv.get(key, 'arrayBuffer'),
+      delete: (key) => kv.delete(key),
+      list: async (prefix, limit) => (await kv.list({ prefix, limit })).keys.map((k) => k.name),
+      sync: () => kv.flush(),
+      close: () => kv.close(),
+    }
+  },
+})
+
+// The floor for any Promise API: a Map behind async functions. It keeps keys in insertion
+// order, which the benchmark makes sorted, so a prefix list is a scan from the start.
+const jsMap = {
+  name: 'JS Map (async)',
+  open() {
+    const map = new Map()
+    return {
+      put: async (key, value) => {
+        map.set(key, value)
+      },
+      get: async (key) => map.get(key) ?? null,
+      getBytes: async (key) => map.get(key) ?? null,
+      delete: async (key) => {
+        map.delete(key)
+      },
+      list: async (prefix, limit) => {
+        const keys = []
+        for (const key of map.keys()) {
+          if (key.startsWith(prefix)) keys.push(key)
+          if (keys.length === limit) break
+        }
+        return keys
+      },
+      sync: async () => {},
+      close: async () => map.clear(),
+    }
+  },
+}
+
+// lmdb-js: writes resolve when their (batched) transaction commits; reads are synchronous.
+const lmdb = {
+  name: 'lmdb-js',
+  open(dir) {
+    const { open } = require('lmdb')
+    const db = open({ path: dir, encoding: 'binary', compression: false })
+    return {
+      put: (key, value) => db.put(key, typeof value === 'string' ? Buffer.from(value) : value),
+      get: async (key) => db.get(key)?.toString() ?? null,
+      getBytes: async (key) => db.get(key) ?? null,
+      delete: (key) => db.remove(key),
+      list: async (prefix, limit) =>
+        db.getKeys({ start: prefix, end: `${prefix}\uffff`, limit }).asArray,
+      sync: () => db.flushed,
+      close: () => db.close(),
+    }
+  },
+}
+
+const classicLevel = {
+  name: 'classic-level',
+  open(dir) {
+    const { ClassicLevel } = require('classic-level')
+    const db = new ClassicLevel(dir, { valueEncoding: 'utf8' })
+    const view = { valueEncoding: 'view' }
+    return {
+      put: (key, value) =>
+        typeof value === 'string' ? db.put(key, value) : db.put(key, value, view),
+      get: async (key) => (await db.get(key)) ?? null,
+      getBytes: async (key) => (await db.get(key, view)) ?? null,
+      delete: (key) => db.del(key),
+      list: (prefix, limit) => db.keys({ gte: prefix, lt: `${prefix}\xff`, limit }).all(),
+      sync: async () => {},
+      close: () => db.close(),
+    }
+  },
+}
+
+// better-sqlite3 is synchronous; its users wrap it in async functions to offer a Promise API.
+const betterSqlite3 = {
+  name: 'better-sqlite3',
+  open(dir) {
+    const Database = require('better-sqlite3')
+    const db = new Database(path.join(dir, 'kv.sqlite'))
+    db.pragma('journal_mode = WAL')
+    db.pragma('synchronous = NORMAL')
+    db.exec('CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID')
+    const put = db.prepare('INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)')
+    const get = db.prepare('SELECT value FROM kv WHERE key = ?').pluck()
+    const del = db.prepare('DELETE FROM kv WHERE key = ?')
+    const list = db
+      .prepare('SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key LIMIT ?')
+      .pluck()
+    return {
+      put: async (key, value) => {
+        put.run(key, value)
+      },
+      get: async (key) => get.get(key)?.toString() ?? null,
+      getBytes: async (key) => get.get(key) ?? null,
+      delete: async (key) => {
+        del.run(key)
+      },
+      list: async (prefix, limit) => list.all(prefix, `${prefix}\uffff`, limit),
+      sync: async () => {
+        db.pragma('wal_checkpoint(TRUNCATE)')
+      },
+      close: async () => db.close(),
+    }
+  },
+}
+
+// Miniflare 4's KV, driven from Node as its own tests do: every call crosses into workerd.
+const miniflare = {
+  name: 'Miniflare 4',
+  async open(dir) {
+    const { Miniflare } = require('miniflare')
+    const mf = new Miniflare({
+      modules: true,
+      script: 'export default { fetch: () => new Response(null) }',
+      kvNamespaces: ['KV'],
+      kvPersist: dir,
+    })
+    const kv = await mf.getKVNamespace('KV')
+    return {
+      put: (key, value) => kv.put(key, value),
+      get: (key) => kv.get(key),
+      getBytes: (key) => kv.get(key, 'arrayBuffer'),
+      delete: (key) => kv.delete(key),
+      list: async (prefix, limit) => (await kv.list({ prefix, limit })).keys.map((k) => k.name),
+      sync: async () => {},
+      close: () => mf.dispose(),
+    }
+  },
+}
+
+const ADAPTERS = {
+  'kv-binding': kvBinding('sled'),
+  'kv-binding-memory': kvBinding('memory'),
+  map: jsMap,
+  lmdb,
+  'classic-level': classicLevel,
+  'better-sqlite3': betterSqlite3,
+  miniflare,
+}
+
+module.exports = { ADAPTERS }

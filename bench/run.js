@@ -1,0 +1,154 @@
+'use strict'
+
+// npm run bench -- [--keys 100000] [--libs a,b] [--phases get,put,...] [--miniflare-keys 10000]
+//                  [--large-list-keys 1000] [--quick] [--markdown]
+//
+// Runs the same workload through each library's own async API, one process per library, back
+// to back, and prints ops/s, p50 and p99 per phase with each peer's ratio to kv-binding (sled)
+// measured in the same run. `--quick` (10k keys, 100 large-list keys) takes under a minute.
+
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const { parseArgs } = require('node:util')
+const { ADAPTERS } = require('./adapters')
+
+const ALL_PHASES = ['get', 'put', 'list', 'large', 'delete', 'churn', 'list-large']
+const { values: options } = parseArgs({
+  options: {
+    keys: { type: 'string' },
+    libs: { type: 'string', default: Object.keys(ADAPTERS).join(',') },
+    phases: { type: 'string', default: ALL_PHASES.join(',') },
+    'miniflare-keys': { type: 'string' },
+    'large-list-keys': { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    markdown: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (options.help) {
+  console.log(
+    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 9).join('\n'),
+  )
+  process.exit(0)
+}
+
+const keys = Number(options.keys ?? (options.quick ? 10_000 : 100_000))
+const miniflareKeys = Number(options['miniflare-keys'] ?? Math.min(keys, 10_000))
+const largeListKeys = Number(options['large-list-keys'] ?? (options.quick ? 100 : 1000))
+const libs = options.libs.split(',')
+for (const lib of libs) {
+  if (!ADAPTERS[lib]) throw new Error(`unknown library ${lib}; known: ${Object.keys(ADAPTERS)}`)
+}
+const BASE = 'kv-binding'
+
+function runLib(lib) {
+  // Miniflare manages a few hundred operations a second: it gets fewer keys and no churn.
+  const isMiniflare = lib === 'miniflare'
+  const phases = isMiniflare
+    ? options.phases.split(',').filter((p) => !['churn', 'list-large'].includes(p))
+    : options.phases.split(',')
+  const argv = [
+    '--expose-gc',
+    path.join(__dirname, 'worker.js'),
+    '--lib',
+    lib,
+    '--keys',
+    String(isMiniflare ? miniflareKeys : keys),
+    '--phases',
+    phases.join(','),
+    '--large-list-keys',
+    String(largeListKeys),
+  ]
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (chunk) => (out += chunk))
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      const results = out
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+      if (code !== 0) process.stderr.write(`${ADAPTERS[lib].name} exited with ${code}\n`)
+      resolve(results)
+    })
+  })
+}
+
+const fmt = {
+  ops: (n) =>
+    n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(1),
+  us: (n) => (n >= 1000 ? `${(n / 1000).toFixed(2)} ms` : `${n.toFixed(2)} µs`),
+  mib: (n) => `${(n / MiB).toFixed(1)} MiB`,
+  ratio: (n) => (n >= 100 ? `${n.toFixed(0)}x` : n >= 10 ? `${n.toFixed(1)}x` : `${n.toFixed(2)}x`),
+}
+const MiB = 1024 * 1024
+
+function table(rows, markdown) {
+  if (markdown) {
+    const line = (cells) => `| ${cells.join(' | ')} |`
+    return [line(rows[0]), line(rows[0].map(() => '---')), ...rows.slice(1).map(line)].join('\n')
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)))
+  return rows.map((r) => r.map((cell, c) => String(cell).padEnd(widths[c])).join('  ')).join('\n')
+}
+
+async function main() {
+  console.log(
+    `kv-binding benchmark: ${keys} keys of 100 bytes (Miniflare 4: ${miniflareKeys}), ` +
+      `${os.cpus().length} × ${os.cpus()[0].model}, Node ${process.version}, ${os.platform()} ${os.arch()}`,
+  )
+  const results = []
+  for (const lib of libs) results.push(...(await runLib(lib)))
+  const find = (lib, phase) => results.find((r) => r.lib === lib && r.phase === phase)
+
+  const timed = [...new Set(results.filter((r) => r.opsPerSec).map((r) => r.phase))]
+  const rows = [['phase', 'library', 'ops/s', 'p50', 'p99', 'max stall', 'kv-binding ÷ library']]
+  for (const phase of timed) {
+    const base = find(BASE, phase)
+    for (const lib of libs) {
+      const r = find(lib, phase)
+      if (!r) continue
+      const label =
+        lib === 'miniflare' ? `${ADAPTERS[lib].name} (${miniflareKeys} keys)` : ADAPTERS[lib].name
+      rows.push([
+        phase,
+        label,
+        fmt.ops(r.opsPerSec),
+        fmt.us(r.p50),
+        fmt.us(r.p99),
+        `${r.stallMs.toFixed(1)} ms`,
+        base ? fmt.ratio(base.opsPerSec / r.opsPerSec) : '-',
+      ])
+    }
+  }
+  console.log(`\n${table(rows, options.markdown)}\n`)
+
+  const sizes = [
+    [
+      'library',
+      'RSS after load',
+      'disk after load',
+      'disk after delete',
+      'disk after 3 load/delete rounds',
+    ],
+  ]
+  for (const lib of libs) {
+    const bytes = (phase) => (find(lib, phase) ? fmt.mib(find(lib, phase).bytes) : '-')
+    const churn = find(lib, 'disk-churn')
+    sizes.push([
+      ADAPTERS[lib].name,
+      bytes('rss-after-load'),
+      bytes('disk-after-load'),
+      bytes('disk-after-delete'),
+      churn ? churn.sizes.map(fmt.mib).join(' → ') : '-',
+    ])
+  }
+  console.log(table(sizes, options.markdown))
+}
+
+main().catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
