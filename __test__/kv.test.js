@@ -124,10 +124,11 @@ describe.each(backends)('%s backend', (_name, open) => {
   describe('keys', () => {
     const byMethod = {
       get: (key) => kv.get(key),
+      getWithMetadata: (key) => kv.getWithMetadata(key),
       put: (key) => kv.put(key, 'value'),
       delete: (key) => kv.delete(key),
     }
-    const opName = { get: 'GET', put: 'PUT', delete: 'DELETE' }
+    const opName = { get: 'GET', getWithMetadata: 'GET', put: 'PUT', delete: 'DELETE' }
 
     test.each(Object.keys(byMethod))('%s rejects "", "." and ".." with TypeErrors', async (m) => {
       for (const [key, message] of [

@@ -28,6 +28,7 @@ describe.each(backends)('%s backend', (_name, open) => {
     await kv.put('plain', 'v')
     await kv.put('expiring', 'v', { expiration: NOW + 100 })
     await kv.put('ttl', 'v', { expirationTtl: 120 })
+    await kv.put('ttl-text', 'v', { expirationTtl: '90', expiration: `${NOW + 5000}` })
     await kv.put('meta', 'v', { metadata: { testing: true } })
     await kv.put('falsy', 'v', { metadata: 0 })
     await kv.put('null', 'v', { metadata: null })
@@ -41,6 +42,7 @@ describe.each(backends)('%s backend', (_name, open) => {
         { name: 'null' },
         { name: 'plain' },
         { name: 'ttl', expiration: NOW + 120 },
+        { name: 'ttl-text', expiration: NOW + 90 },
       ],
       list_complete: true,
       cacheStatus: null,
