@@ -78,16 +78,5 @@ export interface Failure {
   message: string
 }
 
-/**
- * One `list` page as parallel arrays; `expirations` and `metadata` are left out when no key
- * on the page has any.
- */
-export interface ListPage {
-  names: Array<string>
-  expirations?: Array<number | undefined | null>
-  metadata?: Array<string | undefined | null>
-  cursor?: string
-}
-
 /** Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`). */
 export declare function validateKey(opName: string, key: string): void

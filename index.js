@@ -177,8 +177,7 @@ function createKV(realm) {
     return result
   }
 
-  function listResult(page) {
-    const { names, expirations, metadata } = page
+  function listResult([names, expirations, metadata, cursor]) {
     const keys = new ArrayInRealm()
     for (let i = 0; i < names.length; i++) {
       const key = new ObjectInRealm()
@@ -189,8 +188,8 @@ function createKV(realm) {
     }
     const result = new ObjectInRealm()
     result.keys = keys
-    result.list_complete = page.cursor == null
-    if (page.cursor != null) result.cursor = page.cursor
+    result.list_complete = cursor === null
+    if (cursor !== null) result.cursor = cursor
     result.cacheStatus = null
     return result
   }

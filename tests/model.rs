@@ -152,7 +152,7 @@ fn run(namespace: &Namespace, ops: &[Op]) -> Result<(), TestCaseError> {
                     step
                 );
                 for (got, (key, stored)) in listed.iter().zip(want) {
-                    prop_assert_eq!(got.name.as_bytes(), key.as_slice());
+                    prop_assert_eq!(got.name.as_ref(), key.as_slice());
                     prop_assert_eq!(got.expiration, stored.expiration);
                     let metadata = got
                         .metadata

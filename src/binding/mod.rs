@@ -138,9 +138,25 @@ fn napi_failure(error: napi::Error) -> napi::Error<&'static str> {
     napi::Error::new("Error", error.reason.clone())
 }
 
+/// Decodes stored bytes into a JS string. V8's UTF-8 decoder replaces invalid sequences with
+/// U+FFFD as a `TextDecoder` does, so the bytes go to it unchecked.
 fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
-    env.create_string(String::from_utf8_lossy(bytes))
-        .map_err(napi_failure)
+    let mut value = std::ptr::null_mut();
+    // SAFETY: `bytes` is valid for `bytes.len()` bytes and Node-API copies them before it
+    // returns; the length is explicit, so no terminator is needed.
+    let status = unsafe {
+        napi::sys::napi_create_string_utf8(
+            env.raw(),
+            bytes.as_ptr().cast(),
+            bytes.len() as isize,
+            &mut value,
+        )
+    };
+    if status != napi::sys::Status::napi_ok {
+        return Err(napi::Error::new("Error", "could not create a string"));
+    }
+    // SAFETY: `value` was just created by Node-API as a string in `env`.
+    unsafe { JsString::from_napi_value(env.raw(), value) }.map_err(napi_failure)
 }
 
 fn js_value<'env>(env: &'env Env, bytes: &[u8], as_text: bool) -> Result<JsValueOf<'env>> {
@@ -171,41 +187,35 @@ fn owned_pair(entry: Entry, as_text: bool) -> Option<(Either<String, Buffer>, Op
     Some((value, entry.metadata.map(|m| text_of(&m))))
 }
 
-/// One `list` page as parallel arrays; `expirations` and `metadata` are left out when no key
-/// on the page has any.
-#[napi(object)]
-pub struct ListPage {
-    pub names: Vec<String>,
-    pub expirations: Option<Vec<Option<f64>>>,
-    pub metadata: Option<Vec<Option<String>>>,
-    pub cursor: Option<String>,
-}
+/// One `list` page as `[names, expirations, metadata, cursor]`: parallel arrays, where
+/// `expirations` and `metadata` are `null` when no key on the page has any, and `cursor` is
+/// `null` on the last page.
+type ListPage<'env> = (
+    Array<'env>,
+    Option<Vec<Option<f64>>>,
+    Option<Vec<Option<String>>>,
+    Option<String>,
+);
 
-impl From<store::ListPage> for ListPage {
-    fn from(page: store::ListPage) -> Self {
-        let expirations = page
-            .keys
-            .iter()
-            .any(|key| key.expiration.is_some())
-            .then(|| {
-                page.keys
-                    .iter()
-                    .map(|key| key.expiration.map(|seconds| seconds as f64))
-                    .collect()
-            });
-        let metadata = page.keys.iter().any(|key| key.metadata.is_some()).then(|| {
-            page.keys
-                .iter()
-                .map(|key| key.metadata.as_deref().map(text_of))
-                .collect()
-        });
-        Self {
-            names: page.keys.into_iter().map(|key| key.name).collect(),
-            expirations,
-            metadata,
-            cursor: page.cursor,
-        }
+fn list_page<'env>(env: &'env Env, page: store::ListPage) -> Result<ListPage<'env>> {
+    let keys = &page.keys;
+    let mut names = env.create_array(keys.len() as u32).map_err(napi_failure)?;
+    for (index, key) in keys.iter().enumerate() {
+        names
+            .set(index as u32, js_text(env, &key.name)?)
+            .map_err(napi_failure)?;
     }
+    let expirations = keys.iter().any(|key| key.expiration.is_some()).then(|| {
+        keys.iter()
+            .map(|key| key.expiration.map(|seconds| seconds as f64))
+            .collect()
+    });
+    let metadata = keys.iter().any(|key| key.metadata.is_some()).then(|| {
+        keys.iter()
+            .map(|key| key.metadata.as_deref().map(text_of))
+            .collect()
+    });
+    Ok((names, expirations, metadata, page.cursor))
 }
 
 /// Bulk read results in request order: `[text, metadata]`, or `null` for a missing key.
@@ -386,17 +396,18 @@ impl NativeNamespace {
 
     /// Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`.
     #[napi(catch_unwind)]
-    pub fn list(
+    pub fn list<'env>(
         &self,
+        env: &'env Env,
         prefix: String,
         limit: i32,
         cursor: Option<String>,
         now: f64,
-    ) -> Result<ListPage> {
+    ) -> Result<ListPage<'env>> {
         let namespace = self.namespace()?;
-        guarded(|| namespace.list(&prefix, limit, cursor.as_deref(), now_ms(now)))
-            .map(ListPage::from)
-            .map_err(js_error)
+        let page = guarded(|| namespace.list(&prefix, limit, cursor.as_deref(), now_ms(now)))
+            .map_err(js_error)?;
+        list_page(env, page)
     }
 
     /// Writes a string value in-line.

@@ -70,9 +70,12 @@ pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound
 }
 
 /// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
+///
+/// Keys are `IVec`s, which hold keys of up to 22 bytes inline: a lookup then compares keys
+/// inside the tree's nodes instead of following a pointer to each one.
 #[derive(Default)]
 pub struct MemoryBackend {
-    entries: RwLock<BTreeMap<Vec<u8>, Entry>>,
+    entries: RwLock<BTreeMap<IVec, Entry>>,
 }
 
 impl MemoryBackend {
@@ -80,13 +83,13 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<IVec, Entry>> {
         // A panic while holding the lock cannot leave the map half-updated (every update is one
         // insert or remove), so a poisoned lock is still safe to use.
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<IVec, Entry>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -118,7 +121,7 @@ impl Backend for MemoryBackend {
             metadata: metadata.map(IVec::from),
             value: Value::Loaded(IVec::from(value)),
         };
-        self.write().insert(key.to_vec(), entry);
+        self.write().insert(IVec::from(key), entry);
         Ok(())
     }
 

@@ -187,7 +187,7 @@ impl Namespace {
                     return false;
                 }
                 keys.push(ListedKey {
-                    name: String::from_utf8_lossy(key).into_owned(),
+                    name: IVec::from(key),
                     expiration,
                     metadata: metadata.cloned(),
                 });
@@ -198,7 +198,7 @@ impl Namespace {
             self.backend.delete_expired(&key, now_ms)?;
         }
         let cursor = match keys.last() {
-            Some(last) if more => Some(BASE64.encode(last.name.as_bytes())),
+            Some(last) if more => Some(BASE64.encode(&last.name)),
             _ => None,
         };
         Ok(ListPage { keys, cursor })
@@ -213,7 +213,8 @@ impl Namespace {
 /// One key of a `list` page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedKey {
-    pub name: String,
+    /// The key's UTF-8 bytes.
+    pub name: IVec,
     /// Absolute expiry in seconds since the UNIX epoch.
     pub expiration: Option<i64>,
     /// Metadata as JSON text.
