@@ -11,10 +11,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One namespace, in memory or in a sled store. */
 export declare class NativeNamespace {
-  /** An isolated namespace in memory. */
-  static inMemory(): NativeNamespace
+  /** An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds. */
+  static inMemory(listPageCap?: number | undefined | null): NativeNamespace
   /** Namespace `name` of the sled store in directory `path`. */
-  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null): NativeNamespace
+  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null): NativeNamespace
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).
@@ -55,15 +55,34 @@ export declare class NativeNamespace {
    * promise settles (index.js passes a private copy).
    */
   putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<unknown>
+  /**
+   * Writes many entries on the thread pool, all or none (`putMany` in the core). The
+   * arrays run in parallel, one element per entry.
+   */
+  putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<unknown>
+  /** Every live entry, read on the thread pool: `[key, value, expiration, metadata]` each. */
+  dumpAsync(now: number): Promise<unknown>
+  /** Takes a snapshot of the namespace on the thread pool. */
+  snapshotAsync(): Promise<unknown>
+  /** Puts the namespace back to `snapshot`, on the thread pool. */
+  restoreAsync(snapshot: NativeSnapshot): Promise<unknown>
+  /** Deletes every entry, on the thread pool. */
+  clearAsync(): Promise<unknown>
   /** Deletes `key` in-line. */
   delete(key: string): void
   /** Makes every write so far durable, on the thread pool. */
   flush(): Promise<unknown>
   /**
    * Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
-   * is fine.
+   * is fine. The last handle of a store closes it on the pool, after the flush.
    */
   close(): Promise<unknown>
+}
+
+/** The contents of a namespace at one moment, held by `snapshot()` for `restore()`. */
+export declare class NativeSnapshot {
+  /** How many entries it holds. */
+  get size(): number
 }
 
 /**

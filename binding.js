@@ -836,5 +836,6 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
+module.exports.NativeSnapshot = nativeBinding.NativeSnapshot
 module.exports.checkPut = nativeBinding.checkPut
 module.exports.validateKey = nativeBinding.validateKey

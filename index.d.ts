@@ -77,6 +77,35 @@ export interface KVOptions {
   cacheCapacity?: number
   /** Background flush interval of sled in ms (default 200); 0 turns it off. */
   flushEveryMs?: number
+  /**
+   * Bulk reads leave keys that look like array indices (`"0"`, `"42"`) out of their Map, as
+   * production does (`"omit"`, the default); `"keep"` includes them.
+   */
+  bulkIndexKeys?: 'omit' | 'keep'
+  /**
+   * Caps the keys a `list` page holds, whatever `limit` asks for, so code that ignores
+   * `cursor` fails with a handful of keys instead of 1001. Validation is unchanged.
+   */
+  listPageCap?: number
+}
+
+/** One entry of `wrangler kv bulk put`'s JSON format, as `bulkPut` takes and `dump` gives. */
+export interface KVBulkEntry {
+  key: string
+  /** The value: text, or base64 when `base64` is true. */
+  value: string
+  /** Absolute expiry in seconds since the UNIX epoch. */
+  expiration?: number
+  /** Expiry in seconds from now; wins over `expiration`. */
+  expiration_ttl?: number
+  metadata?: any
+  base64?: boolean
+}
+
+/** What `snapshot()` captured; opaque apart from its size. */
+export interface KVSnapshot {
+  /** How many entries it holds. */
+  readonly size: number
 }
 
 /**
@@ -220,6 +249,20 @@ export declare class KV<Key extends string = string> {
 
   /** Deletes a key; deleting a missing key succeeds. */
   delete(key: Key): Promise<void>
+
+  /**
+   * Writes entries in `wrangler kv bulk put`'s format, each checked as `put` checks it: all of
+   * them, or none when one is refused (the error names it).
+   */
+  bulkPut(entries: KVBulkEntry[]): Promise<void>
+  /** Every live entry, in the format `bulkPut` takes (binary values as base64). */
+  dump(): Promise<KVBulkEntry[]>
+  /** Captures everything in the namespace now. */
+  snapshot(): Promise<KVSnapshot>
+  /** Makes the namespace hold exactly what `snapshot` captured. */
+  restore(snapshot: KVSnapshot): Promise<void>
+  /** Deletes every key. */
+  clear(): Promise<void>
 
   /** Resolves once every write issued before it is durable on disk (at once in memory). */
   flush(): Promise<void>

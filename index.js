@@ -39,6 +39,19 @@ function isArrayIndex(key) {
 const missingArgument = (method, position, type) =>
   `Failed to execute '${method}' on 'KvNamespace': parameter ${position} is not of type '${type}'.`
 
+// Native snapshot handles, behind the opaque objects `snapshot()` hands out.
+const snapshotHandles = new WeakMap()
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+// The text of `bytes`, or null when they are not UTF-8 (dump() then gives base64).
+function utf8OrNull(bytes) {
+  try {
+    return strictUtf8.decode(bytes)
+  } catch {
+    return null
+  }
+}
+
 // A result that is not ready yet: an operation that had to wait for the pool or a stream.
 class Later {
   constructor(promise) {
@@ -194,6 +207,59 @@ function createKV(realm) {
     return result
   }
 
+  // One entry of `wrangler kv bulk put`'s JSON format, as dump() writes it.
+  function dumpedEntry([key, bytes, expiration, metadata]) {
+    const entry = new ObjectInRealm()
+    entry.key = key
+    const text = utf8OrNull(bytes)
+    entry.value = text ?? bytes.toString('base64')
+    if (expiration !== null) entry.expiration = expiration
+    if (metadata !== null) entry.metadata = JSONInRealm.parse(metadata)
+    if (text === null) entry.base64 = true
+    return entry
+  }
+
+  // Checks and converts bulkPut's entries into the parallel arrays the native side takes.
+  function readBulkEntries(entries) {
+    if (!Array.isArray(entries)) {
+      throw new TypeErrorInRealm(
+        'bulkPut() takes an array of { key, value, expiration?, expiration_ttl?, metadata?, base64? } entries.',
+      )
+    }
+    const columns = { keys: [], values: [], expirations: [], ttls: [], metadata: [] }
+    entries.forEach((entry, index) => {
+      const refuse = (problem, Class = TypeErrorInRealm) => {
+        const key =
+          isObject(entry) && typeof entry.key === 'string'
+            ? ` (key ${JSON.stringify(entry.key)})`
+            : ''
+        return new Class(`Entry ${index}${key} was refused, so nothing was written: ${problem}`)
+      }
+      if (!isObject(entry)) throw refuse('it is not an object.')
+      const { key, value, expiration, expiration_ttl: ttl, metadata, base64 } = entry
+      if (typeof key !== 'string') throw refuse('its "key" is not a string.')
+      if (typeof value !== 'string') throw refuse('its "value" is not a string.')
+      if (base64 !== undefined && typeof base64 !== 'boolean') {
+        throw refuse('its "base64" is not a boolean.')
+      }
+      const int = (option) =>
+        option === undefined || option === null ? null : toInt32(option, TypeErrorInRealm)
+      try {
+        columns.expirations.push(int(expiration))
+        columns.ttls.push(int(ttl))
+        columns.metadata.push(serialiseMetadata(metadata) ?? null)
+      } catch (error) {
+        throw refuse(
+          error.message,
+          error instanceof TypeErrorInRealm ? TypeErrorInRealm : ErrorInRealm,
+        )
+      }
+      columns.keys.push(key)
+      columns.values.push(Buffer.from(value, base64 ? 'base64' : 'utf8'))
+    })
+    return columns
+  }
+
   // The runtime's conversion of get's and getWithMetadata's second argument.
   function readGetOptions(typeOrOptions) {
     let type
@@ -253,8 +319,8 @@ function createKV(realm) {
 
     /**
      * @param {{ path?: string, namespace?: string, clock?: () => number,
-     *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep' }}
-     *   [options]
+     *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep',
+     *   listPageCap?: number }} [options]
      */
     constructor(options = {}) {
       if (!isObject(options)) {
@@ -267,6 +333,7 @@ function createKV(realm) {
         cacheCapacity,
         flushEveryMs,
         bulkIndexKeys = 'omit',
+        listPageCap,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -274,10 +341,13 @@ function createKV(realm) {
       if (bulkIndexKeys !== 'omit' && bulkIndexKeys !== 'keep') {
         throw new TypeErrorInRealm('The bulkIndexKeys option must be "omit" or "keep".')
       }
+      if (listPageCap !== undefined && !(Number.isInteger(listPageCap) && listPageCap > 0)) {
+        throw new TypeErrorInRealm('The listPageCap option must be a positive integer.')
+      }
       this.#clock = clock || (() => realm.Date.now())
       this.#omitIndexKeys = bulkIndexKeys === 'omit'
       if (path === undefined) {
-        this.#native = native.NativeNamespace.inMemory()
+        this.#native = native.NativeNamespace.inMemory(listPageCap)
         return
       }
       if (typeof path !== 'string' || path === '') {
@@ -295,7 +365,13 @@ function createKV(realm) {
         }
       }
       try {
-        this.#native = native.NativeNamespace.open(path, namespace, cacheCapacity, flushEveryMs)
+        this.#native = native.NativeNamespace.open(
+          path,
+          namespace,
+          cacheCapacity,
+          flushEveryMs,
+          listPageCap,
+        )
       } catch (error) {
         throw fromNative(error)
       }
@@ -536,6 +612,73 @@ function createKV(realm) {
       return this.#schedule(() => {
         this.#native.delete(name)
       })
+    }
+
+    /**
+     * Writes entries in the JSON format of `wrangler kv bulk put`
+     * (`[{ key, value, expiration?, expiration_ttl?, metadata?, base64? }]`), each checked as
+     * `put` checks it. All are written or, when one is refused, none; the error names it.
+     */
+    bulkPut(entries) {
+      let columns
+      try {
+        columns = readBulkEntries(entries)
+      } catch (error) {
+        return PromiseInRealm.reject(error)
+      }
+      const { keys, values, expirations, ttls, metadata } = columns
+      return this.#schedule(() => {
+        const now = this.#now()
+        const task = this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now)
+        return new Later(task.then(check).then(done))
+      })
+    }
+
+    /**
+     * Every live entry in the format `bulkPut` takes: values as text, or base64 with
+     * `base64: true` when they are not UTF-8; `expiration` absolute.
+     */
+    dump() {
+      return this.#schedule(() => {
+        const task = this.#native.dumpAsync(this.#now())
+        return new Later(
+          task.then(check).then((entries) => ArrayInRealm.from(entries, dumpedEntry)),
+        )
+      })
+    }
+
+    /** Captures everything in the namespace now, for `restore()`. */
+    snapshot() {
+      return this.#schedule(() => {
+        const task = this.#native.snapshotAsync().then(check)
+        return new Later(
+          task.then((handle) => {
+            const snapshot = ObjectInRealm.freeze(
+              Object.assign(new ObjectInRealm(), { size: handle.size }),
+            )
+            snapshotHandles.set(snapshot, handle)
+            return snapshot
+          }),
+        )
+      })
+    }
+
+    /** Makes the namespace hold exactly what `snapshot` captured. */
+    restore(snapshot) {
+      const handle = isObject(snapshot) ? snapshotHandles.get(snapshot) : undefined
+      if (handle === undefined) {
+        return PromiseInRealm.reject(
+          new TypeErrorInRealm('restore() takes a snapshot made by snapshot().'),
+        )
+      }
+      return this.#schedule(
+        () => new Later(this.#native.restoreAsync(handle).then(check).then(done)),
+      )
+    }
+
+    /** Deletes every key in the namespace. */
+    clear() {
+      return this.#schedule(() => new Later(this.#native.clearAsync().then(check).then(done)))
     }
 
     /** Resolves once every write issued before it is durable on disk. */

@@ -30,6 +30,12 @@ async function overloads(env: { KV: KVNamespace }) {
   if (!page.list_complete) check<Is<typeof page.cursor, string>>(true)
   await kv.put('k', new Uint8Array(1), { expirationTtl: 60, metadata: { v: 1 } })
   await kv.delete('k')
+  const dumped = await kv.dump()
+  await new KV({ listPageCap: 2, bulkIndexKeys: 'keep' }).bulkPut(dumped)
+  const snapshot = await kv.snapshot()
+  check<Is<typeof snapshot.size, number>>(true)
+  await kv.restore(snapshot)
+  await kv.clear()
   await kv.flush()
   await kv.close()
   // @ts-expect-error: values must be strings, buffers, views or streams

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{self, Entry, Namespace, Op, PutOptions, StoreConfig, Value};
+use crate::store::{self, BulkEntry, Entry, Namespace, Op, PutOptions, StoreConfig, Value};
 
 /// Values longer than this are read and written on the libuv thread pool, so no call holds the
 /// event loop for long.
@@ -242,11 +242,13 @@ pub struct NativeNamespace {
 
 #[napi]
 impl NativeNamespace {
-    /// An isolated namespace in memory.
+    /// An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds.
     #[napi(factory)]
-    pub fn in_memory() -> Self {
+    pub fn in_memory(list_page_cap: Option<u32>) -> Self {
+        let namespace =
+            Namespace::in_memory().with_list_page_cap(list_page_cap.map(|c| c as usize));
         Self {
-            inner: Some(Arc::new(Namespace::in_memory())),
+            inner: Some(Arc::new(namespace)),
         }
     }
 
@@ -257,6 +259,7 @@ impl NativeNamespace {
         name: String,
         cache_capacity: Option<f64>,
         flush_every_ms: Option<f64>,
+        list_page_cap: Option<u32>,
     ) -> Result<Self> {
         let mut config = StoreConfig::default();
         if let Some(bytes) = cache_capacity {
@@ -265,8 +268,9 @@ impl NativeNamespace {
         if let Some(ms) = flush_every_ms {
             config.flush_every_ms = (ms > 0.0).then_some(ms as u64);
         }
-        let namespace =
-            guarded(|| Namespace::open(Path::new(&path), &name, &config)).map_err(js_error)?;
+        let namespace = guarded(|| Namespace::open(Path::new(&path), &name, &config))
+            .map_err(js_error)?
+            .with_list_page_cap(list_page_cap.map(|cap| cap as usize));
         Ok(Self {
             inner: Some(Arc::new(namespace)),
         })
@@ -456,14 +460,74 @@ impl NativeNamespace {
         expiration_ttl: Option<i32>,
         metadata: Option<String>,
         now: f64,
-    ) -> Result<AsyncTask<WriteTask>> {
-        Ok(AsyncTask::new(WriteTask {
+    ) -> Result<AsyncTask<Chore>> {
+        let namespace = self.namespace()?.clone();
+        let options = put_options(expiration, expiration_ttl, metadata);
+        Ok(chore(move || {
+            namespace.put(&key, &value, &options, now_ms(now))
+        }))
+    }
+
+    /// Writes many entries on the thread pool, all or none (`putMany` in the core). The
+    /// arrays run in parallel, one element per entry.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_many_async(
+        &self,
+        keys: Vec<String>,
+        values: Vec<Buffer>,
+        expirations: Vec<Option<i32>>,
+        expiration_ttls: Vec<Option<i32>>,
+        metadata: Vec<Option<String>>,
+        now: f64,
+    ) -> Result<AsyncTask<Chore>> {
+        let namespace = self.namespace()?.clone();
+        Ok(chore(move || {
+            let entries: Vec<BulkEntry<'_>> = keys
+                .iter()
+                .zip(&values)
+                .zip(expirations.into_iter().zip(expiration_ttls))
+                .zip(metadata)
+                .map(|(((key, value), (expiration, ttl)), metadata)| BulkEntry {
+                    key,
+                    value,
+                    options: put_options(expiration, ttl, metadata),
+                })
+                .collect();
+            namespace.put_many(&entries, now_ms(now))
+        }))
+    }
+
+    /// Every live entry, read on the thread pool: `[key, value, expiration, metadata]` each.
+    #[napi]
+    pub fn dump_async(&self, now: f64) -> Result<AsyncTask<DumpTask>> {
+        Ok(AsyncTask::new(DumpTask {
             namespace: self.namespace()?.clone(),
-            key,
-            value,
-            options: put_options(expiration, expiration_ttl, metadata),
             now: now_ms(now),
         }))
+    }
+
+    /// Takes a snapshot of the namespace on the thread pool.
+    #[napi]
+    pub fn snapshot_async(&self) -> Result<AsyncTask<SnapshotTask>> {
+        Ok(AsyncTask::new(SnapshotTask {
+            namespace: self.namespace()?.clone(),
+        }))
+    }
+
+    /// Puts the namespace back to `snapshot`, on the thread pool.
+    #[napi]
+    pub fn restore_async(&self, snapshot: &NativeSnapshot) -> Result<AsyncTask<Chore>> {
+        let namespace = self.namespace()?.clone();
+        let snapshot = snapshot.inner.clone();
+        Ok(chore(move || namespace.restore(&snapshot)))
+    }
+
+    /// Deletes every entry, on the thread pool.
+    #[napi]
+    pub fn clear_async(&self) -> Result<AsyncTask<Chore>> {
+        let namespace = self.namespace()?.clone();
+        Ok(chore(move || namespace.clear()))
     }
 
     /// Deletes `key` in-line.
@@ -475,18 +539,116 @@ impl NativeNamespace {
 
     /// Makes every write so far durable, on the thread pool.
     #[napi]
-    pub fn flush(&self) -> Result<AsyncTask<FlushTask>> {
-        Ok(AsyncTask::new(FlushTask {
-            namespace: Some(self.namespace()?.clone()),
-        }))
+    pub fn flush(&self) -> Result<AsyncTask<Chore>> {
+        let namespace = self.namespace()?.clone();
+        Ok(chore(move || namespace.flush()))
     }
 
     /// Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
-    /// is fine.
+    /// is fine. The last handle of a store closes it on the pool, after the flush.
     #[napi]
-    pub fn close(&mut self) -> AsyncTask<FlushTask> {
-        AsyncTask::new(FlushTask {
-            namespace: self.inner.take(),
+    pub fn close(&mut self) -> AsyncTask<Chore> {
+        let namespace = self.inner.take();
+        chore(move || namespace.map_or(Ok(()), |namespace| namespace.flush()))
+    }
+}
+
+/// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
+#[napi]
+pub struct NativeSnapshot {
+    inner: Arc<store::Snapshot>,
+}
+
+#[napi]
+impl NativeSnapshot {
+    /// How many entries it holds.
+    #[napi(getter)]
+    pub fn size(&self) -> u32 {
+        self.inner.len() as u32
+    }
+}
+
+/// Pool work that yields nothing but may fail: writes of large values, bulk writes, flush,
+/// close, restore, clear.
+pub struct Chore {
+    work: Option<Box<dyn FnOnce() -> store::Result<()> + Send>>,
+}
+
+fn chore(work: impl FnOnce() -> store::Result<()> + Send + 'static) -> AsyncTask<Chore> {
+    AsyncTask::new(Chore {
+        work: Some(Box::new(work)),
+    })
+}
+
+impl Task for Chore {
+    type Output = store::Result<()>;
+    type JsValue = Option<Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(self.work.take().map_or(Ok(()), guarded))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(output.err().map(Failure::from))
+    }
+}
+
+/// A dump of every live entry.
+pub struct DumpTask {
+    namespace: Arc<Namespace>,
+    now: i64,
+}
+
+/// One dumped entry: key, value, expiration, metadata.
+type Dumped = (String, Buffer, Option<f64>, Option<String>);
+
+impl Task for DumpTask {
+    type Output = store::Result<Vec<(sled::IVec, Entry)>>;
+    type JsValue = Either<Vec<Dumped>, Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guarded(|| self.namespace.dump(self.now)))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match output {
+            Err(error) => Either::B(error.into()),
+            Ok(entries) => Either::A(
+                entries
+                    .into_iter()
+                    .filter_map(|(key, entry)| {
+                        let expiration = entry.expiration.map(|seconds| seconds as f64);
+                        let (value, metadata) = owned_pair(entry, false)?;
+                        let Either::B(bytes) = value else {
+                            return None;
+                        };
+                        Some((text_of(&key), bytes, expiration, metadata))
+                    })
+                    .collect(),
+            ),
+        })
+    }
+}
+
+/// A snapshot being taken.
+pub struct SnapshotTask {
+    namespace: Arc<Namespace>,
+}
+
+impl Task for SnapshotTask {
+    type Output = store::Result<store::Snapshot>;
+    type JsValue = Either<NativeSnapshot, Failure>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        Ok(guarded(|| self.namespace.snapshot()))
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(match output {
+            Err(error) => Either::B(error.into()),
+            Ok(snapshot) => Either::A(NativeSnapshot {
+                inner: Arc::new(snapshot),
+            }),
         })
     }
 }
@@ -547,58 +709,5 @@ impl Task for BulkTask {
             Err(error) => Either::B(error.into()),
             Ok(entries) => Either::A(bulk_entries(entries.unwrap_or_default())),
         })
-    }
-}
-
-/// A write of a large value.
-pub struct WriteTask {
-    namespace: Arc<Namespace>,
-    key: String,
-    value: Uint8Array,
-    options: PutOptions,
-    now: i64,
-}
-
-impl Task for WriteTask {
-    type Output = store::Result<()>;
-    type JsValue = Option<Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guarded(|| {
-            self.namespace
-                .put(&self.key, &self.value, &self.options, self.now)
-        }))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output.err().map(Failure::from))
-    }
-}
-
-/// A flush, or the flush that closes a namespace.
-pub struct FlushTask {
-    namespace: Option<Arc<Namespace>>,
-}
-
-impl Task for FlushTask {
-    type Output = store::Result<()>;
-    type JsValue = Option<Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(match &self.namespace {
-            Some(namespace) => guarded(|| namespace.flush()),
-            None => Ok(()),
-        })
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output.err().map(Failure::from))
-    }
-
-    fn finally(mut self, _env: Env) -> napi::Result<()> {
-        // Dropping the last handle of a store closes it here, on the JS thread, after the
-        // flush above did the slow part on the pool.
-        self.namespace.take();
-        Ok(())
     }
 }

@@ -53,6 +53,13 @@ pub trait Backend: Send + Sync {
     /// returns `false`. `visit` gets the key, its expiration and its metadata.
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()>;
 
+    /// Every entry in key order, values loaded.
+    fn entries(&self) -> Result<Vec<(IVec, Entry)>>;
+
+    /// Replaces everything in the namespace with `entries` (values loaded), as `entries`
+    /// returned them; an empty list clears the namespace.
+    fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()>;
+
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
 }
@@ -149,6 +156,20 @@ impl Backend for MemoryBackend {
                 break;
             }
         }
+        Ok(())
+    }
+
+    fn entries(&self) -> Result<Vec<(IVec, Entry)>> {
+        Ok(self
+            .read()
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.clone()))
+            .collect())
+    }
+
+    fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
+        let fresh = entries.iter().cloned().collect();
+        *self.write() = fresh;
         Ok(())
     }
 

@@ -47,6 +47,12 @@ pub enum Error {
     Invalid(String),
     /// A bug: a panic caught at the boundary. The message says what panicked.
     Internal(String),
+    /// Entry `index` of a bulk write was refused for `source`; nothing was written.
+    Entry {
+        index: usize,
+        key: String,
+        source: Box<Error>,
+    },
 }
 
 /// The core's result type.
@@ -71,12 +77,17 @@ impl Error {
             Error::Storage { .. } => Some("ERR_KV_STORAGE"),
             Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
             Error::Internal(_) => Some("ERR_KV_INTERNAL"),
+            Error::Entry { source, .. } => source.code(),
         }
     }
 
     /// Whether JS should see a `TypeError` rather than a plain `Error`.
     pub fn is_type_error(&self) -> bool {
-        matches!(self, Error::Type(_) | Error::Invalid(_))
+        match self {
+            Error::Type(_) | Error::Invalid(_) => true,
+            Error::Entry { source, .. } => source.is_type_error(),
+            _ => false,
+        }
     }
 }
 
@@ -119,6 +130,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Internal(message) => write!(f, "Internal error in kv-binding: {message}"),
+            Error::Entry { index, key, source } => write!(
+                f,
+                "Entry {index} (key {key:?}) was refused, so nothing was written: {source}"
+            ),
         }
     }
 }

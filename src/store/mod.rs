@@ -13,7 +13,7 @@ mod validate;
 
 pub use backend::{Backend, Entry, MemoryBackend, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
-pub use namespace::{ListPage, ListedKey, Namespace, MAX_NAMESPACE_SIZE};
+pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
 pub use validate::{
     is_expired, now_seconds, validate_bulk, validate_cache_ttl, validate_key, validate_list,

@@ -431,6 +431,38 @@ impl Backend for SledBackend {
         Ok(())
     }
 
+    fn entries(&self) -> Result<Vec<(IVec, Entry)>> {
+        let mut keys = Vec::new();
+        self.scan(b"", None, &mut |key, _, _| {
+            keys.push(IVec::from(key));
+            true
+        })?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A key deleted since the scan is simply left out.
+            if let Some(entry) = self.get(&key, u64::MAX)? {
+                entries.push((key, entry));
+            }
+        }
+        Ok(entries)
+    }
+
+    fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
+        self.index.clear().map_err(|e| self.error(e))?;
+        self.blobs.clear().map_err(|e| self.error(e))?;
+        for (key, entry) in entries {
+            let Value::Loaded(value) = &entry.value else {
+                return Err(Error::Internal("replace_all needs loaded values".into()));
+            };
+            let metadata = entry.metadata.as_deref().map(std::str::from_utf8);
+            let metadata = metadata
+                .transpose()
+                .map_err(|_| Error::Internal("metadata in a snapshot is not UTF-8".into()))?;
+            self.put(key, value, entry.expiration, metadata)?;
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<()> {
         self.lease
             .shared()

@@ -1,0 +1,202 @@
+'use strict'
+
+// bulkPut, dump, snapshot/restore, clear and the listPageCap knob, on both backends.
+
+const { KV } = require('..')
+const { backends, rejection } = require('./helpers')
+
+const NOW_MS = 1_900_000_000_500
+const NOW = Math.floor(NOW_MS / 1000)
+
+describe.each(backends)('%s backend', (_name, open) => {
+  let kv
+  let now
+  beforeEach(() => {
+    now = NOW_MS
+    kv = open({ clock: () => now })
+  })
+
+  describe('bulkPut', () => {
+    test('writes entries in the wrangler bulk format', async () => {
+      await kv.bulkPut([
+        { key: 'text', value: 'hello' },
+        { key: 'bytes', value: Buffer.from([0, 255]).toString('base64'), base64: true },
+        { key: 'ttl', value: 'v', expiration_ttl: 120, metadata: { m: 1 } },
+        { key: 'abs', value: 'v', expiration: NOW + 600 },
+      ])
+      await expect(kv.get('text')).resolves.toBe('hello')
+      expect([...new Uint8Array(await kv.get('bytes', 'arrayBuffer'))]).toEqual([0, 255])
+      await expect(kv.list()).resolves.toStrictEqual({
+        keys: [
+          { name: 'abs', expiration: NOW + 600 },
+          { name: 'bytes' },
+          { name: 'text' },
+          { name: 'ttl', expiration: NOW + 120, metadata: { m: 1 } },
+        ],
+        list_complete: true,
+        cacheStatus: null,
+      })
+    })
+
+    test('writes nothing when one entry is refused, and names it', async () => {
+      await kv.put('existing', 'before')
+      const refused = [
+        [
+          { key: 'ok', value: '1' },
+          { key: 'bad', value: '1', expiration_ttl: 30 },
+        ],
+        [
+          { key: 'ok', value: '1' },
+          { key: '', value: '1' },
+        ],
+        [
+          { key: 'ok', value: '1' },
+          { key: 'existing', value: 'x'.repeat(26214401) },
+        ],
+        [
+          { key: 'ok', value: '1' },
+          { key: 'meta', value: '1', metadata: 'm'.repeat(2000) },
+        ],
+      ]
+      const messages = [
+        'Entry 1 (key "bad") was refused, so nothing was written: KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60.',
+        'Entry 1 (key "") was refused, so nothing was written: Key name cannot be empty.',
+        'Entry 1 (key "existing") was refused, so nothing was written: KV PUT failed: 413 Value length of 26214401 exceeds limit of 26214400.',
+        'Entry 1 (key "meta") was refused, so nothing was written: KV PUT failed: 413 Metadata length of 2002 exceeds limit of 1024.',
+      ]
+      for (const [index, entries] of refused.entries()) {
+        const error = await rejection(kv.bulkPut(entries))
+        expect(error.message).toBe(messages[index])
+        expect(error).toBeInstanceOf(index === 1 ? TypeError : Error)
+      }
+      await expect(kv.get('ok')).resolves.toBeNull()
+      await expect(kv.get('existing')).resolves.toBe('before')
+    })
+
+    test('refuses malformed entries before reading the rest', async () => {
+      const cases = [
+        ['not an array', 'bulkPut() takes an array'],
+        [[null], 'Entry 0 was refused, so nothing was written: it is not an object.'],
+        [
+          [{ value: 'v' }],
+          'Entry 0 was refused, so nothing was written: its "key" is not a string.',
+        ],
+        [
+          [{ key: 'k', value: 1 }],
+          'Entry 0 (key "k") was refused, so nothing was written: its "value" is not a string.',
+        ],
+        [[{ key: 'k', value: 'v', base64: 'yes' }], 'its "base64" is not a boolean.'],
+        [[{ key: 'k', value: 'v', metadata: { n: 1n } }], 'Do not know how to serialize a BigInt'],
+        [[{ key: 'k', value: 'v', expiration: 2 ** 31 }], 'Value out of range.'],
+      ]
+      for (const [entries, message] of cases) {
+        const error = await rejection(kv.bulkPut(entries))
+        expect(error).toBeInstanceOf(TypeError)
+        expect(error.message).toContain(message)
+      }
+    })
+  })
+
+  describe('dump', () => {
+    test('gives every live entry in the format bulkPut takes, so it recreates a namespace', async () => {
+      await kv.put('text', 'hello', { metadata: { m: [1] } })
+      await kv.put('bytes', new Uint8Array([0, 128, 255]))
+      await kv.put('ttl', 'v', { expirationTtl: 3600 })
+      await kv.put('gone', 'v', { expirationTtl: 60 })
+      now += 61_000
+      const dumped = await kv.dump()
+      expect(dumped).toStrictEqual([
+        { key: 'bytes', value: 'AID/', base64: true },
+        { key: 'text', value: 'hello', metadata: { m: [1] } },
+        { key: 'ttl', value: 'v', expiration: NOW + 3600 },
+      ])
+      const copy = open({ clock: () => now })
+      await copy.bulkPut(dumped)
+      await expect(copy.dump()).resolves.toStrictEqual(dumped)
+    })
+
+    test('an empty namespace dumps to an empty array', async () => {
+      await expect(kv.dump()).resolves.toEqual([])
+    })
+  })
+
+  describe('snapshot and restore', () => {
+    test('restore brings back exactly what the snapshot held', async () => {
+      await kv.put('kept', 'v1', { metadata: { m: 1 }, expirationTtl: 600 })
+      await kv.put('changed', 'before')
+      await kv.put('large', 'L'.repeat(400_000))
+      const snapshot = await kv.snapshot()
+      expect(snapshot.size).toBe(3)
+      await kv.put('changed', 'after')
+      await kv.put('added', 'new')
+      await kv.delete('kept')
+      await kv.delete('large')
+      await kv.restore(snapshot)
+      await expect(kv.list()).resolves.toStrictEqual({
+        keys: [
+          { name: 'changed' },
+          { name: 'kept', expiration: NOW + 600, metadata: { m: 1 } },
+          { name: 'large' },
+        ],
+        list_complete: true,
+        cacheStatus: null,
+      })
+      await expect(kv.get('changed')).resolves.toBe('before')
+      await expect(kv.get('large')).resolves.toBe('L'.repeat(400_000))
+      // A snapshot can be restored again, and into another namespace.
+      await kv.clear()
+      await kv.restore(snapshot)
+      await expect(kv.get('kept')).resolves.toBe('v1')
+      const other = open()
+      await other.restore(snapshot)
+      await expect(other.get('changed')).resolves.toBe('before')
+    })
+
+    test('restore waits for operations issued before it', async () => {
+      const snapshot = await kv.snapshot()
+      const late = kv.put('late', 'x'.repeat(1 << 20))
+      await kv.restore(snapshot)
+      await late
+      await expect(kv.get('late')).resolves.toBeNull()
+    })
+
+    test('restore takes only snapshots', async () => {
+      await expect(kv.restore({ size: 1 })).rejects.toThrow(
+        new TypeError('restore() takes a snapshot made by snapshot().'),
+      )
+    })
+  })
+
+  test('clear deletes every key', async () => {
+    await kv.put('a', '1')
+    await kv.put('b', 'x'.repeat(300_000))
+    await kv.clear()
+    await expect(kv.list()).resolves.toMatchObject({ keys: [], list_complete: true })
+    await expect(kv.get('b')).resolves.toBeNull()
+    await kv.put('a', 'again')
+    await expect(kv.get('a')).resolves.toBe('again')
+  })
+
+  describe('listPageCap', () => {
+    test('caps pages so code that ignores the cursor misses keys with only 3 of them', async () => {
+      const capped = open({ listPageCap: 2 })
+      for (const key of ['a', 'b', 'c']) await capped.put(key, 'v')
+      const first = await capped.list()
+      expect(first.keys.map((k) => k.name)).toEqual(['a', 'b'])
+      expect(first.list_complete).toBe(false)
+      const second = await capped.list({ cursor: first.cursor, limit: 1000 })
+      expect(second.keys.map((k) => k.name)).toEqual(['c'])
+      expect(second.list_complete).toBe(true)
+      expect((await capped.list({ limit: 1 })).keys).toHaveLength(1)
+      await expect(capped.list({ limit: 1001 })).rejects.toThrow('Invalid key_count_limit of 1001')
+    })
+
+    test('must be a positive integer', () => {
+      for (const listPageCap of [0, -1, 1.5, '2']) {
+        expect(() => new KV({ listPageCap })).toThrow(
+          new TypeError('The listPageCap option must be a positive integer.'),
+        )
+      }
+    })
+  })
+})

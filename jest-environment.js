@@ -1,0 +1,115 @@
+'use strict'
+
+// A Jest test environment that gives every test file a global `env` of KV namespaces, as a
+// worker sees them, each test starting from the same seeded state.
+//
+//   testEnvironment: 'kv-binding/jest-environment',
+//   testEnvironmentOptions: {
+//     kvNamespaces: ['KV', 'SESSIONS'],          // default ['KV']
+//     kvSeed: { KV: 'fixtures/kv.json' },        // `wrangler kv bulk put` JSON, from rootDir
+//     kvPersist: '.kv-test',                     // optional: sled stores instead of memory
+//   }
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { TestEnvironment } = require('jest-environment-node')
+const { forRealm } = require('./index.js')
+
+const NAME = 'kv-binding/jest-environment'
+
+function readOptions(config) {
+  const {
+    kvNamespaces = ['KV'],
+    kvSeed = {},
+    kvPersist,
+  } = config.projectConfig.testEnvironmentOptions ?? {}
+  const fail = (message) => {
+    throw new TypeError(`${NAME}: ${message}`)
+  }
+  if (!Array.isArray(kvNamespaces) || !kvNamespaces.every((n) => typeof n === 'string' && n)) {
+    fail('kvNamespaces must be an array of binding names, such as ["KV", "SESSIONS"].')
+  }
+  if (typeof kvSeed !== 'object' || kvSeed === null) {
+    fail('kvSeed must map binding names to JSON files.')
+  }
+  for (const [name, file] of Object.entries(kvSeed)) {
+    if (!kvNamespaces.includes(name)) fail(`kvSeed names "${name}", which is not in kvNamespaces.`)
+    if (typeof file !== 'string') fail(`kvSeed.${name} must be the path of a JSON file.`)
+  }
+  if (kvPersist !== undefined && (typeof kvPersist !== 'string' || kvPersist === '')) {
+    fail('kvPersist must be a directory path.')
+  }
+  const rootDir = config.projectConfig.rootDir
+  return {
+    names: kvNamespaces,
+    seeds: Object.fromEntries(
+      Object.entries(kvSeed).map(([name, file]) => [name, path.resolve(rootDir, file)]),
+    ),
+    // One directory per Jest worker, so parallel workers never contend for a store's lock.
+    persistDir:
+      kvPersist && path.resolve(rootDir, kvPersist, `worker-${process.env.JEST_WORKER_ID ?? '1'}`),
+  }
+}
+
+function readSeed(file) {
+  let entries
+  try {
+    entries = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch (error) {
+    throw new Error(`${NAME}: cannot read the seed file ${file}: ${error.message}`, {
+      cause: error,
+    })
+  }
+  return entries
+}
+
+class KVEnvironment extends TestEnvironment {
+  #options
+  #namespaces = []
+
+  constructor(config, context) {
+    super(config, context)
+    this.#options = readOptions(config)
+  }
+
+  async setup() {
+    await super.setup()
+    // Built from the test file's own globals: its Date (so fake timers move KV time), and
+    // its constructors for every value, Map, promise and error.
+    const KV = forRealm(this.global)
+    const env = new this.global.Object()
+    const { names, seeds, persistDir } = this.#options
+    for (const name of names) {
+      const kv = persistDir ? new KV({ path: persistDir, namespace: name }) : new KV()
+      this.#namespaces.push({ kv })
+      // A persisted store keeps what the last test file of this worker left: start clean.
+      if (persistDir) await kv.clear()
+      if (seeds[name]) {
+        await kv.bulkPut(readSeed(seeds[name])).catch((error) => {
+          throw new Error(`${NAME}: seeding ${name} from ${seeds[name]} failed: ${error.message}`, {
+            cause: error,
+          })
+        })
+      }
+      this.#namespaces.at(-1).seeded = await kv.snapshot()
+      env[name] = kv
+    }
+    this.global.env = env
+  }
+
+  async handleTestEvent(event) {
+    if (event.name === 'test_start') {
+      // Each test starts from the seeded state. A restore queues behind anything a previous
+      // test left running on the same namespace, so a forgotten promise cannot undo it.
+      await Promise.all(this.#namespaces.map(({ kv, seeded }) => kv.restore(seeded)))
+    }
+  }
+
+  async teardown() {
+    await Promise.all(this.#namespaces.map(({ kv }) => kv.close()))
+    this.#namespaces = []
+    await super.teardown()
+  }
+}
+
+module.exports = KVEnvironment
