@@ -1,0 +1,162 @@
+'use strict'
+
+// The kv-binding command, run as a shell user runs it: exit codes, stdout and stderr.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawn, spawnSync } = require('node:child_process')
+const { KV } = require('..')
+const { tempDir } = require('./helpers')
+
+const BIN = path.resolve(__dirname, '..', 'bin', 'kv-binding.js')
+
+let dir
+beforeEach(() => {
+  dir = tempDir()
+})
+
+function cli(args, input) {
+  const result = spawnSync(process.execPath, [BIN, '--path', dir, ...args], {
+    input,
+    encoding: 'utf8',
+  })
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+test('put, get, list and delete', () => {
+  expect(cli(['put', 'user:1', 'Ada'])).toMatchObject({ status: 0, stdout: '' })
+  expect(cli(['put', 'user:2', '--ttl', '3600', '--metadata', '{"role":"admin"}'], 'Bob')).toEqual({
+    status: 0,
+    stdout: '',
+    stderr: '',
+  })
+  expect(cli(['get', 'user:1'])).toEqual({ status: 0, stdout: 'Ada', stderr: '' })
+  expect(JSON.parse(cli(['get', 'user:2', '--with-metadata']).stdout)).toEqual({
+    value: 'Bob',
+    metadata: { role: 'admin' },
+  })
+  expect(cli(['list']).stdout).toBe('user:1\nuser:2\n')
+  const listed = JSON.parse(cli(['list', '--prefix', 'user:2', '--json']).stdout)
+  expect(listed).toEqual([
+    { name: 'user:2', expiration: expect.any(Number), metadata: { role: 'admin' } },
+  ])
+  expect(cli(['list', '--limit', '1']).stdout).toBe('user:1\n')
+  expect(cli(['delete', 'user:1', 'never-there'])).toMatchObject({ status: 0 })
+  expect(cli(['list']).stdout).toBe('user:2\n')
+})
+
+test('values come from a file or standard input, byte for byte', () => {
+  const file = path.join(dir, '..', `${path.basename(dir)}-value.bin`)
+  fs.writeFileSync(file, Buffer.from([0, 1, 255]))
+  expect(cli(['put', 'binary', '--file', file]).status).toBe(0)
+  const got = spawnSync(process.execPath, [BIN, '--path', dir, 'get', 'binary'])
+  expect([...got.stdout]).toEqual([0, 1, 255])
+  expect(JSON.parse(cli(['get', 'binary', '--with-metadata']).stdout)).toEqual({
+    value: 'AAH/',
+    base64: true,
+    metadata: null,
+  })
+})
+
+test('the store the CLI writes is the one KV reads, in the demo namespace by default', async () => {
+  cli(['put', 'feature-flags', '{"newCheckout":false}'])
+  const kv = new KV({ path: dir, namespace: 'KV' })
+  await expect(kv.get('feature-flags', 'json')).resolves.toEqual({ newCheckout: false })
+  await kv.close()
+  cli(['--namespace', 'OTHER', 'put', 'k', 'v'])
+  expect(cli(['list']).stdout).toBe('feature-flags\n')
+  expect(cli(['--namespace', 'OTHER', 'list']).stdout).toBe('k\n')
+})
+
+test('exit status 1 for a missing key or a refused write, with the reason on stderr', () => {
+  expect(cli(['get', 'missing'])).toEqual({
+    status: 1,
+    stdout: '',
+    stderr: 'kv-binding: key "missing" not found\n',
+  })
+  expect(cli(['put', 'k', 'v', '--ttl', '30'])).toEqual({
+    status: 1,
+    stdout: '',
+    stderr:
+      'kv-binding: KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60.\n',
+  })
+  expect(cli(['put', '', 'v']).stderr).toBe('kv-binding: Key name cannot be empty.\n')
+})
+
+test('exit status 2 for bad usage, with a pointer to --help', () => {
+  for (const args of [
+    [],
+    ['frob'],
+    ['get'],
+    ['put', 'k', 'v', '--file', 'f'],
+    ['list', '--limit', 'x'],
+    ['--nope'],
+  ]) {
+    const result = cli(args)
+    expect(result.status).toBe(2)
+    expect(result.stderr).toMatch(/^kv-binding: .+\nRun kv-binding --help for usage\.\n$/)
+  }
+  const help = cli(['--help'])
+  expect(help.status).toBe(0)
+  expect(help.stdout).toContain('Usage: kv-binding')
+})
+
+test('export and import round-trip a namespace in the wrangler bulk format', () => {
+  const entries = Array.from({ length: 12_000 }, (_, i) => ({ key: `k${i}`, value: `v${i}` }))
+  entries.push({ key: 'bytes', value: 'AP8=', base64: true, metadata: { m: 1 } })
+  const file = path.join(dir, '..', `${path.basename(dir)}-import.json`)
+  fs.writeFileSync(file, JSON.stringify(entries))
+  const imported = cli(['import', file, '--progress'])
+  expect(imported.status).toBe(0)
+  expect(imported.stderr).toContain('100% 12001/12001')
+  expect(imported.stderr).toContain('imported 12001 entries')
+
+  const exported = cli(['export', '--progress'])
+  expect(exported.status).toBe(0)
+  const back = JSON.parse(exported.stdout)
+  expect(back).toHaveLength(12_001)
+  expect(back.find((e) => e.key === 'bytes')).toEqual(entries.at(-1))
+  expect(back.find((e) => e.key === 'k11999')).toEqual({ key: 'k11999', value: 'v11999' })
+
+  const copy = path.join(dir, '..', `${path.basename(dir)}-copy`)
+  const out = path.join(dir, '..', `${path.basename(dir)}-export.json`)
+  expect(cli(['export', out]).status).toBe(0)
+  const reimport = spawnSync(process.execPath, [BIN, '--path', copy, 'import', out], {
+    encoding: 'utf8',
+  })
+  expect(reimport.status).toBe(0)
+  expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual(back)
+  fs.rmSync(copy, { recursive: true, force: true })
+})
+
+test('import writes nothing when an entry is refused, and names it by its place in the file', () => {
+  const entries = Array.from({ length: 6000 }, (_, i) => ({ key: `k${i}`, value: 'v' }))
+  entries[5500] = { key: 'bad', value: 'v', expiration_ttl: 10 }
+  const file = path.join(dir, '..', `${path.basename(dir)}-bad.json`)
+  fs.writeFileSync(file, JSON.stringify(entries))
+  const result = cli(['import', file])
+  expect(result.status).toBe(1)
+  expect(result.stderr).toBe(
+    'kv-binding: Entry 5500 (key "bad") was refused, so nothing was written: KV PUT failed: 400 Invalid expiration_ttl of 10. Expiration TTL must be at least 60.\n',
+  )
+  expect(cli(['list']).stdout).toBe('')
+  const notJson = path.join(dir, '..', `${path.basename(dir)}-not.json`)
+  fs.writeFileSync(notJson, '{')
+  expect(cli(['import', notJson])).toMatchObject({ status: 1 })
+})
+
+test('a store in use by another process gets a clear message', async () => {
+  const holder = spawn(process.execPath, [
+    '-e',
+    `new (require(${JSON.stringify(path.resolve(__dirname, '..'))}).KV)({ path: ${JSON.stringify(dir)} });
+     console.log('open'); setInterval(() => {}, 1000)`,
+  ])
+  try {
+    await new Promise((resolve) => holder.stdout.once('data', resolve))
+    const result = cli(['list'])
+    expect(result.status).toBe(1)
+    expect(result.stderr).toContain(`is in use by another process (pid ${holder.pid})`)
+  } finally {
+    holder.kill('SIGKILL')
+  }
+})
