@@ -316,11 +316,16 @@ function createKV(realm) {
     // in the order they were issued.
     #pending = 0
     #tail = PromiseInRealm.resolve()
+    // With `durable`, writes resolve only after a flush that started after them. One flush
+    // runs at a time; writes that arrive meanwhile share the next one.
+    #durable = false
+    #flushRunning = null
+    #flushQueued = null
 
     /**
      * @param {{ path?: string, namespace?: string, clock?: () => number,
      *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep',
-     *   listPageCap?: number }} [options]
+     *   listPageCap?: number, durable?: boolean }} [options]
      */
     constructor(options = {}) {
       if (!isObject(options)) {
@@ -334,6 +339,7 @@ function createKV(realm) {
         flushEveryMs,
         bulkIndexKeys = 'omit',
         listPageCap,
+        durable = false,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -344,6 +350,10 @@ function createKV(realm) {
       if (listPageCap !== undefined && !(Number.isInteger(listPageCap) && listPageCap > 0)) {
         throw new TypeErrorInRealm('The listPageCap option must be a positive integer.')
       }
+      if (typeof durable !== 'boolean') {
+        throw new TypeErrorInRealm('The durable option must be true or false.')
+      }
+      this.#durable = durable
       this.#clock = clock || (() => realm.Date.now())
       this.#omitIndexKeys = bulkIndexKeys === 'omit'
       if (path === undefined) {
@@ -404,6 +414,27 @@ function createKV(realm) {
           return result instanceof Later ? result.promise : result
         }),
       )
+    }
+
+    // Runs a write; with `durable`, its promise resolves once the write is on disk.
+    #scheduleWrite(operation) {
+      const written = this.#schedule(operation)
+      return this.#durable ? written.then(() => this.#flushShared()) : written
+    }
+
+    // A flush that starts after every write applied so far, shared by everyone who asks
+    // before it starts (group commit).
+    #flushShared() {
+      if (this.#flushQueued === null) {
+        const start = () => {
+          this.#flushQueued = null
+          const flushing = this.#native.flush().then(check).then(done)
+          this.#flushRunning = flushing
+          return flushing
+        }
+        this.#flushQueued = (this.#flushRunning ?? PromiseInRealm.resolve()).then(start, start)
+      }
+      return this.#flushQueued
     }
 
     #hold(promise) {
@@ -595,7 +626,7 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(fromNative(error))
       }
-      return this.#schedule(() => this.#write(name, body, putOptions, metadata))
+      return this.#scheduleWrite(() => this.#write(name, body, putOptions, metadata))
     }
 
     /** Deletes a key. Deleting a missing key succeeds. */
@@ -609,7 +640,7 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(error)
       }
-      return this.#schedule(() => {
+      return this.#scheduleWrite(() => {
         this.#native.delete(name)
       })
     }
@@ -627,7 +658,7 @@ function createKV(realm) {
         return PromiseInRealm.reject(error)
       }
       const { keys, values, expirations, ttls, metadata } = columns
-      return this.#schedule(() => {
+      return this.#scheduleWrite(() => {
         const now = this.#now()
         const task = this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now)
         return new Later(task.then(check).then(done))
@@ -678,7 +709,7 @@ function createKV(realm) {
 
     /** Deletes every key in the namespace. */
     clear() {
-      return this.#schedule(() => new Later(this.#native.clearAsync().then(check).then(done)))
+      return this.#scheduleWrite(() => new Later(this.#native.clearAsync().then(check).then(done)))
     }
 
     /** Resolves once every write issued before it is durable on disk. */

@@ -184,12 +184,56 @@ describe('stores that cannot be used', () => {
     expect(error.message).toContain('delete the directory')
   })
 
+  test('a truncated database file opens to its last intact write or fails clearly, never torn', async () => {
+    for (const fraction of [0.75, 0.3, 0.05, 0]) {
+      const dir = tempDir()
+      const kv = new KV({ path: dir })
+      for (let i = 0; i < 500; i++) await kv.put(`k${i}`, `value ${i}`, { metadata: { i } })
+      await kv.close()
+      const db = path.join(dir, 'db')
+      fs.truncateSync(db, Math.floor(fs.statSync(db).size * fraction))
+      let reopened
+      try {
+        reopened = new KV({ path: dir })
+      } catch (error) {
+        expect(error.code).toBe('ERR_KV_CORRUPT')
+        expect(error.message).toContain('delete the directory')
+        continue
+      }
+      const { keys } = await reopened.list()
+      for (const { name, metadata } of keys) {
+        await expect(reopened.get(name)).resolves.toBe(`value ${metadata.i}`)
+        expect(name).toBe(`k${metadata.i}`)
+      }
+      await reopened.close()
+    }
+  })
+
+  test('namespace names and keys never reach outside the store directory', async () => {
+    const parent = tempDir()
+    const dir = path.join(parent, 'store')
+    const names = ['../escape', '/etc/passwd', '..', '.', 'a/../../b', 'C:\\temp', '\u0000']
+    for (const namespace of names) {
+      const kv = new KV({ path: dir, namespace })
+      await kv.put('../../outside', 'v')
+      await kv.put('/absolute', 'x'.repeat(5000))
+      await kv.close()
+    }
+    expect(fs.readdirSync(parent)).toEqual(['store'])
+    const kv = new KV({ path: dir, namespace: '../escape' })
+    await expect(kv.get('../../outside')).resolves.toBe('v')
+    await kv.close()
+  })
+
   test('bad options are TypeErrors', () => {
     expect(() => new KV('path')).toThrow(new TypeError('The KV options must be an object.'))
     expect(() => new KV({ path: '' })).toThrow(TypeError)
     expect(() => new KV({ path: tempDir(), namespace: 7 })).toThrow(TypeError)
     expect(() => new KV({ clock: 5 })).toThrow(TypeError)
     expect(() => new KV({ path: tempDir(), cacheCapacity: -1 })).toThrow(TypeError)
+    expect(() => new KV({ durable: 'yes' })).toThrow(
+      new TypeError('The durable option must be true or false.'),
+    )
     const empty = () => new KV({ path: tempDir(), namespace: '' })
     expect(empty).toThrow(expect.objectContaining({ code: 'ERR_KV_INVALID_ARGUMENT' }))
     expect(empty).toThrow(TypeError)
