@@ -63,3 +63,37 @@ describe.each(stores)('demo worker on the %s backend', (_name, kvOptions) => {
     expect((await from('198.51.100.1')).status).toBe(200)
   })
 })
+
+test('Ctrl-C of the demo server loses no acknowledged write', async () => {
+  const { spawn } = require('node:child_process')
+  const path = require('node:path')
+  const { KV } = require('..')
+  const dir = tempDir()
+  const server = spawn(process.execPath, [
+    path.join(__dirname, '..', 'examples', 'demo.js'),
+    '--port',
+    '0',
+    '--path',
+    dir,
+  ])
+  const url = await new Promise((resolve, reject) => {
+    server.stdout.on('data', (chunk) => {
+      const match = /on (http:\/\/\S+?)\/? /.exec(String(chunk))
+      if (match) resolve(match[1])
+    })
+    server.once('exit', reject)
+  })
+  const logins = []
+  for (let i = 0; i < 20; i++) {
+    const response = await fetch(`${url}/login?user=u${i}`, { method: 'POST' })
+    logins.push(response.headers.get('set-cookie').split(';')[0].split('=')[1])
+  }
+  const exited = new Promise((resolve) => server.once('exit', resolve))
+  server.kill('SIGINT')
+  expect(await exited).toBe(0)
+  const kv = new KV({ path: dir, namespace: 'KV' })
+  for (const [i, id] of logins.entries()) {
+    await expect(kv.get(`session:${id}`, 'json')).resolves.toMatchObject({ user: `u${i}` })
+  }
+  await kv.close()
+})

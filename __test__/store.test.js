@@ -240,7 +240,7 @@ describe('stores that cannot be used', () => {
   })
 })
 
-test('worker threads on one path share the store', async () => {
+test('8 worker threads on one path share the store', async () => {
   const dir = tempDir()
   const main = new KV({ path: dir, namespace: 'THREADS' })
   const run = (id) =>
@@ -256,8 +256,9 @@ test('worker threads on one path share the store', async () => {
       worker.once('message', resolve)
       worker.once('error', reject)
     })
-  await Promise.all([0, 1, 2, 3].map(run))
-  for (const id of [0, 1, 2, 3]) {
+  const threads = [0, 1, 2, 3, 4, 5, 6, 7]
+  await Promise.all(threads.map(run))
+  for (const id of threads) {
     await expect(main.get(`${id}:49`)).resolves.toBe('49')
   }
   await main.close()

@@ -11,11 +11,11 @@
 
 const path = require('node:path')
 
-const kvBinding = (backend) => ({
-  name: `kv-binding (${backend})`,
+const kvBinding = (backend, durable = false) => ({
+  name: `kv-binding (${backend}${durable ? ', durable' : ''})`,
   open(dir) {
     const { KV } = require('..')
-    const kv = backend === 'sled' ? new KV({ path: dir, namespace: 'bench' }) : new KV()
+    const kv = backend === 'sled' ? new KV({ path: dir, namespace: 'bench', durable }) : new KV()
     return {
       put: (key, value) => kv.put(key, value),
       get: (key) => kv.get(key),
@@ -155,6 +155,7 @@ const miniflare = {
 const ADAPTERS = {
   'kv-binding': kvBinding('sled'),
   'kv-binding-memory': kvBinding('memory'),
+  'kv-binding-durable': kvBinding('sled', true),
   map: jsMap,
   lmdb,
   'classic-level': classicLevel,
