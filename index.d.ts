@@ -78,6 +78,11 @@ export interface KVOptions {
   /** Background flush interval of sled in ms (default 200); 0 turns it off. */
   flushEveryMs?: number
   /**
+   * Each write resolves only once it is on disk; concurrent writes share one fsync. Default
+   * false: sled writes in the background every `flushEveryMs`, and at `flush()` and exit.
+   */
+  durable?: boolean
+  /**
    * Bulk reads leave keys that look like array indices (`"0"`, `"42"`) out of their Map, as
    * production does (`"omit"`, the default); `"keep"` includes them.
    */
