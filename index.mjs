@@ -1,0 +1,6 @@
+// The ES module entry: the same classes as the CommonJS one, so `import` and `require` give
+// one `KV`, sharing one process-wide store registry.
+import kvBinding from './index.js'
+
+export const { KV, forRealm } = kvBinding
+export default kvBinding

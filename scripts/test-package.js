@@ -1,0 +1,220 @@
+'use strict'
+
+// Installs the package the way users get it (the npm tarball plus the platform package with
+// this machine's binary) into a fresh project outside the repo, with no Rust toolchain on
+// PATH, and checks that it works from CommonJS, ESM, TypeScript, Jest and the shell.
+//
+//   node scripts/test-package.js      (after npm run build)
+
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+
+const ROOT = path.resolve(__dirname, '..')
+const PLATFORM = 'linux-x64-gnu'
+const EXPECTED_FILES = [
+  'LICENSE',
+  'README.md',
+  'bin/kv-binding.js',
+  'binding.d.ts',
+  'binding.js',
+  'index.d.ts',
+  'index.js',
+  'index.mjs',
+  'jest-environment.js',
+  'package.json',
+]
+
+const results = []
+function check(name, fn) {
+  try {
+    fn()
+    results.push([name, null])
+    console.log(`  ok    ${name}`)
+  } catch (error) {
+    results.push([name, error])
+    console.log(`  FAIL  ${name}\n        ${String(error.message).split('\n').join('\n        ')}`)
+  }
+}
+
+// A PATH without cargo or rustup: what a user without a Rust toolchain has.
+const PATH = process.env.PATH.split(path.delimiter)
+  .filter((dir) => !/\.cargo|rustup/.test(dir) && !fs.existsSync(path.join(dir, 'cargo')))
+  .join(path.delimiter)
+const env = { ...process.env, PATH }
+
+function sh(command, args, options = {}) {
+  return execFileSync(command, args, { encoding: 'utf8', env, stdio: 'pipe', ...options })
+}
+
+function pack(dir, destination) {
+  const [info] = JSON.parse(sh('npm', ['pack', dir, '--json', '--pack-destination', destination]))
+  return { file: path.join(destination, info.filename), info }
+}
+
+function project(dir, tarballs) {
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, 'package.json'), '{ "name": "consumer", "private": true }\n')
+  sh('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', ...tarballs], { cwd: dir })
+  return dir
+}
+
+function main() {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-binding-package-'))
+  try {
+    console.log(`kv-binding package test in ${work}`)
+    const main = pack(ROOT, work)
+    const platformDir = path.join(work, PLATFORM)
+    fs.cpSync(path.join(ROOT, 'npm', PLATFORM), platformDir, { recursive: true })
+    fs.copyFileSync(
+      path.join(ROOT, `kv-binding.${PLATFORM}.node`),
+      path.join(platformDir, `kv-binding.${PLATFORM}.node`),
+    )
+    const platform = pack(platformDir, work)
+    console.log(
+      `  main tarball ${main.info.size} bytes (${main.info.files.length} files), ` +
+        `${PLATFORM} tarball ${platform.info.size} bytes`,
+    )
+
+    check('the tarball holds only what a user needs', () => {
+      assert.deepEqual(main.info.files.map((f) => f.path).sort(), EXPECTED_FILES)
+    })
+    check('the release workflow builds and tests every declared platform', () => {
+      const YAML = require('yaml')
+      const workflow = YAML.parse(
+        fs.readFileSync(path.join(ROOT, '.github', 'workflows', 'release.yml'), 'utf8'),
+      )
+      const { targets } = require(path.join(ROOT, 'package.json')).napi
+      const targetsOf = (job) => job.strategy.matrix.settings.map((s) => s.target).sort()
+      assert.deepEqual(targetsOf(workflow.jobs.build), [...targets].sort())
+      assert.deepEqual(targetsOf(workflow.jobs.test), [...targets].sort())
+      assert.deepEqual(workflow.jobs.publish.needs, 'test')
+      const platformPackages = fs.readdirSync(path.join(ROOT, 'npm')).sort()
+      assert.deepEqual(platformPackages, [
+        'darwin-arm64',
+        'darwin-x64',
+        'linux-arm64-gnu',
+        'linux-x64-gnu',
+        'win32-x64-msvc',
+      ])
+    })
+    check('no Rust toolchain is on the PATH the project sees', () => {
+      assert.throws(() => sh('cargo', ['--version']))
+    })
+
+    const app = project(path.join(work, 'app'), [main.file, platform.file])
+    const node = (args) => sh(process.execPath, args, { cwd: app })
+    const store = path.join(work, 'store')
+
+    check('require() gives a working KV, in memory and on disk', () => {
+      const out = node([
+        '-e',
+        `const { KV } = require('kv-binding')
+         ;(async () => {
+           const memory = new KV(); await memory.put('k', 'memory')
+           const disk = new KV({ path: ${JSON.stringify(store)} }); await disk.put('k', 'disk')
+           console.log(await memory.get('k'), await disk.get('k')); await disk.close()
+         })()`,
+      ])
+      assert.equal(out.trim(), 'memory disk')
+    })
+    check('import and require give the same class', () => {
+      const out = node([
+        '--input-type=module',
+        '-e',
+        `import { KV, forRealm } from 'kv-binding'
+         import kvBinding from 'kv-binding'
+         import { createRequire } from 'node:module'
+         const required = createRequire(import.meta.url)('kv-binding')
+         console.log(KV === required.KV, forRealm === required.forRealm, kvBinding.KV === KV)`,
+      ])
+      assert.equal(out.trim(), 'true true true')
+    })
+    check('kv-binding/jest-environment and kv-binding/package.json resolve', () => {
+      const out = node([
+        '-e',
+        `console.log(require.resolve('kv-binding/jest-environment'))
+         console.log(require('kv-binding/package.json').name)`,
+      ])
+      const [environment, name] = out.trim().split('\n')
+      assert.equal(environment, path.join(app, 'node_modules', 'kv-binding', 'jest-environment.js'))
+      assert.equal(name, 'kv-binding')
+    })
+    check('the Jest environment loads beside jest-environment-node', () => {
+      // A Jest user has jest-environment-node; this project borrows the repo's copy.
+      const out = sh(
+        process.execPath,
+        ['-e', "const E = require('kv-binding/jest-environment'); console.log(typeof E, E.name)"],
+        { cwd: app, env: { ...env, NODE_PATH: path.join(ROOT, 'node_modules') } },
+      )
+      assert.equal(out.trim(), 'function KVEnvironment')
+    })
+    check('the kv-binding command runs', () => {
+      const bin = path.join(app, 'node_modules', '.bin', 'kv-binding')
+      assert.match(sh(bin, ['--help']), /Usage: kv-binding/)
+      sh(bin, ['--path', store, 'put', 'cli', 'from the shell'])
+      assert.equal(sh(bin, ['--path', store, 'get', 'cli']), 'from the shell')
+    })
+    for (const [moduleResolution, module] of [
+      ['node16', 'node16'],
+      ['bundler', 'esnext'],
+      ['node10', 'commonjs'],
+    ]) {
+      check(`TypeScript finds the types (moduleResolution ${moduleResolution})`, () => {
+        const dir = path.join(app, `ts-${moduleResolution}`)
+        fs.mkdirSync(dir)
+        fs.writeFileSync(
+          path.join(dir, 'consumer.ts'),
+          `import { KV, type KVNamespaceListResult } from 'kv-binding'
+           const kv = new KV({ path: '.kv', durable: true })
+           export async function run(): Promise<string | null> {
+             const page: KVNamespaceListResult<unknown> = await kv.list({ prefix: 'a' })
+             await kv.put('k', new Uint8Array(1), { expirationTtl: 60 })
+             return page.list_complete ? kv.get('k') : null
+           }
+           // @ts-expect-error: get takes a key
+           kv.get(1, 2, 3)
+          `,
+        )
+        fs.writeFileSync(
+          path.join(dir, 'tsconfig.json'),
+          JSON.stringify({
+            compilerOptions: {
+              module,
+              moduleResolution,
+              target: 'es2022',
+              lib: ['es2022', 'dom', 'esnext.disposable'],
+              strict: true,
+              noEmit: true,
+              types: [],
+            },
+            files: ['consumer.ts'],
+          }),
+        )
+        const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+        sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
+      })
+    }
+
+    check('without the platform package, the error names the platform', () => {
+      const bare = project(path.join(work, 'bare'), [main.file])
+      let message = ''
+      try {
+        sh(process.execPath, ['-e', "require('kv-binding')"], { cwd: bare })
+      } catch (error) {
+        message = error.stderr
+      }
+      assert.match(message, new RegExp(`no native binary for ${process.platform}-${process.arch}`))
+      assert.match(message, /kv-binding-linux-x64-gnu/)
+    })
+  } finally {
+    fs.rmSync(work, { recursive: true, force: true })
+  }
+  const failed = results.filter(([, error]) => error).length
+  console.log(`${results.length - failed} passed, ${failed} failed`)
+  process.exitCode = failed ? 1 : 0
+}
+
+main()
