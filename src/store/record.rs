@@ -227,8 +227,16 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
+    /// `default` cases, or as many as `PROPTEST_CASES` asks for.
+    fn cases(default: u32) -> u32 {
+        std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|cases| cases.parse().ok())
+            .unwrap_or(default)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(4096), ..ProptestConfig::default() })]
 
         /// Whatever a damaged store holds, decoding it is an error or a record whose ranges lie
         /// within the bytes: never a panic.
