@@ -39,6 +39,7 @@ const native = loadNative()
 // Values longer than this many bytes are read and written on the libuv thread pool. The native
 // side applies the same bound to reads.
 const IN_LINE_MAX = 256 * 1024
+// The core's value limit; streams are only counted past it, not kept.
 const MAX_VALUE_SIZE = 25 * 1024 * 1024
 
 const INT32_MIN = -2147483648
@@ -51,8 +52,6 @@ const MESSAGES = {
   bodyType:
     'KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.',
   metadataUnserialisable: 'KV PUT failed: 500 Internal Server Error',
-  bulkNotYet:
-    'Bulk reads (get with an array of keys) are not supported by this version of kv-binding.',
   clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
 }
 
@@ -99,7 +98,8 @@ function toInt32(value, TypeErrorInRealm) {
   return int | 0
 }
 
-// A `put` body as the native side takes it: a string, or a private Uint8Array.
+// A `put` body as the native side takes it: a string, a Uint8Array over the caller's bytes
+// (copied before anything reads them later), or a stream to drain.
 function toBody(value, TypeErrorInRealm) {
   if (typeof value === 'string') return value
   if (!isObject(value)) return `${value}`
@@ -348,6 +348,8 @@ function createKV(realm) {
     #durable = false
     #flushRunning = null
     #flushQueued = null
+    // close()'s promise, once it is called: it flushes everything written before it.
+    #closing = null
 
     /**
      * @param {{ path?: string, namespace?: string, clock?: () => number,
@@ -455,7 +457,8 @@ function createKV(realm) {
       if (this.#flushQueued === null) {
         const start = () => {
           this.#flushQueued = null
-          const flushing = this.#native.flush().then(check).then(done)
+          // A write still waiting when the namespace closes is made durable by close().
+          const flushing = this.#closing ?? this.#native.flush().then(check).then(done)
           this.#flushRunning = flushing
           return flushing
         }
@@ -749,7 +752,8 @@ function createKV(realm) {
      * closing twice is fine.
      */
     close() {
-      return this.#schedule(() => new Later(this.#native.close().then(check).then(done)))
+      this.#closing ??= this.#schedule(() => new Later(this.#native.close().then(check).then(done)))
+      return this.#closing
     }
 
     get [Symbol.toStringTag]() {

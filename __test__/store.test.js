@@ -81,6 +81,18 @@ test('what one process wrote, another reads back the same: values, metadata, exp
   await kv.close()
 })
 
+test('a durable write issued just before close() resolves, and is on disk', async () => {
+  const dir = tempDir()
+  const kv = new KV({ path: dir, durable: true })
+  const written = kv.put('key', 'written before close')
+  const closed = kv.close()
+  await expect(written).resolves.toBeUndefined()
+  await expect(closed).resolves.toBeUndefined()
+  const reopened = new KV({ path: dir })
+  await expect(reopened.get('key')).resolves.toBe('written before close')
+  await reopened.close()
+})
+
 test('namespaces in one directory are isolated from each other', async () => {
   const dir = tempDir()
   const a = new KV({ path: dir, namespace: 'A' })

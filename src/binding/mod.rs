@@ -129,7 +129,7 @@ fn flush_stores_at_exit() {
 }
 
 /// Values and sizes that cross from a read.
-type Read<'env, T> = Either3<T, Null, f64>;
+type Read<T> = Either3<T, Null, f64>;
 
 /// A value as JS reads it: text, or a Buffer copy of the bytes.
 type JsValueOf<'env> = Either<JsString<'env>, BufferSlice<'env>>;
@@ -298,7 +298,7 @@ impl NativeNamespace {
         key: String,
         cache_ttl: Option<i32>,
         now: f64,
-    ) -> Result<Read<'env, JsString<'env>>> {
+    ) -> Result<Read<JsString<'env>>> {
         Ok(match self.read(&key, cache_ttl, now)? {
             None => Either3::B(Null),
             Some(Value::Deferred { len }) => Either3::C(len as f64),
@@ -315,7 +315,7 @@ impl NativeNamespace {
         key: String,
         cache_ttl: Option<i32>,
         now: f64,
-    ) -> Result<Read<'env, BufferSlice<'env>>> {
+    ) -> Result<Read<BufferSlice<'env>>> {
         Ok(match self.read(&key, cache_ttl, now)? {
             None => Either3::B(Null),
             Some(Value::Deferred { len }) => Either3::C(len as f64),
@@ -336,7 +336,7 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         as_text: bool,
         now: f64,
-    ) -> Result<Read<'env, (JsValueOf<'env>, Option<JsString<'env>>)>> {
+    ) -> Result<Read<(JsValueOf<'env>, Option<JsString<'env>>)>> {
         let namespace = self.namespace()?;
         let entry = guarded(|| namespace.get(&key, cache_ttl, IN_LINE_MAX, now_ms(now)))
             .map_err(js_error)?;
