@@ -63,6 +63,18 @@ function readSeed(file) {
   return entries
 }
 
+// The worker's directory, or, when another Jest run holds it (jest --watch beside a CI run), one
+// of this process's own: every test file starts from a cleared store, so nothing is lost.
+async function usableDir(KV, dir) {
+  try {
+    await new KV({ path: dir }).close()
+    return dir
+  } catch (error) {
+    if (error.code !== 'ERR_KV_LOCKED') throw error
+    return `${dir}-pid${process.pid}`
+  }
+}
+
 class KVEnvironment extends TestEnvironment {
   #options
   #namespaces = []
@@ -78,7 +90,8 @@ class KVEnvironment extends TestEnvironment {
     // its constructors for every value, Map, promise and error.
     const KV = forRealm(this.global)
     const env = new this.global.Object()
-    const { names, seeds, persistDir } = this.#options
+    const { names, seeds } = this.#options
+    const persistDir = this.#options.persistDir && (await usableDir(KV, this.#options.persistDir))
     for (const name of names) {
       const kv = persistDir ? new KV({ path: persistDir, namespace: name }) : new KV()
       this.#namespaces.push({ kv })
