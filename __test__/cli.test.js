@@ -4,9 +4,9 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { spawn, spawnSync } = require('node:child_process')
+const { spawnSync } = require('node:child_process')
 const { KV } = require('..')
-const { tempDir } = require('./helpers')
+const { tempDir, holdStore } = require('./helpers')
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'kv-binding.js')
 
@@ -146,13 +146,8 @@ test('import writes nothing when an entry is refused, and names it by its place 
 })
 
 test('a store in use by another process gets a clear message', async () => {
-  const holder = spawn(process.execPath, [
-    '-e',
-    `new (require(${JSON.stringify(path.resolve(__dirname, '..'))}).KV)({ path: ${JSON.stringify(dir)} });
-     console.log('open'); setInterval(() => {}, 1000)`,
-  ])
+  const holder = await holdStore(dir)
   try {
-    await new Promise((resolve) => holder.stdout.once('data', resolve))
     const result = cli(['list'])
     expect(result.status).toBe(1)
     expect(result.stderr).toContain(`is in use by another process (pid ${holder.pid})`)

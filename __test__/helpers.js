@@ -1,6 +1,7 @@
 'use strict'
 
 const fs = require('node:fs')
+const { spawn } = require('node:child_process')
 const os = require('node:os')
 const path = require('node:path')
 const { KV } = require('..')
@@ -69,4 +70,22 @@ async function readAll(stream) {
   }
 }
 
-module.exports = { backends, rejection, streamOf, readAll, tempDir }
+/**
+ * Opens the store at `dir` in another process and keeps it open. Resolves the child process
+ * once the store is open; kill it to release the store.
+ */
+function holdStore(dir) {
+  const root = JSON.stringify(path.resolve(__dirname, '..'))
+  const child = spawn(process.execPath, [
+    '-e',
+    `new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+     console.log('open')
+     setInterval(() => {}, 1000)`,
+  ])
+  return new Promise((resolve, reject) => {
+    child.stdout.once('data', () => resolve(child))
+    child.once('exit', (code) => reject(new Error(`the store holder exited with ${code}`)))
+  })
+}
+
+module.exports = { backends, rejection, streamOf, readAll, tempDir, holdStore }

@@ -3,9 +3,8 @@
 // kv-binding/jest-environment used directly, for what its own Jest projects cannot show.
 
 const path = require('node:path')
-const { spawn } = require('node:child_process')
 const KVEnvironment = require('../jest-environment')
-const { tempDir } = require('./helpers')
+const { tempDir, holdStore } = require('./helpers')
 
 function environment(testEnvironmentOptions, rootDir) {
   return new KVEnvironment(
@@ -20,13 +19,8 @@ function environment(testEnvironmentOptions, rootDir) {
 test('a persist directory held by another Jest run gives way to one of its own', async () => {
   const root = tempDir()
   const held = path.join(root, 'kv', `worker-${process.env.JEST_WORKER_ID ?? '1'}`)
-  const holder = spawn(process.execPath, [
-    '-e',
-    `new (require(${JSON.stringify(path.resolve(__dirname, '..'))}).KV)({ path: ${JSON.stringify(held)} });
-     console.log('open'); setInterval(() => {}, 1000)`,
-  ])
+  const holder = await holdStore(held)
   try {
-    await new Promise((resolve) => holder.stdout.once('data', resolve))
     const env = environment({ kvNamespaces: ['KV'], kvPersist: 'kv' }, root)
     await env.setup()
     try {

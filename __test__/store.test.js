@@ -5,10 +5,10 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { spawn, execFileSync } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { KV } = require('..')
-const { tempDir, rejection } = require('./helpers')
+const { tempDir, rejection, holdStore } = require('./helpers')
 
 const ROOT = path.resolve(__dirname, '..')
 
@@ -136,15 +136,7 @@ describe('a directory in use by another process', () => {
 
   test('fails at once with an error naming the directory and the owner pid', async () => {
     const dir = tempDir()
-    child = spawn(process.execPath, [
-      '-e',
-      `const { KV } = require(${JSON.stringify(ROOT)});
-       new KV({ path: ${JSON.stringify(dir)} }); console.log('open'); setInterval(() => {}, 1000)`,
-    ])
-    await new Promise((resolve, reject) => {
-      child.stdout.once('data', resolve)
-      child.once('exit', reject)
-    })
+    child = await holdStore(dir)
     let error
     try {
       new KV({ path: dir, namespace: 'OTHER' })

@@ -1,6 +1,8 @@
 //! Random operations against both backends, checked step by step against a model: a
 //! `BTreeMap` of byte keys with absolute expirations, read under a clock that moves.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use kv_binding::store::{Entry, Namespace, PutOptions, StoreConfig, Value};
@@ -167,16 +169,8 @@ fn run(namespace: &Namespace, ops: &[Op]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// `default` cases, or as many as `PROPTEST_CASES` asks for.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|cases| cases.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(64), ..ProptestConfig::default() })]
 
     #[test]
     fn memory_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {

@@ -1,0 +1,9 @@
+//! Helpers shared by the integration tests.
+
+/// `default` property-test cases, or as many as `PROPTEST_CASES` asks for.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(default)
+}
