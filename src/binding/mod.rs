@@ -224,12 +224,13 @@ type BulkEntries = Vec<Option<(String, Option<String>)>>;
 fn bulk_entries(entries: Vec<Option<Entry>>) -> BulkEntries {
     entries
         .into_iter()
-        .map(|entry| entry.and_then(|entry| owned_pair(entry, true)))
-        .map(|pair| {
-            pair.map(|(value, metadata)| match value {
-                Either::A(text) => (text, metadata),
-                Either::B(_) => unreachable!("bulk values are read as text"),
-            })
+        .map(|entry| {
+            let entry = entry?;
+            // A bulk read defers as a whole, never one value, so every value here is loaded.
+            let Value::Loaded(bytes) = &entry.value else {
+                return None;
+            };
+            Some((text_of(bytes), entry.metadata.as_deref().map(text_of)))
         })
         .collect()
 }
@@ -416,7 +417,6 @@ impl NativeNamespace {
 
     /// Writes a string value in-line.
     #[napi(catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
     pub fn put_text(
         &self,
         key: String,
@@ -433,7 +433,6 @@ impl NativeNamespace {
 
     /// Writes a byte value in-line.
     #[napi(catch_unwind)]
-    #[allow(clippy::too_many_arguments)]
     pub fn put_bytes(
         &self,
         key: String,
@@ -451,7 +450,6 @@ impl NativeNamespace {
     /// Writes a byte value on the thread pool. The caller must not change `value` until the
     /// promise settles (index.js passes a private copy).
     #[napi]
-    #[allow(clippy::too_many_arguments)]
     pub fn put_async(
         &self,
         key: String,
@@ -471,7 +469,6 @@ impl NativeNamespace {
     /// Writes many entries on the thread pool, all or none (`putMany` in the core). The
     /// arrays run in parallel, one element per entry.
     #[napi]
-    #[allow(clippy::too_many_arguments)]
     pub fn put_many_async(
         &self,
         keys: Vec<String>,
