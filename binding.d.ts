@@ -97,5 +97,14 @@ export interface Failure {
   message: string
 }
 
-/** Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`). */
-export declare function validateKey(opName: string, key: string): void
+/**
+ * Values longer than this many bytes are read and written on the libuv thread pool, so no
+ * call holds the event loop for long. index.js routes writes by the same bound.
+ */
+export declare const IN_LINE_MAX: number
+
+/** The largest value `put` takes, in bytes; index.js stops buffering a stream past it. */
+export declare const MAX_VALUE_SIZE: number
+
+/** Checks a key as production's runtime does for `put`, before it looks at the value. */
+export declare function validatePutKey(key: string): void

@@ -838,4 +838,6 @@ module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
 module.exports.NativeSnapshot = nativeBinding.NativeSnapshot
 module.exports.checkPut = nativeBinding.checkPut
-module.exports.validateKey = nativeBinding.validateKey
+module.exports.IN_LINE_MAX = nativeBinding.IN_LINE_MAX
+module.exports.MAX_VALUE_SIZE = nativeBinding.MAX_VALUE_SIZE
+module.exports.validatePutKey = nativeBinding.validatePutKey

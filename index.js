@@ -36,11 +36,9 @@ function loadNative() {
 
 const native = loadNative()
 
-// Values longer than this many bytes are read and written on the libuv thread pool. The native
-// side applies the same bound to reads.
-const IN_LINE_MAX = 256 * 1024
-// The core's value limit; streams are only counted past it, not kept.
-const MAX_VALUE_SIZE = 25 * 1024 * 1024
+// Values longer than this go to the thread pool (the native side reads by the same bound), and
+// a stream is only counted, not kept, past the value limit.
+const { IN_LINE_MAX, MAX_VALUE_SIZE } = native
 
 const INT32_MIN = -2147483648
 const INT32_MAX = 2147483647
@@ -547,7 +545,7 @@ function createKV(realm) {
       }
       if (typeof body.getReader === 'function') {
         // The runtime checks the key before it reads the body.
-        native.validateKey('PUT', name)
+        native.validatePutKey(name)
         return new Later(
           drain(body, MAX_VALUE_SIZE, TypeErrorInRealm).then(({ bytes, length }) => {
             if (bytes === null) {
@@ -650,7 +648,7 @@ function createKV(realm) {
           body = toBody(value, TypeErrorInRealm)
         } catch (error) {
           // The runtime checks the key before metadata and body.
-          native.validateKey('PUT', name)
+          native.validatePutKey(name)
           throw error
         }
       } catch (error) {

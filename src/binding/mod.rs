@@ -16,9 +16,14 @@ use napi_derive::napi;
 
 use crate::store::{self, BulkEntry, Entry, Namespace, Op, PutOptions, StoreConfig, Value};
 
-/// Values longer than this are read and written on the libuv thread pool, so no call holds the
-/// event loop for long.
-const IN_LINE_MAX: u64 = 256 * 1024;
+/// Values longer than this many bytes are read and written on the libuv thread pool, so no
+/// call holds the event loop for long. index.js routes writes by the same bound.
+#[napi]
+pub const IN_LINE_MAX: u32 = 256 * 1024;
+
+/// The largest value `put` takes, in bytes; index.js stops buffering a stream past it.
+#[napi]
+pub const MAX_VALUE_SIZE: u32 = store::limits::MAX_VALUE_SIZE as u32;
 
 type Result<T> = napi::Result<T, &'static str>;
 
@@ -75,18 +80,10 @@ fn now_ms(now: f64) -> i64 {
     now.floor() as i64
 }
 
-fn op(name: &str) -> Op {
-    match name {
-        "PUT" => Op::Put,
-        "DELETE" => Op::Delete,
-        _ => Op::Get,
-    }
-}
-
-/// Checks a key as production's runtime does for `op` (`"GET"`, `"PUT"` or `"DELETE"`).
+/// Checks a key as production's runtime does for `put`, before it looks at the value.
 #[napi]
-pub fn validate_key(op_name: String, key: String) -> Result<()> {
-    store::validate_key(op(&op_name), &key).map_err(js_error)
+pub fn validate_put_key(key: String) -> Result<()> {
+    store::validate_key(Op::Put, &key).map_err(js_error)
 }
 
 /// Runs every check of `put` for a value of `value_len` bytes without the value itself: how
@@ -101,8 +98,7 @@ pub fn check_put(
     now: f64,
 ) -> Result<()> {
     let options = put_options(expiration, expiration_ttl, metadata);
-    store::validate_key(Op::Put, &key)
-        .and_then(|()| store::validate_put(&options, value_len as usize, now_ms(now)))
+    store::check_put(&key, &options, value_len as usize, now_ms(now))
         .map(drop)
         .map_err(js_error)
 }
@@ -285,7 +281,7 @@ impl NativeNamespace {
 
     fn read(&self, key: &str, cache_ttl: Option<i32>, now: f64) -> Result<Option<Value>> {
         let namespace = self.namespace()?;
-        guarded(|| namespace.get(key, cache_ttl, IN_LINE_MAX, now_ms(now)))
+        guarded(|| namespace.get(key, cache_ttl, u64::from(IN_LINE_MAX), now_ms(now)))
             .map(|entry| entry.map(|entry| entry.value))
             .map_err(js_error)
     }
@@ -339,7 +335,7 @@ impl NativeNamespace {
         now: f64,
     ) -> Result<Read<(JsValueOf<'env>, Option<JsString<'env>>)>> {
         let namespace = self.namespace()?;
-        let entry = guarded(|| namespace.get(&key, cache_ttl, IN_LINE_MAX, now_ms(now)))
+        let entry = guarded(|| namespace.get(&key, cache_ttl, u64::from(IN_LINE_MAX), now_ms(now)))
             .map_err(js_error)?;
         let Some(entry) = entry else {
             return Ok(Either3::B(Null));
@@ -376,9 +372,17 @@ impl NativeNamespace {
         now: f64,
     ) -> Result<Option<BulkEntries>> {
         let namespace = self.namespace()?;
-        guarded(|| namespace.get_bulk(&keys, kind.as_deref(), cache_ttl, IN_LINE_MAX, now_ms(now)))
-            .map(|entries| entries.map(bulk_entries))
-            .map_err(js_error)
+        guarded(|| {
+            namespace.get_bulk(
+                &keys,
+                kind.as_deref(),
+                cache_ttl,
+                u64::from(IN_LINE_MAX),
+                now_ms(now),
+            )
+        })
+        .map(|entries| entries.map(bulk_entries))
+        .map_err(js_error)
     }
 
     /// `getBulk` on the thread pool, with no bound on value lengths.

@@ -16,6 +16,6 @@ pub use error::{Error, Op, Result};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
 pub use validate::{
-    is_expired, now_seconds, validate_bulk, validate_cache_ttl, validate_key, validate_list,
-    validate_put, BulkType, PutOptions,
+    check_put, is_expired, now_seconds, validate_bulk, validate_cache_ttl, validate_key,
+    validate_list, validate_put, BulkType, PutOptions,
 };

@@ -12,7 +12,7 @@ use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
 use super::sled_backend::{SledBackend, StoreConfig};
 use super::validate::{
-    is_expired, validate_bulk, validate_cache_ttl, validate_key, validate_list, validate_put,
+    check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key, validate_list,
     BulkType, PutOptions,
 };
 
@@ -89,8 +89,7 @@ impl Namespace {
 
     /// Writes `value` with `options`, replacing value, metadata and expiration at once.
     pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
-        validate_key(Op::Put, key)?;
-        let expiration = validate_put(options, value.len(), now_ms)?;
+        let expiration = check_put(key, options, value.len(), now_ms)?;
         self.backend.put(
             key.as_bytes(),
             value,
@@ -225,9 +224,9 @@ impl Namespace {
                 key: entry.key.to_owned(),
                 source: Box::new(source),
             };
-            validate_key(Op::Put, entry.key).map_err(refused)?;
-            expirations
-                .push(validate_put(&entry.options, entry.value.len(), now_ms).map_err(refused)?);
+            expirations.push(
+                check_put(entry.key, &entry.options, entry.value.len(), now_ms).map_err(refused)?,
+            );
         }
         for (entry, expiration) in entries.iter().zip(expirations) {
             self.backend.put(

@@ -66,6 +66,18 @@ pub fn now_seconds(now_ms: i64) -> i64 {
     now_ms.div_euclid(1000)
 }
 
+/// Every check of `put` in order: the runtime's key check, then the service's options and size
+/// checks. Returns the absolute expiration to store, if any.
+pub fn check_put(
+    key: &str,
+    options: &PutOptions,
+    value_len: usize,
+    now_ms: i64,
+) -> Result<Option<i64>> {
+    validate_key(Op::Put, key)?;
+    validate_put(options, value_len, now_ms)
+}
+
 /// Validates `put`'s options and value size in the service's order and returns the absolute
 /// expiration to store, if any.
 pub fn validate_put(options: &PutOptions, value_len: usize, now_ms: i64) -> Result<Option<i64>> {
