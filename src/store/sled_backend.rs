@@ -303,6 +303,39 @@ impl SledBackend {
         }
     }
 
+    /// The entry that record `bytes` of `key` describes, with its value read from the blob
+    /// tree when it lives there. `None` when a concurrent put or delete replaced the record and
+    /// freed its blob after `bytes` were read: the caller reads the record again.
+    fn load(&self, key: &[u8], bytes: IVec, max_len: u64) -> Result<Option<Entry>> {
+        let record = record::decode(&bytes)
+            .map_err(|e| self.damaged(key, &format!("is damaged ({})", e.0)))?;
+        let value = match &record.body {
+            _ if record.value_len() > max_len => Value::Deferred {
+                len: record.value_len(),
+            },
+            Body::Inline(range) => Value::Loaded(bytes.subslice(range.start, range.len())),
+            Body::Blob { id, .. } => match self.blobs.get(id.to_be_bytes()) {
+                Ok(Some(value)) => Value::Loaded(value),
+                Ok(None) => {
+                    // If the record is unchanged, the blob is really gone.
+                    if self.index.get(key).map_err(|e| self.error(e))?.as_ref() == Some(&bytes) {
+                        return Err(self.damaged(key, "points to a value that is missing"));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.error(e)),
+            },
+        };
+        let metadata = record
+            .metadata
+            .map(|range| bytes.subslice(range.start, range.len()));
+        Ok(Some(Entry {
+            expiration: record.expiration,
+            metadata,
+            value,
+        }))
+    }
+
     /// Removes the blob a replaced or deleted record pointed to, if any.
     fn release_blob(&self, old: Option<IVec>) -> Result<()> {
         if let Some(Ok(record::Record {
@@ -324,36 +357,9 @@ impl Backend for SledBackend {
             let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
                 return Ok(None);
             };
-            let record = record::decode(&bytes)
-                .map_err(|e| self.damaged(key, &format!("is damaged ({})", e.0)))?;
-            let value = match &record.body {
-                _ if record.value_len() > max_len => Value::Deferred {
-                    len: record.value_len(),
-                },
-                Body::Inline(range) => Value::Loaded(bytes.subslice(range.start, range.len())),
-                Body::Blob { id, .. } => match self.blobs.get(id.to_be_bytes()) {
-                    Ok(Some(value)) => Value::Loaded(value),
-                    Ok(None) => {
-                        // A concurrent put or delete replaced the record and freed its blob
-                        // after we read the record: read again. If the record is unchanged,
-                        // the blob is really gone.
-                        if self.index.get(key).map_err(|e| self.error(e))?.as_ref() == Some(&bytes)
-                        {
-                            return Err(self.damaged(key, "points to a value that is missing"));
-                        }
-                        continue;
-                    }
-                    Err(e) => return Err(self.error(e)),
-                },
-            };
-            let metadata = record
-                .metadata
-                .map(|range| bytes.subslice(range.start, range.len()));
-            return Ok(Some(Entry {
-                expiration: record.expiration,
-                metadata,
-                value,
-            }));
+            if let Some(entry) = self.load(key, bytes, max_len)? {
+                return Ok(Some(entry));
+            }
         }
     }
 
@@ -432,15 +438,15 @@ impl Backend for SledBackend {
     }
 
     fn entries(&self) -> Result<Vec<(IVec, Entry)>> {
-        let mut keys = Vec::new();
-        self.scan(b"", None, &mut |key, _, _| {
-            keys.push(IVec::from(key));
-            true
-        })?;
-        let mut entries = Vec::with_capacity(keys.len());
-        for key in keys {
-            // A key deleted since the scan is simply left out.
-            if let Some(entry) = self.get(&key, u64::MAX)? {
+        let mut entries = Vec::new();
+        for item in self.index.iter() {
+            let (key, bytes) = item.map_err(|e| self.error(e))?;
+            // A record replaced while we walk is read again; a deleted one is left out.
+            let entry = match self.load(&key, bytes, u64::MAX)? {
+                Some(entry) => Some(entry),
+                None => self.get(&key, u64::MAX)?,
+            };
+            if let Some(entry) = entry {
                 entries.push((key, entry));
             }
         }
