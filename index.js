@@ -171,6 +171,9 @@ function createKV(realm) {
     return result
   }
 
+  // Settles with `undefined` when a pool task that yields nothing does, or with its error.
+  const completion = (task) => task.then(check).then(done)
+
   function toArrayBuffer(bytes) {
     const buffer = new ArrayBufferInRealm(bytes.byteLength)
     new Uint8ArrayInRealm(buffer).set(bytes)
@@ -456,7 +459,7 @@ function createKV(realm) {
         const start = () => {
           this.#flushQueued = null
           // A write still waiting when the namespace closes is made durable by close().
-          const flushing = this.#closing ?? this.#native.flush().then(check).then(done)
+          const flushing = this.#closing ?? completion(this.#native.flush())
           this.#flushRunning = flushing
           return flushing
         }
@@ -573,7 +576,7 @@ function createKV(realm) {
         return this.#native.putBytes(name, bytes, expiration, expirationTtl, metadata, now)
       }
       const task = this.#native.putAsync(name, bytes, expiration, expirationTtl, metadata, now)
-      return new Later(task.then(check).then(done))
+      return new Later(completion(task))
     }
 
     /**
@@ -689,7 +692,7 @@ function createKV(realm) {
       return this.#scheduleWrite(() => {
         const now = this.#now()
         const task = this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now)
-        return new Later(task.then(check).then(done))
+        return new Later(completion(task))
       })
     }
 
@@ -730,19 +733,17 @@ function createKV(realm) {
           new TypeErrorInRealm('restore() takes a snapshot made by snapshot().'),
         )
       }
-      return this.#schedule(
-        () => new Later(this.#native.restoreAsync(handle).then(check).then(done)),
-      )
+      return this.#schedule(() => new Later(completion(this.#native.restoreAsync(handle))))
     }
 
     /** Deletes every key in the namespace. */
     clear() {
-      return this.#scheduleWrite(() => new Later(this.#native.clearAsync().then(check).then(done)))
+      return this.#scheduleWrite(() => new Later(completion(this.#native.clearAsync())))
     }
 
     /** Resolves once every write issued before it is durable on disk. */
     flush() {
-      return this.#schedule(() => new Later(this.#native.flush().then(check).then(done)))
+      return this.#schedule(() => new Later(completion(this.#native.flush())))
     }
 
     /**
@@ -750,7 +751,7 @@ function createKV(realm) {
      * closing twice is fine.
      */
     close() {
-      this.#closing ??= this.#schedule(() => new Later(this.#native.close().then(check).then(done)))
+      this.#closing ??= this.#schedule(() => new Later(completion(this.#native.close())))
       return this.#closing
     }
 
