@@ -733,7 +733,7 @@ function createKV(realm) {
           new TypeErrorInRealm('restore() takes a snapshot made by snapshot().'),
         )
       }
-      return this.#schedule(() => new Later(completion(this.#native.restoreAsync(handle))))
+      return this.#scheduleWrite(() => new Later(completion(this.#native.restoreAsync(handle))))
     }
 
     /** Deletes every key in the namespace. */

@@ -5,7 +5,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { execFileSync } = require('node:child_process')
+const { execFileSync, spawn } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { KV } = require('..')
 const { tempDir, rejection, holdStore } = require('./helpers')
@@ -91,6 +91,31 @@ test('a durable write issued just before close() resolves, and is on disk', asyn
   const reopened = new KV({ path: dir })
   await expect(reopened.get('key')).resolves.toBe('written before close')
   await reopened.close()
+})
+
+test('with durable, restore and clear are on disk when they resolve', async () => {
+  const dir = tempDir()
+  const child = spawn(process.execPath, [
+    '-e',
+    `const { KV } = require(${JSON.stringify(ROOT)})
+     const kv = new KV({ path: ${JSON.stringify(dir)}, durable: true, flushEveryMs: 0 })
+     ;(async () => {
+       await kv.put('kept', 'v')
+       const snapshot = await kv.snapshot()
+       await kv.clear()
+       await kv.put('dropped', 'v')
+       await kv.restore(snapshot)
+       console.log('restored')
+       setInterval(() => {}, 1000)
+     })()`,
+  ])
+  await new Promise((resolve) => child.stdout.once('data', resolve))
+  child.kill('SIGKILL')
+  await new Promise((resolve) => child.once('exit', resolve))
+  const kv = new KV({ path: dir })
+  await expect(kv.get('kept')).resolves.toBe('v')
+  await expect(kv.get('dropped')).resolves.toBeNull()
+  await kv.close()
 })
 
 test('namespaces in one directory are isolated from each other', async () => {
