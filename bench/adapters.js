@@ -11,20 +11,25 @@
 
 const path = require('node:path')
 
+// Any KVNamespace (kv-binding's KV, Miniflare's binding) through its own API.
+function kvNamespaceAdapter(kv, { sync, close }) {
+  return {
+    put: (key, value) => kv.put(key, value),
+    get: (key) => kv.get(key),
+    getBytes: (key) => kv.get(key, 'arrayBuffer'),
+    delete: (key) => kv.delete(key),
+    list: async (prefix, limit) => (await kv.list({ prefix, limit })).keys.map((k) => k.name),
+    sync,
+    close,
+  }
+}
+
 const kvBinding = (backend, durable = false) => ({
   name: `kv-binding (${backend}${durable ? ', durable' : ''})`,
   open(dir) {
     const { KV } = require('..')
     const kv = backend === 'sled' ? new KV({ path: dir, namespace: 'bench', durable }) : new KV()
-    return {
-      put: (key, value) => kv.put(key, value),
-      get: (key) => kv.get(key),
-      getBytes: (key) => kv.get(key, 'arrayBuffer'),
-      delete: (key) => kv.delete(key),
-      list: async (prefix, limit) => (await kv.list({ prefix, limit })).keys.map((k) => k.name),
-      sync: () => kv.flush(),
-      close: () => kv.close(),
-    }
+    return kvNamespaceAdapter(kv, { sync: () => kv.flush(), close: () => kv.close() })
   },
 })
 
@@ -140,15 +145,7 @@ const miniflare = {
       kvPersist: dir,
     })
     const kv = await mf.getKVNamespace('KV')
-    return {
-      put: (key, value) => kv.put(key, value),
-      get: (key) => kv.get(key),
-      getBytes: (key) => kv.get(key, 'arrayBuffer'),
-      delete: (key) => kv.delete(key),
-      list: async (prefix, limit) => (await kv.list({ prefix, limit })).keys.map((k) => k.name),
-      sync: async () => {},
-      close: () => mf.dispose(),
-    }
+    return kvNamespaceAdapter(kv, { sync: async () => {}, close: () => mf.dispose() })
   },
 }
 
