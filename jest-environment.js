@@ -63,15 +63,16 @@ function readSeed(file) {
   return entries
 }
 
-// The worker's directory, or, when another Jest run holds it (jest --watch beside a CI run), one
-// of this process's own: every test file starts from a cleared store, so nothing is lost.
-async function usableDir(KV, dir) {
+// Opens namespace `name` in `dir`, or, when another Jest run holds `dir` (jest --watch beside
+// a CI run), in a directory of this process's own: every test file starts from a cleared
+// store, so nothing is lost. Returns the namespace and the directory used.
+function openPersisted(KV, dir, name) {
   try {
-    await new KV({ path: dir }).close()
-    return dir
+    return { kv: new KV({ path: dir, namespace: name }), dir }
   } catch (error) {
     if (error.code !== 'ERR_KV_LOCKED') throw error
-    return `${dir}-pid${process.pid}`
+    const own = `${dir}-pid${process.pid}`
+    return { kv: new KV({ path: own, namespace: name }), dir: own }
   }
 }
 
@@ -91,9 +92,11 @@ class KVEnvironment extends TestEnvironment {
     const KV = forRealm(this.global)
     const env = new this.global.Object()
     const { names, seeds } = this.#options
-    const persistDir = this.#options.persistDir && (await usableDir(KV, this.#options.persistDir))
+    let { persistDir } = this.#options
     for (const name of names) {
-      const kv = persistDir ? new KV({ path: persistDir, namespace: name }) : new KV()
+      let kv
+      if (persistDir) ({ kv, dir: persistDir } = openPersisted(KV, persistDir, name))
+      else kv = new KV()
       this.#namespaces.push({ kv })
       // A persisted store keeps what the last test file of this worker left: start clean.
       if (persistDir) await kv.clear()
