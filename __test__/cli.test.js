@@ -51,6 +51,12 @@ test('values come from a file or standard input, byte for byte', () => {
   expect(cli(['put', 'binary', '--file', file]).status).toBe(0)
   const got = spawnSync(process.execPath, [BIN, '--path', dir, 'get', 'binary'])
   expect([...got.stdout]).toEqual([0, 1, 255])
+  const piped = spawnSync(process.execPath, [BIN, '--path', dir, 'put', 'piped'], {
+    input: Buffer.from([255, 0, 128]),
+  })
+  expect(piped.status).toBe(0)
+  const back = spawnSync(process.execPath, [BIN, '--path', dir, 'get', 'piped'])
+  expect([...back.stdout]).toEqual([255, 0, 128])
   expect(JSON.parse(cli(['get', 'binary', '--with-metadata']).stdout)).toEqual({
     value: 'AAH/',
     base64: true,

@@ -6,6 +6,11 @@ const os = require('node:os')
 const path = require('node:path')
 const { KV } = require('..')
 
+// The instant the conformance suites start from: half a second past a whole second, so tests
+// see the service round down to seconds.
+const NOW_MS = 1_900_000_000_500
+const NOW = Math.floor(NOW_MS / 1000)
+
 // One temporary store directory per test file; each test gets its own namespace in it.
 const dirs = []
 function tempDir() {
@@ -88,4 +93,4 @@ function holdStore(dir) {
   })
 }
 
-module.exports = { backends, rejection, streamOf, readAll, tempDir, holdStore }
+module.exports = { NOW_MS, NOW, backends, rejection, streamOf, readAll, tempDir, holdStore }

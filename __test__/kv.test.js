@@ -2,10 +2,8 @@
 
 // The get/put/delete contract of production Workers KV, run against both backends.
 
-const { backends, rejection, streamOf, readAll } = require('./helpers')
+const { NOW_MS, NOW, backends, rejection, streamOf, readAll } = require('./helpers')
 
-const NOW_MS = 1_900_000_000_500 // half a second past a whole second, as production clocks are
-const NOW = Math.floor(NOW_MS / 1000)
 const MiB = 1024 * 1024
 const MAX_VALUE = 25 * MiB
 const INT32_RANGE = 'Value out of range. Must be between -2147483648 and 2147483647 (inclusive).'

@@ -2,10 +2,7 @@
 
 // list(), as production does it, on both backends.
 
-const { backends, rejection } = require('./helpers')
-
-const NOW_MS = 1_900_000_000_500
-const NOW = Math.floor(NOW_MS / 1000)
+const { NOW_MS, NOW, backends, rejection } = require('./helpers')
 
 describe.each(backends)('%s backend', (_name, open) => {
   let kv

@@ -2,9 +2,8 @@
 
 // getWithMetadata and bulk reads, as production does them, on both backends.
 
-const { backends, rejection, readAll } = require('./helpers')
+const { NOW_MS, backends, rejection, readAll } = require('./helpers')
 
-const NOW_MS = 1_900_000_000_500
 const MiB = 1024 * 1024
 
 describe.each(backends)('%s backend', (_name, open) => {
