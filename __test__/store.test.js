@@ -144,6 +144,30 @@ test('two KVs on one path and namespace share data, and closing one leaves the o
   await reopened.close()
 })
 
+test.each([0, 4096, 64 * 1024])(
+  'cacheCapacity %d: reads stay right when the caches cannot hold everything',
+  async (cacheCapacity) => {
+    const dir = tempDir()
+    const kv = new KV({ path: dir, cacheCapacity })
+    const names = Array.from({ length: 400 }, (_, i) => `key:${i}`)
+    for (const name of names) await kv.put(name, `first ${name}`)
+    for (const name of names.slice(0, 200)) await kv.put(name, `second ${name}`)
+    for (const name of names.slice(300)) await kv.delete(name)
+    const want = (i) => (i < 200 ? `second key:${i}` : i < 300 ? `first key:${i}` : null)
+    const check = async (store) => {
+      for (let i = 0; i < names.length; i++) {
+        await expect(store.get(names[i])).resolves.toBe(want(i))
+      }
+      expect((await store.list()).keys).toHaveLength(300)
+    }
+    await check(kv)
+    await kv.close()
+    const reopened = new KV({ path: dir, cacheCapacity })
+    await check(reopened)
+    await reopened.close()
+  },
+)
+
 test('writes made before a normal exit without close() are on disk', async () => {
   const dir = tempDir()
   runNode(`

@@ -26,6 +26,8 @@ enum Op {
         limit: i32,
     },
     Advance(i64),
+    /// Closes the store and opens it again (sled); the memory backend ignores it.
+    Reopen,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (proptest::string::string_regex("[ab/é]{0,2}").unwrap(), 0..4i32)
             .prop_map(|(prefix, limit)| Op::List { prefix, limit }),
         1 => (0..150_000i64).prop_map(Op::Advance),
+        1 => Just(Op::Reopen),
     ]
 }
 
@@ -72,10 +75,15 @@ fn loaded(entry: &Entry) -> Vec<u8> {
     }
 }
 
-fn run(namespace: &Namespace, ops: &[Op]) -> Result<(), TestCaseError> {
+/// Runs `ops` through the handles `open` returns, taking turns, so that handles sharing a
+/// store must see each other's writes. `Reopen` drops every handle and calls `open` again
+/// when `reopens` is set.
+fn run(open: &dyn Fn() -> Vec<Namespace>, reopens: bool, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model: BTreeMap<Vec<u8>, Stored> = BTreeMap::new();
     let mut now = START_MS;
+    let mut handles = open();
     for (step, op) in ops.iter().enumerate() {
+        let namespace = &handles[step % handles.len()];
         match op {
             Op::Put {
                 key,
@@ -164,6 +172,11 @@ fn run(namespace: &Namespace, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Advance(ms) => now += ms,
+            Op::Reopen if reopens => {
+                handles.clear();
+                handles = open();
+            }
+            Op::Reopen => {}
         }
     }
     Ok(())
@@ -174,13 +187,27 @@ proptest! {
 
     #[test]
     fn memory_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {
-        run(&Namespace::in_memory(), &ops)?;
+        run(&|| vec![Namespace::in_memory()], false, &ops)?;
     }
 
     #[test]
     fn sled_backend_matches_the_model(ops in proptest::collection::vec(op(), 1..120)) {
         let dir = TempDir::new().unwrap();
-        let namespace = Namespace::open(dir.path(), "model", &StoreConfig::default()).unwrap();
-        run(&namespace, &ops)?;
+        let open = || vec![Namespace::open(dir.path(), "model", &StoreConfig::default()).unwrap()];
+        run(&open, true, &ops)?;
+    }
+
+    /// Two handles on one namespace, and a record cache so small that it evicts all the time.
+    #[test]
+    fn sled_handles_sharing_a_small_cache_match_the_model(
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let dir = TempDir::new().unwrap();
+        let config = StoreConfig { record_cache_capacity: 600, ..StoreConfig::default() };
+        let open = || {
+            let handle = || Namespace::open(dir.path(), "model", &config).unwrap();
+            vec![handle(), handle()]
+        };
+        run(&open, true, &ops)?;
     }
 }

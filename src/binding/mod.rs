@@ -260,7 +260,7 @@ impl NativeNamespace {
     ) -> Result<Self> {
         let mut config = StoreConfig::default();
         if let Some(bytes) = cache_capacity {
-            config.cache_capacity = bytes as u64;
+            config = config.with_cache_budget(bytes as u64);
         }
         if let Some(ms) = flush_every_ms {
             config.flush_every_ms = (ms > 0.0).then_some(ms as u64);

@@ -4,6 +4,7 @@
 //! what "now" is: `Date.now()` under Jest's fake timers, a fixed instant in a test.
 
 mod backend;
+mod cache;
 mod error;
 pub mod limits;
 mod namespace;

@@ -17,6 +17,7 @@ use fs2::FileExt;
 use sled::IVec;
 
 use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
+use super::cache::{CacheGuard, Cached, RecordCache};
 use super::error::{Error, Result};
 use super::record::{self, BlobRef, Body, INLINE_VALUE_MAX};
 use super::validate::is_expired;
@@ -34,22 +35,45 @@ const FORMAT_FILE: &str = "kv-format.json";
 pub struct StoreConfig {
     /// sled's page cache, in bytes. sled's own default (1 GiB) is far too large for a laptop.
     pub cache_capacity: u64,
+    /// The record cache in front of sled (see [`RecordCache`]), in bytes.
+    pub record_cache_capacity: u64,
     /// How often sled writes dirty data to disk in the background, in ms.
     pub flush_every_ms: Option<u64>,
+}
+
+impl StoreConfig {
+    /// Memory for caching, in bytes, when nothing else is said: 64 MiB.
+    pub const DEFAULT_CACHE_BUDGET: u64 = 64 * 1024 * 1024;
+    /// The smallest page cache sled is given, whatever the budget.
+    pub const MIN_PAGE_CACHE: u64 = 1024 * 1024;
+
+    /// Splits `bytes` of memory for caching evenly between the record cache, which answers
+    /// reads, and sled's page cache, which writes and cache misses go through.
+    pub fn with_cache_budget(self, bytes: u64) -> Self {
+        Self {
+            // sled refuses (panics on) a page cache under 256 bytes.
+            cache_capacity: (bytes - bytes / 2).max(Self::MIN_PAGE_CACHE),
+            record_cache_capacity: bytes / 2,
+            ..self
+        }
+    }
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            cache_capacity: 32 * 1024 * 1024,
+            cache_capacity: 0,
+            record_cache_capacity: 0,
             flush_every_ms: Some(200),
         }
+        .with_cache_budget(Self::DEFAULT_CACHE_BUDGET)
     }
 }
 
 /// An open database. Field order matters: the database closes before the lock is released.
 struct Shared {
     db: sled::Db,
+    cache: RecordCache,
     path: PathBuf,
     _lock: File,
 }
@@ -94,6 +118,7 @@ impl Lease {
         let db = open_db(&path, config)?;
         let shared = Arc::new(Shared {
             db,
+            cache: RecordCache::new(config.record_cache_capacity),
             path: path.clone(),
             _lock: lock,
         });
@@ -260,10 +285,15 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// One namespace in a sled database: an index tree and a blob tree (see [`record`]).
+///
+/// Every change to the index goes through the store's [`RecordCache`] with its lock held, so
+/// reads can be answered from the cache.
 pub struct SledBackend {
     // Trees hold the database open too, so they go before the lease.
     index: sled::Tree,
     blobs: sled::Tree,
+    /// This namespace's number in the store's record cache.
+    number: u32,
     lease: Lease,
 }
 
@@ -278,11 +308,92 @@ impl SledBackend {
                 .open_tree(format!("kv/{name}/{kind}"))
                 .map_err(|e| sled_error(&shared.path, e))
         };
+        let index = open_tree("index")?;
+        let number = shared.cache.namespace(name, index.is_empty());
         Ok(Self {
-            index: open_tree("index")?,
+            index,
             blobs: open_tree("blobs")?,
+            number,
             lease,
         })
+    }
+
+    fn cache(&self) -> CacheGuard<'_> {
+        self.lease.shared().cache.lock()
+    }
+
+    /// The index record of `key`, from the cache when it knows, else from sled.
+    fn record(&self, key: &[u8]) -> Result<Option<IVec>> {
+        let mut cache = self.cache();
+        match cache.get(self.number, key) {
+            Cached::Record(record) => Ok(Some(record)),
+            Cached::Absent => Ok(None),
+            Cached::Unknown => {
+                // Read with the cache locked, so that no write can slip in between the read
+                // and the fill.
+                let record = self.index.get(key).map_err(|e| self.error(e))?;
+                if let Some(record) = &record {
+                    // A copy: the cache must not keep alive whatever buffer sled read it from.
+                    cache.set(self.number, key, Some(&IVec::from(&**record)));
+                }
+                Ok(record)
+            }
+        }
+    }
+
+    /// Writes `record` (or, with `None`, removes the key) in the index and the cache at once;
+    /// returns the record it replaced.
+    fn set_record(
+        &self,
+        cache: &mut CacheGuard<'_>,
+        key: &[u8],
+        record: Option<IVec>,
+    ) -> Result<Option<IVec>> {
+        let written = match &record {
+            Some(record) => self.index.insert(key, record.clone()),
+            None => self.index.remove(key),
+        };
+        match written {
+            Ok(old) => {
+                cache.set(self.number, key, record.as_ref());
+                Ok(old)
+            }
+            Err(e) => {
+                cache.forget(self.number, key);
+                Err(self.error(e))
+            }
+        }
+    }
+
+    /// Writes `value`'s blob, if it needs one, and returns the index record for it.
+    fn store_value(
+        &self,
+        value: &[u8],
+        expiration: Option<i64>,
+        metadata: Option<&str>,
+    ) -> Result<IVec> {
+        // The blob is written before the record that points to it; sled recovers a prefix of
+        // its writes, so after a crash no record points to a missing blob.
+        let blob = if value.len() > INLINE_VALUE_MAX {
+            let id = self
+                .lease
+                .shared()
+                .db
+                .generate_id()
+                .map_err(|e| self.error(e))?;
+            self.blobs
+                .insert(id.to_be_bytes(), value)
+                .map_err(|e| self.error(e))?;
+            Some(BlobRef {
+                id,
+                len: value.len() as u64,
+            })
+        } else {
+            None
+        };
+        Ok(IVec::from(record::encode(
+            expiration, metadata, value, blob,
+        )))
     }
 
     fn path(&self) -> &Path {
@@ -317,8 +428,9 @@ impl SledBackend {
             Body::Blob { id, .. } => match self.blobs.get(id.to_be_bytes()) {
                 Ok(Some(value)) => Value::Loaded(value),
                 Ok(None) => {
-                    // If the record is unchanged, the blob is really gone.
-                    if self.index.get(key).map_err(|e| self.error(e))?.as_ref() == Some(&bytes) {
+                    // If the record is unchanged, the blob is really gone. (Asking the cache,
+                    // not sled: a cache that disagreed with sled would otherwise loop.)
+                    if self.record(key)?.as_ref() == Some(&bytes) {
                         return Err(self.damaged(key, "points to a value that is missing"));
                     }
                     return Ok(None);
@@ -354,7 +466,7 @@ impl SledBackend {
 impl Backend for SledBackend {
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         loop {
-            let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
+            let Some(bytes) = self.record(key)? else {
                 return Ok(None);
             };
             if let Some(entry) = self.load(key, bytes, max_len)? {
@@ -370,48 +482,26 @@ impl Backend for SledBackend {
         expiration: Option<i64>,
         metadata: Option<&str>,
     ) -> Result<()> {
-        // The blob is written before the record that points to it; sled recovers a prefix of
-        // its writes, so after a crash no record points to a missing blob.
-        let blob = if value.len() > INLINE_VALUE_MAX {
-            let id = self
-                .lease
-                .shared()
-                .db
-                .generate_id()
-                .map_err(|e| self.error(e))?;
-            self.blobs
-                .insert(id.to_be_bytes(), value)
-                .map_err(|e| self.error(e))?;
-            Some(BlobRef {
-                id,
-                len: value.len() as u64,
-            })
-        } else {
-            None
-        };
-        let record = record::encode(expiration, metadata, value, blob);
-        let old = self.index.insert(key, record).map_err(|e| self.error(e))?;
+        let record = self.store_value(value, expiration, metadata)?;
+        let old = self.set_record(&mut self.cache(), key, Some(record))?;
         self.release_blob(old)
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
-        let old = self.index.remove(key).map_err(|e| self.error(e))?;
+        let old = self.set_record(&mut self.cache(), key, None)?;
         self.release_blob(old)
     }
 
     fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
+        let mut cache = self.cache();
         let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
             return Ok(());
         };
-        let expired = record::decode(&bytes).is_ok_and(|r| is_expired(r.expiration, now_ms));
-        if expired {
-            let swapped = self
-                .index
-                .compare_and_swap(key, Some(&bytes), None::<&[u8]>)
-                .map_err(|e| self.error(e))?;
-            if swapped.is_ok() {
-                self.release_blob(Some(bytes))?;
-            }
+        if record::decode(&bytes).is_ok_and(|r| is_expired(r.expiration, now_ms)) {
+            // Every index write holds the cache lock, so the record cannot change meanwhile.
+            self.set_record(&mut cache, key, None)?;
+            drop(cache);
+            self.release_blob(Some(bytes))?;
         }
         Ok(())
     }
@@ -454,7 +544,11 @@ impl Backend for SledBackend {
     }
 
     fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
-        self.index.clear().map_err(|e| self.error(e))?;
+        let mut cache = self.cache();
+        let cleared = self.index.clear();
+        // Whatever happened, the cache no longer knows this namespace.
+        cache.clear(self.number, cleared.is_ok());
+        cleared.map_err(|e| self.error(e))?;
         self.blobs.clear().map_err(|e| self.error(e))?;
         for (key, entry) in entries {
             let Value::Loaded(value) = &entry.value else {
@@ -464,7 +558,8 @@ impl Backend for SledBackend {
             let metadata = metadata
                 .transpose()
                 .map_err(|_| Error::Internal("metadata in a snapshot is not UTF-8".into()))?;
-            self.put(key, value, entry.expiration, metadata)?;
+            let record = self.store_value(value, entry.expiration, metadata)?;
+            self.set_record(&mut cache, key, Some(record))?;
         }
         Ok(())
     }
