@@ -12,6 +12,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use fs2::FileExt;
 use sled::IVec;
@@ -154,6 +156,7 @@ impl Drop for Lease {
                 // Both handles go here, with the registry locked: sled flushes and unlocks.
                 drop(slot);
                 drop(shared);
+                release_garbage();
             }
         }
     }
@@ -199,19 +202,49 @@ fn take_lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// sled frees a closed database's last parts through crossbeam's epoch garbage, and they hold
+/// its file lock until then. Pushes this thread's garbage out and lets the collector run.
+fn release_garbage() {
+    for _ in 0..8 {
+        crossbeam_epoch::pin().flush();
+    }
+}
+
+/// How long an open waits for a database this process closed to let go of its lock.
+const LINGERING_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
 fn open_db(path: &Path, config: &StoreConfig) -> Result<sled::Db> {
     let sled_config = sled::Config::new()
         .path(path)
         .cache_capacity(config.cache_capacity)
         .flush_every_ms(config.flush_every_ms)
         .mode(sled::Mode::LowSpace);
-    // sled 0.34 panics on some damaged files instead of returning an error.
-    let db = panic::catch_unwind(AssertUnwindSafe(|| sled_config.open()))
-        .map_err(|panic| Error::Corrupt {
-            path: path.to_owned(),
-            detail: panic_message(panic.as_ref()),
-        })?
-        .map_err(|e| sled_error(path, e))?;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let db = loop {
+        // sled 0.34 panics on some damaged files instead of returning an error.
+        let opened =
+            panic::catch_unwind(AssertUnwindSafe(|| sled_config.open())).map_err(|panic| {
+                Error::Corrupt {
+                    path: path.to_owned(),
+                    detail: panic_message(panic.as_ref()),
+                }
+            })?;
+        match opened {
+            Ok(db) => break db,
+            // We hold kv.lock, so sled's own lock is held by a database that closed but whose
+            // last parts are still waiting to be freed: wait for them, briefly.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && started.elapsed() < LINGERING_CLOSE_WAIT =>
+            {
+                release_garbage();
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(sled_error(path, e)),
+        }
+    };
     check_format(&db, path)?;
     Ok(db)
 }
