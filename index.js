@@ -218,11 +218,11 @@ function createKV(realm) {
     return result
   }
 
-  function listResult([names, expirations, metadata, cursor]) {
+  function listResult([names, lengths, expirations, metadata, cursor]) {
     const keys = new ArrayInRealm()
-    for (let i = 0; i < names.length; i++) {
+    for (let i = 0, start = 0; i < lengths.length; i++) {
       const key = new ObjectInRealm()
-      key.name = names[i]
+      key.name = names.slice(start, (start += lengths[i]))
       if (expirations != null && expirations[i] !== null) key.expiration = expirations[i]
       if (metadata != null && metadata[i] !== null) key.metadata = JSONInRealm.parse(metadata[i])
       keys.push(key)

@@ -9,18 +9,24 @@
 //!
 //! While a namespace's records have all been seen by the cache (it was empty when the store
 //! opened) and none has been evicted since, the cache is *complete* for that namespace: a key
-//! it does not hold does not exist, and a miss costs no sled read either.
+//! it does not hold does not exist, and a miss costs no sled read either. A complete namespace
+//! also keeps its records in key order, sharing their buffers, so that a list walks memory
+//! instead of sled's iterator.
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use quick_cache::unsync::Cache;
+
+use super::backend::scan_start;
 use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 use sled::IVec;
 
-/// What a cached entry costs beyond its key and record bytes: two `IVec` headers, the
-/// record's shared allocation header and the cache's own slot. An estimate, used for the
-/// byte budget only.
-const ENTRY_OVERHEAD: u64 = 96;
+/// What a cached entry costs beyond its key and record bytes: the `IVec` headers, the
+/// record's shared allocation header, the cache's own slot and the ordered copy's share of a
+/// tree node. An estimate, used for the byte budget only.
+const ENTRY_OVERHEAD: u64 = 160;
 
 /// Bytes a typical entry takes, to size the hash table up front.
 const TYPICAL_ENTRY: u64 = 256;
@@ -77,10 +83,29 @@ pub struct RecordCache {
 
 struct State {
     records: Cache<IVec, IVec, ByBytes, DefaultHashBuilder, Evictions>,
-    /// Namespace names, by number.
-    namespaces: Vec<String>,
-    /// Whether the cache holds every record of each namespace, by number.
-    complete: Vec<bool>,
+    /// Namespaces, by number.
+    namespaces: Vec<NamespaceState>,
+}
+
+struct NamespaceState {
+    name: String,
+    /// While the cache holds every record of the namespace: all of them in key order (keys
+    /// without their tag). `None` once the cache has lost or never seen one.
+    sorted: Option<BTreeMap<IVec, IVec>>,
+}
+
+impl State {
+    fn is_complete(&self, namespace: u32) -> bool {
+        self.namespaces[namespace as usize].sorted.is_some()
+    }
+
+    fn sorted(&mut self, namespace: u32) -> Option<&mut BTreeMap<IVec, IVec>> {
+        self.namespaces[namespace as usize].sorted.as_mut()
+    }
+
+    fn set_complete(&mut self, namespace: u32, complete: bool) {
+        self.namespaces[namespace as usize].sorted = complete.then(BTreeMap::new);
+    }
 }
 
 impl RecordCache {
@@ -97,7 +122,6 @@ impl RecordCache {
             state: Mutex::new(State {
                 records,
                 namespaces: Vec::new(),
-                complete: Vec::new(),
             }),
         }
     }
@@ -106,11 +130,13 @@ impl RecordCache {
     /// namespace holds no records now; an empty namespace starts out complete.
     pub fn namespace(&self, name: &str, empty: bool) -> u32 {
         let mut state = self.lock().0;
-        if let Some(index) = state.namespaces.iter().position(|n| n == name) {
+        if let Some(index) = state.namespaces.iter().position(|n| n.name == name) {
             return index as u32;
         }
-        state.namespaces.push(name.to_owned());
-        state.complete.push(empty);
+        state.namespaces.push(NamespaceState {
+            name: name.to_owned(),
+            sorted: empty.then(BTreeMap::new),
+        });
         (state.namespaces.len() - 1) as u32
     }
 
@@ -144,7 +170,7 @@ impl CacheGuard<'_> {
         };
         match self.0.records.get(&buffer[..len]) {
             Some(record) => Cached::Record(record.clone()),
-            None if self.0.complete[namespace as usize] => Cached::Absent,
+            None if self.0.is_complete(namespace) => Cached::Absent,
             None => Cached::Unknown,
         }
     }
@@ -156,20 +182,26 @@ impl CacheGuard<'_> {
         let Some(len) = tagged(namespace, key, &mut buffer) else {
             return self.forget(namespace, key);
         };
-        let State {
-            records, complete, ..
-        } = &mut *self.0;
+        let state = &mut *self.0;
         match record {
             Some(record) => {
                 let mut evicted = Vec::new();
-                let key = IVec::from(&buffer[..len]);
-                records.insert_with_lifecycle(key, record.clone(), &mut evicted);
-                for namespace in evicted {
-                    complete[namespace as usize] = false;
+                let tagged = IVec::from(&buffer[..len]);
+                state
+                    .records
+                    .insert_with_lifecycle(tagged, record.clone(), &mut evicted);
+                for lost in evicted {
+                    state.set_complete(lost, false);
+                }
+                if let Some(sorted) = state.sorted(namespace) {
+                    sorted.insert(IVec::from(key), record.clone());
                 }
             }
             None => {
-                records.remove(&buffer[..len]);
+                state.records.remove(&buffer[..len]);
+                if let Some(sorted) = state.sorted(namespace) {
+                    sorted.remove(key);
+                }
             }
         }
     }
@@ -180,7 +212,7 @@ impl CacheGuard<'_> {
         if let Some(len) = tagged(namespace, key, &mut buffer) {
             self.0.records.remove(&buffer[..len]);
         }
-        self.0.complete[namespace as usize] = false;
+        self.0.set_complete(namespace, false);
     }
 
     /// Drops every record of `namespace`; with `empty`, the namespace is now empty in sled,
@@ -188,7 +220,32 @@ impl CacheGuard<'_> {
     pub fn clear(&mut self, namespace: u32, empty: bool) {
         let tag = namespace.to_be_bytes();
         self.0.records.retain(|key, _| !key.starts_with(&tag));
-        self.0.complete[namespace as usize] = empty;
+        self.0.set_complete(namespace, empty);
+    }
+
+    /// Walks the records of a complete namespace in key order, from the first key after
+    /// `after` (or the first key at all) while keys start with `prefix`, until `visit`
+    /// returns `false` or fails. `None` when the namespace is not complete: ask sled.
+    pub fn scan<E>(
+        &self,
+        namespace: u32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        visit: &mut dyn FnMut(&[u8], &IVec) -> Result<bool, E>,
+    ) -> Option<Result<(), E>> {
+        let sorted = self.0.namespaces[namespace as usize].sorted.as_ref()?;
+        for (key, record) in sorted.range::<[u8], _>((scan_start(prefix, after), Bound::Unbounded))
+        {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match visit(key, record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        Some(Ok(()))
     }
 }
 
@@ -267,6 +324,47 @@ mod tests {
         guard.set(ns, b"a", Some(&IVec::from(b"small")));
         guard.set(ns, b"a", Some(&IVec::from(vec![1; 8192])));
         assert_eq!(guard.get(ns, b"a"), Cached::Unknown);
+    }
+
+    fn scanned(
+        guard: &CacheGuard<'_>,
+        ns: u32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+    ) -> Option<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut visit = |key: &[u8], _: &IVec| -> Result<bool, ()> {
+            keys.push(String::from_utf8(key.to_vec()).unwrap());
+            Ok(keys.len() < 3)
+        };
+        let scanned = guard.scan(ns, prefix, after, &mut visit)?;
+        scanned.unwrap();
+        Some(keys)
+    }
+
+    #[test]
+    fn a_complete_namespace_scans_in_key_order_and_an_incomplete_one_does_not() {
+        let cache = RecordCache::new(1 << 20);
+        let ns = cache.namespace("ns", true);
+        let other = cache.namespace("other", true);
+        let mut guard = cache.lock();
+        for key in ["b2", "a", "b1", "b3", "b4", "c"] {
+            guard.set(ns, key.as_bytes(), Some(&IVec::from(b"r")));
+        }
+        guard.set(other, b"b0", Some(&IVec::from(b"r")));
+        guard.set(ns, b"b3", None);
+        let page = scanned(&guard, ns, b"b", None).unwrap();
+        assert_eq!(page, ["b1", "b2", "b4"]);
+        assert_eq!(scanned(&guard, ns, b"b", Some(b"b2")).unwrap(), ["b4"]);
+        assert_eq!(scanned(&guard, ns, b"", Some(b"b4")).unwrap(), ["c"]);
+        guard.forget(ns, b"a");
+        assert_eq!(scanned(&guard, ns, b"", None), None);
+        assert_eq!(scanned(&guard, other, b"", None).unwrap(), ["b0"]);
+        guard.clear(ns, true);
+        assert_eq!(
+            scanned(&guard, ns, b"", None).unwrap(),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

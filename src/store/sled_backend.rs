@@ -540,20 +540,26 @@ impl Backend for SledBackend {
     }
 
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()> {
+        let mut visit_record = |key: &[u8], bytes: &IVec| {
+            let record = record::decode(bytes)
+                .map_err(|e| self.damaged(key, &format!("is damaged ({})", e.0)))?;
+            let metadata = record
+                .metadata
+                .map(|range| bytes.subslice(range.start, range.len()));
+            Ok(visit(key, record.expiration, metadata.as_ref()))
+        };
+        if let Some(scanned) = self
+            .cache()
+            .scan(self.number, prefix, after, &mut visit_record)
+        {
+            return scanned;
+        }
         let range = self
             .index
             .range::<&[u8], _>((scan_start(prefix, after), std::ops::Bound::Unbounded));
         for item in range {
             let (key, bytes) = item.map_err(|e| self.error(e))?;
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let record = record::decode(&bytes)
-                .map_err(|e| self.damaged(&key, &format!("is damaged ({})", e.0)))?;
-            let metadata = record
-                .metadata
-                .map(|range| bytes.subslice(range.start, range.len()));
-            if !visit(&key, record.expiration, metadata.as_ref()) {
+            if !key.starts_with(prefix) || !visit_record(&key, &bytes)? {
                 break;
             }
         }
