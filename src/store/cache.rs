@@ -231,7 +231,7 @@ impl CacheGuard<'_> {
         namespace: u32,
         prefix: &[u8],
         after: Option<&[u8]>,
-        visit: &mut dyn FnMut(&[u8], &IVec) -> Result<bool, E>,
+        mut visit: impl FnMut(&[u8], &IVec) -> Result<bool, E>,
     ) -> Option<Result<(), E>> {
         let sorted = self.0.namespaces[namespace as usize].sorted.as_ref()?;
         for (key, record) in sorted.range::<[u8], _>((scan_start(prefix, after), Bound::Unbounded))
