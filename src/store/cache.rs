@@ -2,40 +2,43 @@
 //! handle on it (any namespace, any thread).
 //!
 //! A hot sled read costs about a microsecond of tree descent and page-cache bookkeeping; a
-//! hash lookup costs a tenth of that. Every write to a store goes through its cache, under
-//! the cache's lock, in the same step as the sled write, so the cache never disagrees with
-//! sled: a reader that misses reads sled with the lock held and cannot install a record that a
-//! racing writer has just replaced.
+//! lookup in memory costs a fraction of that. Every write to a store goes through its cache,
+//! under the cache's lock, in the same step as the sled write, so the cache never disagrees
+//! with sled: a reader that misses reads sled with the lock held and cannot install a record
+//! that a racing writer has just replaced.
 //!
-//! While a namespace's records have all been seen by the cache (it was empty when the store
-//! opened) and none has been evicted since, the cache is *complete* for that namespace: a key
-//! it does not hold does not exist, and a miss costs no sled read either. A complete namespace
-//! also keeps its records in key order, sharing their buffers, so that a list walks memory
-//! instead of sled's iterator.
+//! A namespace is cached in one of two ways:
+//!
+//! - *complete*: every record of the namespace, in key order. A namespace starts so when it is
+//!   empty as the store opens, and stays so while its records fit the budget. Gets, misses and
+//!   lists are all answered from memory: a key that is not there does not exist.
+//! - otherwise its hot records sit in a hash cache (quick_cache, S3-FIFO) and a miss reads
+//!   sled. A complete namespace that outgrows the budget drops to this.
+//!
+//! Both share one byte budget: the hash cache gets whatever the complete namespaces leave.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use quick_cache::unsync::Cache;
-
-use super::backend::scan_start;
-use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
+use quick_cache::Weighter;
 use sled::IVec;
 
-/// What a cached entry costs beyond its key and record bytes: the `IVec` headers, the
-/// record's shared allocation header, the cache's own slot and the ordered copy's share of a
-/// tree node. An estimate, used for the byte budget only.
-const ENTRY_OVERHEAD: u64 = 160;
+use super::backend::scan_start;
 
-/// Bytes a typical entry takes, to size the hash table up front.
-const TYPICAL_ENTRY: u64 = 256;
+/// What a record costs beyond its key and record bytes, in a complete namespace (its share of
+/// a tree node, mostly) and in the hash cache (the cache's slot and table). Estimates, used
+/// for the byte budget only.
+const SORTED_OVERHEAD: u64 = 112;
+const HASHED_OVERHEAD: u64 = 96;
 
-/// Cache keys are a namespace's number (4 bytes, big-endian) followed by the key's bytes.
+/// Cache keys in the hash cache are a namespace's number (4 bytes, big-endian) followed by
+/// the key's bytes.
 const TAG_LEN: usize = 4;
 
 /// Longest key that a lookup builds on the stack; longer keys (which validation refuses
-/// anyway) are not cached.
+/// anyway) are never in the hash cache.
 const MAX_KEY: usize = 512;
 
 /// What the cache knows of a key.
@@ -54,26 +57,12 @@ struct ByBytes;
 
 impl Weighter<IVec, IVec> for ByBytes {
     fn weight(&self, key: &IVec, record: &IVec) -> u64 {
-        key.len() as u64 + record.len() as u64 + ENTRY_OVERHEAD
+        key.len() as u64 + record.len() as u64 + HASHED_OVERHEAD
     }
 }
 
-/// Notes which namespaces lost an entry to eviction (or had one refused for its size).
-#[derive(Clone, Default)]
-struct Evictions;
-
-impl Lifecycle<IVec, IVec> for Evictions {
-    type RequestState = Vec<u32>;
-
-    fn on_evict(&self, evicted: &mut Vec<u32>, key: IVec, _record: IVec) {
-        evicted.push(namespace_of(&key));
-    }
-}
-
-fn namespace_of(tagged: &[u8]) -> u32 {
-    let mut tag = [0; TAG_LEN];
-    tag.copy_from_slice(&tagged[..TAG_LEN]);
-    u32::from_be_bytes(tag)
+fn sorted_weight(key: &[u8], record: &[u8]) -> u64 {
+    key.len() as u64 + record.len() as u64 + SORTED_OVERHEAD
 }
 
 /// The record cache of one store.
@@ -82,46 +71,80 @@ pub struct RecordCache {
 }
 
 struct State {
-    records: Cache<IVec, IVec, ByBytes, DefaultHashBuilder, Evictions>,
+    /// The whole budget, in bytes.
+    capacity: u64,
+    /// Hot records of namespaces that are not complete, by tagged key.
+    hashed: Cache<IVec, IVec, ByBytes>,
     /// Namespaces, by number.
     namespaces: Vec<NamespaceState>,
+    /// What the complete namespaces weigh together.
+    sorted_weight: u64,
 }
 
 struct NamespaceState {
     name: String,
-    /// While the cache holds every record of the namespace: all of them in key order (keys
-    /// without their tag). `None` once the cache has lost or never seen one.
+    /// Every record of the namespace in key order, while it is complete.
     sorted: Option<BTreeMap<IVec, IVec>>,
+    /// What `sorted` weighs.
+    weight: u64,
 }
 
 impl State {
-    fn is_complete(&self, namespace: u32) -> bool {
-        self.namespaces[namespace as usize].sorted.is_some()
-    }
-
-    fn sorted(&mut self, namespace: u32) -> Option<&mut BTreeMap<IVec, IVec>> {
-        self.namespaces[namespace as usize].sorted.as_mut()
-    }
-
+    /// Makes `namespace` complete (it is empty in sled now) or not, dropping what it held.
     fn set_complete(&mut self, namespace: u32, complete: bool) {
-        self.namespaces[namespace as usize].sorted = complete.then(BTreeMap::new);
+        let state = &mut self.namespaces[namespace as usize];
+        self.sorted_weight -= state.weight;
+        state.weight = 0;
+        state.sorted = complete.then(BTreeMap::new);
+        self.fit_hashed();
+    }
+
+    /// Gives the hash cache what the complete namespaces leave of the budget. Resizes only in
+    /// steps of 1/16 of the budget, since every resize is a pass over the cache's bookkeeping.
+    fn fit_hashed(&mut self) {
+        let target = self.capacity.saturating_sub(self.sorted_weight);
+        let current = self.hashed.capacity();
+        if target.abs_diff(current) >= self.capacity / 16 || (target < current && target == 0) {
+            self.hashed.set_capacity(target);
+        }
+    }
+
+    fn set_sorted(&mut self, namespace: u32, key: &[u8], record: Option<&IVec>) {
+        let state = &mut self.namespaces[namespace as usize];
+        let Some(sorted) = state.sorted.as_mut() else {
+            return;
+        };
+        let old = match record {
+            Some(record) => {
+                state.weight += sorted_weight(key, record);
+                self.sorted_weight += sorted_weight(key, record);
+                sorted.insert(IVec::from(key), record.clone())
+            }
+            None => sorted.remove(key),
+        };
+        if let Some(old) = old {
+            state.weight -= sorted_weight(key, &old);
+            self.sorted_weight -= sorted_weight(key, &old);
+        }
+        if self.sorted_weight > self.capacity {
+            // Too big to keep whole: from now on the namespace is cached by heat.
+            self.set_complete(namespace, false);
+        } else {
+            self.fit_hashed();
+        }
     }
 }
 
 impl RecordCache {
     /// A cache holding up to about `capacity` bytes. A capacity of 0 caches nothing.
     pub fn new(capacity: u64) -> Self {
-        let records = Cache::with(
-            (capacity / TYPICAL_ENTRY).max(16) as usize,
-            capacity,
-            ByBytes,
-            DefaultHashBuilder::default(),
-            Evictions,
-        );
         Self {
             state: Mutex::new(State {
-                records,
+                capacity,
+                // The table grows as entries come; most stores stay complete and never fill it.
+                hashed: Cache::with_weighter(1024, capacity, ByBytes),
                 namespaces: Vec::new(),
+                sorted_weight: 0,
             }),
         }
     }
@@ -133,9 +156,11 @@ impl RecordCache {
         if let Some(index) = state.namespaces.iter().position(|n| n.name == name) {
             return index as u32;
         }
+        let complete = empty && state.capacity > 0;
         state.namespaces.push(NamespaceState {
             name: name.to_owned(),
-            sorted: empty.then(BTreeMap::new),
+            sorted: complete.then(BTreeMap::new),
+            weight: 0,
         });
         (state.namespaces.len() - 1) as u32
     }
@@ -164,13 +189,18 @@ fn tagged(namespace: u32, key: &[u8], buffer: &mut [u8; TAG_LEN + MAX_KEY]) -> O
 impl CacheGuard<'_> {
     /// What the cache knows of `key` in `namespace`.
     pub fn get(&self, namespace: u32, key: &[u8]) -> Cached {
+        if let Some(sorted) = &self.0.namespaces[namespace as usize].sorted {
+            return match sorted.get(key) {
+                Some(record) => Cached::Record(record.clone()),
+                None => Cached::Absent,
+            };
+        }
         let mut buffer = [0; TAG_LEN + MAX_KEY];
         let Some(len) = tagged(namespace, key, &mut buffer) else {
             return Cached::Unknown;
         };
-        match self.0.records.get(&buffer[..len]) {
+        match self.0.hashed.get(&buffer[..len]) {
             Some(record) => Cached::Record(record.clone()),
-            None if self.0.is_complete(namespace) => Cached::Absent,
             None => Cached::Unknown,
         }
     }
@@ -178,31 +208,20 @@ impl CacheGuard<'_> {
     /// Records that `key` now holds `record`, or (`None`) that it no longer exists. The cache
     /// keeps `record` itself: pass a buffer of its own, not a slice of a larger one.
     pub fn set(&mut self, namespace: u32, key: &[u8], record: Option<&IVec>) {
+        let state = &mut *self.0;
+        if state.namespaces[namespace as usize].sorted.is_some() {
+            return state.set_sorted(namespace, key, record);
+        }
         let mut buffer = [0; TAG_LEN + MAX_KEY];
         let Some(len) = tagged(namespace, key, &mut buffer) else {
-            return self.forget(namespace, key);
+            return;
         };
-        let state = &mut *self.0;
         match record {
-            Some(record) => {
-                let mut evicted = Vec::new();
-                let tagged = IVec::from(&buffer[..len]);
-                state
-                    .records
-                    .insert_with_lifecycle(tagged, record.clone(), &mut evicted);
-                for lost in evicted {
-                    state.set_complete(lost, false);
-                }
-                if let Some(sorted) = state.sorted(namespace) {
-                    sorted.insert(IVec::from(key), record.clone());
-                }
-            }
-            None => {
-                state.records.remove(&buffer[..len]);
-                if let Some(sorted) = state.sorted(namespace) {
-                    sorted.remove(key);
-                }
-            }
+            // A record too heavy for the cache is refused, and the one it replaces dropped.
+            Some(record) => state
+                .hashed
+                .insert(IVec::from(&buffer[..len]), record.clone()),
+            None => drop(state.hashed.remove(&buffer[..len])),
         }
     }
 
@@ -210,7 +229,7 @@ impl CacheGuard<'_> {
     pub fn forget(&mut self, namespace: u32, key: &[u8]) {
         let mut buffer = [0; TAG_LEN + MAX_KEY];
         if let Some(len) = tagged(namespace, key, &mut buffer) {
-            self.0.records.remove(&buffer[..len]);
+            self.0.hashed.remove(&buffer[..len]);
         }
         self.0.set_complete(namespace, false);
     }
@@ -219,8 +238,9 @@ impl CacheGuard<'_> {
     /// so the cache is complete for it again.
     pub fn clear(&mut self, namespace: u32, empty: bool) {
         let tag = namespace.to_be_bytes();
-        self.0.records.retain(|key, _| !key.starts_with(&tag));
-        self.0.set_complete(namespace, empty);
+        self.0.hashed.retain(|key, _| !key.starts_with(&tag));
+        let complete = empty && self.0.capacity > 0;
+        self.0.set_complete(namespace, complete);
     }
 
     /// Walks the records of a complete namespace in key order, from the first key after
@@ -306,24 +326,67 @@ mod tests {
     }
 
     #[test]
-    fn a_cache_of_no_bytes_knows_only_that_an_untouched_namespace_is_empty() {
+    fn a_cache_of_no_bytes_knows_nothing() {
         let cache = RecordCache::new(0);
         let ns = cache.namespace("ns", true);
         let mut guard = cache.lock();
-        assert_eq!(guard.get(ns, b"a"), Cached::Absent);
+        assert_eq!(guard.get(ns, b"a"), Cached::Unknown);
         guard.set(ns, b"a", Some(&IVec::from(b"1")));
         assert_eq!(guard.get(ns, b"a"), Cached::Unknown);
-        assert_eq!(guard.get(ns, b"b"), Cached::Unknown);
+        guard.clear(ns, true);
+        assert_eq!(guard.get(ns, b"a"), Cached::Unknown);
+    }
+
+    #[test]
+    fn a_namespace_cached_by_heat_keeps_what_fits_and_never_a_stale_record() {
+        let cache = RecordCache::new(64 * 1024);
+        let ns = cache.namespace("ns", false);
+        let mut guard = cache.lock();
+        for round in 0..3u8 {
+            for i in 0..1000u32 {
+                guard.set(ns, &i.to_be_bytes(), Some(&IVec::from(vec![round; 100])));
+            }
+        }
+        let mut held = 0;
+        for i in 0..1000u32 {
+            match guard.get(ns, &i.to_be_bytes()) {
+                Cached::Record(record) => {
+                    assert_eq!(record, IVec::from(vec![2; 100]));
+                    held += 1;
+                }
+                found => assert_eq!(found, Cached::Unknown),
+            }
+        }
+        assert!(held > 0 && held < 1000, "held {held}");
+    }
+
+    #[test]
+    fn replacing_a_record_keeps_the_namespace_complete() {
+        let cache = RecordCache::new(1 << 20);
+        let ns = cache.namespace("ns", true);
+        let mut guard = cache.lock();
+        guard.set(ns, b"a", Some(&IVec::from(b"first")));
+        guard.set(ns, b"a", Some(&IVec::from(b"second")));
+        assert_eq!(guard.get(ns, b"a"), Cached::Record(IVec::from(b"second")));
+        assert_eq!(guard.get(ns, b"b"), Cached::Absent);
     }
 
     #[test]
     fn a_record_too_large_to_cache_replaces_the_cached_one() {
         let cache = RecordCache::new(4096);
         let ns = cache.namespace("ns", true);
+        let hashed = cache.namespace("hashed", false);
         let mut guard = cache.lock();
         guard.set(ns, b"a", Some(&IVec::from(b"small")));
         guard.set(ns, b"a", Some(&IVec::from(vec![1; 8192])));
         assert_eq!(guard.get(ns, b"a"), Cached::Unknown);
+        guard.set(hashed, b"a", Some(&IVec::from(b"small")));
+        assert_eq!(
+            guard.get(hashed, b"a"),
+            Cached::Record(IVec::from(b"small"))
+        );
+        guard.set(hashed, b"a", Some(&IVec::from(vec![1; 8192])));
+        assert_eq!(guard.get(hashed, b"a"), Cached::Unknown);
     }
 
     fn scanned(
@@ -368,13 +431,15 @@ mod tests {
     }
 
     #[test]
-    fn long_keys_are_never_cached() {
+    fn long_keys_are_kept_only_by_a_complete_namespace() {
         let cache = RecordCache::new(1 << 20);
-        let ns = cache.namespace("ns", true);
+        let complete = cache.namespace("complete", true);
+        let hashed = cache.namespace("hashed", false);
         let mut guard = cache.lock();
         let long = vec![b'k'; MAX_KEY + 1];
-        guard.set(ns, &long, Some(&IVec::from(b"1")));
-        assert_eq!(guard.get(ns, &long), Cached::Unknown);
-        assert_eq!(guard.get(ns, b"short"), Cached::Unknown);
+        guard.set(complete, &long, Some(&IVec::from(b"1")));
+        guard.set(hashed, &long, Some(&IVec::from(b"1")));
+        assert_eq!(guard.get(complete, &long), Cached::Record(IVec::from(b"1")));
+        assert_eq!(guard.get(hashed, &long), Cached::Unknown);
     }
 }
