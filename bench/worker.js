@@ -100,12 +100,15 @@ async function inFlight(count, depth, op) {
   await Promise.all(Array.from({ length: depth }, lane))
 }
 
+// Bytes on disk under `dir`. A store may remove a file between the listing and the stat (a
+// compaction running in the background): such a file counts as gone.
 function du(dir) {
   let total = 0
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name)
     if (entry.isDirectory()) total += du(full)
-    else if (entry.isFile()) total += fs.statSync(full).blocks * 512
+    else if (entry.isFile())
+      total += (fs.statSync(full, { throwIfNoEntry: false })?.blocks ?? 0) * 512
   }
   return total
 }
