@@ -174,15 +174,25 @@ function createKV(realm) {
   // Settles with `undefined` when a pool task that yields nothing does, or with its error.
   const completion = (task) => task.then(check).then(done)
 
+  // The native side hands over each value in a Buffer of its own. When that Buffer's memory
+  // already belongs to the caller's realm it is used as it is; otherwise (a Jest test realm,
+  // a vm context) it is copied into one that does.
   function toArrayBuffer(bytes) {
-    const buffer = new ArrayBufferInRealm(bytes.byteLength)
-    new Uint8ArrayInRealm(buffer).set(bytes)
-    return buffer
+    const { buffer } = bytes
+    if (
+      buffer instanceof ArrayBufferInRealm &&
+      bytes.byteOffset === 0 &&
+      bytes.byteLength === buffer.byteLength
+    ) {
+      return buffer
+    }
+    const copy = new ArrayBufferInRealm(bytes.byteLength)
+    new Uint8ArrayInRealm(copy).set(bytes)
+    return copy
   }
 
   function toStream(bytes) {
-    const chunk = new Uint8ArrayInRealm(bytes.byteLength)
-    chunk.set(bytes)
+    const chunk = new Uint8ArrayInRealm(toArrayBuffer(bytes))
     return new ReadableStreamInRealm({
       type: 'bytes',
       start(controller) {

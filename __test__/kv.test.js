@@ -304,6 +304,23 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(new Uint8Array(await kv.get('copy', 'arrayBuffer'))[0]).toBe(1)
     })
 
+    test.each([
+      ['small', 16],
+      ['large', MiB],
+    ])('each %s read hands out bytes of its own', async (_size, length) => {
+      await kv.put('own', new Uint8Array(length).fill(3))
+      const first = await kv.get('own', 'arrayBuffer')
+      const second = await kv.get('own', 'arrayBuffer')
+      expect(first).toBeInstanceOf(ArrayBuffer)
+      expect(first.byteLength).toBe(length)
+      new Uint8Array(first).fill(4)
+      expect(new Uint8Array(second)[length - 1]).toBe(3)
+      const { value: chunk } = await (await kv.get('own', 'stream')).getReader().read()
+      expect(chunk).toBeInstanceOf(Uint8Array)
+      chunk.fill(5)
+      expect(new Uint8Array(await kv.get('own', 'arrayBuffer'))[0]).toBe(3)
+    })
+
     test('without a value it rejects with a TypeError', async () => {
       await expect(kv.put('key')).rejects.toThrow(
         new TypeError(
