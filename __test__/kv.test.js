@@ -128,6 +128,28 @@ describe.each(backends)('%s backend', (_name, open) => {
     }
     const opName = { get: 'GET', getWithMetadata: 'GET', put: 'PUT', delete: 'DELETE' }
 
+    test('keys of every length around 256 UTF-8 bytes, ending in characters of 1 to 4 bytes, round-trip whole', async () => {
+      // Short strings cross to the native side through a 256-byte buffer: a character that
+      // would straddle its end must not be cut off.
+      const keys = []
+      for (let length = 248; length <= 262; length++) {
+        for (const last of ['a', 'é', '€', '😀', '\ud800']) {
+          const tail = Buffer.byteLength(last === '\ud800' ? '\ufffd' : last)
+          keys.push('k'.repeat(length - tail) + last)
+        }
+      }
+      for (const key of keys) await kv.put(key, key)
+      const stored = keys.map((key) => key.replace('\ud800', '\ufffd'))
+      for (let i = 0; i < keys.length; i++) {
+        await expect(kv.get(keys[i])).resolves.toBe(stored[i])
+      }
+      const listed = (await kv.list({ prefix: 'kkk' })).keys.map((key) => key.name)
+      const byUtf8 = (a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))
+      expect(listed).toEqual([...new Set(stored)].sort(byUtf8))
+      for (const key of keys) await kv.delete(key)
+      expect((await kv.list({ prefix: 'kkk' })).keys).toEqual([])
+    })
+
     test.each(Object.keys(byMethod))('%s rejects "", "." and ".." with TypeErrors', async (m) => {
       for (const [key, message] of [
         ['', 'Key name cannot be empty.'],

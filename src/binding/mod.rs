@@ -136,6 +136,85 @@ fn napi_failure(error: napi::Error) -> napi::Error<&'static str> {
 
 /// Decodes stored bytes into a JS string. V8's UTF-8 decoder replaces invalid sequences with
 /// U+FFFD as a `TextDecoder` does, so the bytes go to it unchecked.
+/// Bytes a [`Text`] argument reads without allocating (one less than its buffer, which also
+/// holds a terminator).
+const SHORT_TEXT: usize = 255;
+
+/// A string argument, as UTF-8 (lone surrogates replaced). Node-API reads a string in two
+/// calls (its length, then its bytes into a buffer of that size); a short one, such as any
+/// key in practice, is read here in one call into a buffer on the stack.
+pub struct Text {
+    short: [u8; SHORT_TEXT + 1],
+    len: usize,
+    long: Option<String>,
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match &self.long {
+            Some(long) => long,
+            // SAFETY: Node-API writes valid UTF-8, and `from_napi_value` keeps only strings it
+            // wrote whole.
+            None => unsafe { std::str::from_utf8_unchecked(&self.short[..self.len]) },
+        }
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl TypeName for Text {
+    fn type_name() -> &'static str {
+        "String"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ValidateNapiValue for Text {}
+
+impl FromNapiValue for Text {
+    unsafe fn from_napi_value(
+        env: napi::sys::napi_env,
+        value: napi::sys::napi_value,
+    ) -> napi::Result<Self> {
+        let mut text = Text {
+            short: [0; SHORT_TEXT + 1],
+            len: 0,
+            long: None,
+        };
+        // SAFETY: the buffer is valid for its length; Node-API writes at most that many bytes,
+        // the last of them a terminator.
+        let status = unsafe {
+            napi::sys::napi_get_value_string_utf8(
+                env,
+                value,
+                text.short.as_mut_ptr().cast(),
+                text.short.len(),
+                &mut text.len,
+            )
+        };
+        if status != napi::sys::Status::napi_ok {
+            // Not a string: the usual conversion reports it in its usual words.
+            text.long = Some(unsafe { String::from_napi_value(env, value) }?);
+            return Ok(text);
+        }
+        // Node-API stops before a character that does not fit whole, so a string that goes on
+        // past the buffer leaves fewer than 4 bytes of it unused: read all of such a string.
+        if text.len + 4 > SHORT_TEXT {
+            text.long = Some(unsafe { String::from_napi_value(env, value) }?);
+        }
+        Ok(text)
+    }
+}
+
 fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
     let mut value = std::ptr::null_mut();
     // SAFETY: `bytes` is valid for `bytes.len()` bytes and Node-API copies them before it
@@ -306,7 +385,7 @@ impl NativeNamespace {
     pub fn get_text<'env>(
         &self,
         env: &'env Env,
-        key: String,
+        #[napi(ts_arg_type = "string")] key: Text,
         cache_ttl: Option<i32>,
         now: f64,
     ) -> Result<Read<JsString<'env>>> {
@@ -323,7 +402,7 @@ impl NativeNamespace {
     pub fn get_bytes<'env>(
         &self,
         env: &'env Env,
-        key: String,
+        #[napi(ts_arg_type = "string")] key: Text,
         cache_ttl: Option<i32>,
         now: f64,
     ) -> Result<Read<BufferSlice<'env>>> {
@@ -343,7 +422,7 @@ impl NativeNamespace {
     pub fn get_with_metadata<'env>(
         &self,
         env: &'env Env,
-        key: String,
+        #[napi(ts_arg_type = "string")] key: Text,
         cache_ttl: Option<i32>,
         as_text: bool,
         now: f64,
@@ -437,8 +516,8 @@ impl NativeNamespace {
     #[napi(catch_unwind)]
     pub fn put_text(
         &self,
-        key: String,
-        value: String,
+        #[napi(ts_arg_type = "string")] key: Text,
+        #[napi(ts_arg_type = "string")] value: Text,
         expiration: Option<i32>,
         expiration_ttl: Option<i32>,
         metadata: Option<String>,
@@ -453,7 +532,7 @@ impl NativeNamespace {
     #[napi(catch_unwind)]
     pub fn put_bytes(
         &self,
-        key: String,
+        #[napi(ts_arg_type = "string")] key: Text,
         value: &[u8],
         expiration: Option<i32>,
         expiration_ttl: Option<i32>,
@@ -547,7 +626,7 @@ impl NativeNamespace {
 
     /// Deletes `key` in-line.
     #[napi(catch_unwind)]
-    pub fn delete(&self, key: String) -> Result<()> {
+    pub fn delete(&self, #[napi(ts_arg_type = "string")] key: Text) -> Result<()> {
         let namespace = self.namespace()?;
         guarded(|| namespace.delete(&key)).map_err(js_error)
     }
