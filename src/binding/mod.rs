@@ -249,17 +249,29 @@ fn text_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// An entry's value (read in full) and metadata, as they cross to JS from a pool task.
-fn owned_pair(entry: Entry, as_text: bool) -> Option<(Either<String, Buffer>, Option<String>)> {
+/// An entry's value (read in full) and metadata as a pool task hands them over: converted
+/// and copied on the pool, so that the JS thread only wraps them.
+type OwnedPair = (Either<String, Vec<u8>>, Option<String>);
+
+fn owned_pair(entry: Entry, as_text: bool) -> Option<OwnedPair> {
     let Value::Loaded(bytes) = entry.value else {
         return None;
     };
     let value = if as_text {
         Either::A(text_of(&bytes))
     } else {
-        Either::B(bytes.to_vec().into())
+        Either::B(bytes.to_vec())
     };
     Some((value, entry.metadata.map(|m| text_of(&m))))
+}
+
+/// `pair` for JS: the bytes become a Buffer over the same memory, without a copy.
+fn js_pair((value, metadata): OwnedPair) -> (Either<String, Buffer>, Option<String>) {
+    let value = match value {
+        Either::A(text) => Either::A(text),
+        Either::B(bytes) => Either::B(bytes.into()),
+    };
+    (value, metadata)
 }
 
 /// One `list` page as `[names, lengths, expirations, metadata, cursor]`. The names come as
@@ -697,11 +709,24 @@ pub struct DumpTask {
 type Dumped = (String, Buffer, Option<f64>, Option<String>);
 
 impl Task for DumpTask {
-    type Output = store::Result<Vec<(sled::IVec, Entry)>>;
+    type Output = store::Result<Vec<(String, Vec<u8>, Option<f64>, Option<String>)>>;
     type JsValue = Either<Vec<Dumped>, Failure>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guarded(|| self.namespace.dump(self.now)))
+        let entries = guarded(|| self.namespace.dump(self.now));
+        Ok(entries.map(|entries| {
+            entries
+                .into_iter()
+                .filter_map(|(key, entry)| {
+                    let expiration = entry.expiration.map(|seconds| seconds as f64);
+                    let (value, metadata) = owned_pair(entry, false)?;
+                    let Either::B(bytes) = value else {
+                        return None;
+                    };
+                    Some((text_of(&key), bytes, expiration, metadata))
+                })
+                .collect()
+        }))
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
@@ -710,13 +735,8 @@ impl Task for DumpTask {
             Ok(entries) => Either::A(
                 entries
                     .into_iter()
-                    .filter_map(|(key, entry)| {
-                        let expiration = entry.expiration.map(|seconds| seconds as f64);
-                        let (value, metadata) = owned_pair(entry, false)?;
-                        let Either::B(bytes) = value else {
-                            return None;
-                        };
-                        Some((text_of(&key), bytes, expiration, metadata))
+                    .map(|(key, bytes, expiration, metadata)| {
+                        (key, bytes.into(), expiration, metadata)
                     })
                     .collect(),
             ),
@@ -756,19 +776,18 @@ pub struct ReadTask {
 }
 
 impl Task for ReadTask {
-    type Output = store::Result<Option<Entry>>;
+    type Output = store::Result<Option<OwnedPair>>;
     type JsValue = Either<Option<(Either<String, Buffer>, Option<String>)>, Failure>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guarded(|| {
-            self.namespace.get(&self.key, None, u64::MAX, self.now)
-        }))
+        let entry = guarded(|| self.namespace.get(&self.key, None, u64::MAX, self.now));
+        Ok(entry.map(|entry| entry.and_then(|entry| owned_pair(entry, self.as_text))))
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(match output {
             Err(error) => Either::B(error.into()),
-            Ok(entry) => Either::A(entry.and_then(|entry| owned_pair(entry, self.as_text))),
+            Ok(pair) => Either::A(pair.map(js_pair)),
         })
     }
 }
@@ -783,11 +802,11 @@ pub struct BulkTask {
 }
 
 impl Task for BulkTask {
-    type Output = store::Result<Option<Vec<Option<Entry>>>>;
+    type Output = store::Result<BulkEntries>;
     type JsValue = Either<BulkEntries, Failure>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guarded(|| {
+        let entries = guarded(|| {
             self.namespace.get_bulk(
                 &self.keys,
                 self.kind.as_deref(),
@@ -795,13 +814,14 @@ impl Task for BulkTask {
                 u64::MAX,
                 self.now,
             )
-        }))
+        });
+        Ok(entries.map(|entries| bulk_entries(entries.unwrap_or_default())))
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(match output {
             Err(error) => Either::B(error.into()),
-            Ok(entries) => Either::A(bulk_entries(entries.unwrap_or_default())),
+            Ok(entries) => Either::A(entries),
         })
     }
 }
