@@ -73,7 +73,10 @@ export interface KVOptions {
    * the class belongs to, so fake timers move KV time.
    */
   clock?: () => number
-  /** sled page cache in bytes (default 32 MiB), read when the directory is first opened. */
+  /**
+   * Memory for caching in bytes (default 64 MiB): half for the record cache that answers
+   * reads, half for sled's page cache. Read when the directory is first opened.
+   */
   cacheCapacity?: number
   /** Background flush interval of sled in ms (default 200); 0 turns it off. */
   flushEveryMs?: number
