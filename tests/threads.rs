@@ -31,7 +31,7 @@ fn text(namespace: &Namespace, key: &str) -> Option<String> {
 /// are long enough to live in the blob tree.
 fn value(writer: usize, round: usize) -> String {
     let tag = format!("{round:06}:w{writer}");
-    if round % 5 == 0 {
+    if round.is_multiple_of(5) {
         format!("{tag}:{}", "x".repeat(1500))
     } else {
         tag
@@ -91,7 +91,7 @@ fn run(config: &StoreConfig, hashed: bool) {
                 scope.spawn(move || {
                     for round in 1..ROUNDS {
                         let k = key((round * WRITERS + writer) % KEYS);
-                        if round % 11 == 0 {
+                        if round.is_multiple_of(11) {
                             namespace.delete(&k).unwrap();
                         } else {
                             let v = value(writer, round);
