@@ -296,3 +296,101 @@ fn error_codes_and_classes_are_stable() {
     assert_eq!(service.to_string(), "KV GET_BULK failed: 400 m");
     assert!(!service.is_type_error());
 }
+
+fn value_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("values"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_large_value_lives_in_a_file_freed_only_by_a_later_flush() {
+    let dir = TempDir::new().unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    let options = PutOptions::default();
+    let first: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let second = vec![9; 300_000];
+    namespace.put("big", &first, &options, NOW_MS).unwrap();
+    assert_eq!(value_files(dir.path()).len(), 1);
+    namespace.put("big", &second, &options, NOW_MS).unwrap();
+    // The first file stays until a flush makes the new record durable.
+    assert_eq!(value_files(dir.path()).len(), 2);
+    let entry = namespace
+        .get("big", None, u64::MAX, NOW_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.value, Value::Loaded(second.clone().into()));
+    namespace.flush().unwrap();
+    assert_eq!(value_files(dir.path()).len(), 1);
+    namespace.delete("big").unwrap();
+    namespace
+        .put("small", &[1; 100_000], &options, NOW_MS)
+        .unwrap();
+    namespace.flush().unwrap();
+    assert_eq!(value_files(dir.path()), Vec::<String>::new());
+    assert_eq!(
+        namespace
+            .get("small", None, u64::MAX, NOW_MS)
+            .unwrap()
+            .unwrap()
+            .value,
+        Value::Loaded(vec![1; 100_000].into())
+    );
+}
+
+#[test]
+fn value_files_no_record_points_to_are_removed_when_the_store_opens() {
+    let dir = TempDir::new().unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    let options = PutOptions::default();
+    namespace
+        .put("kept", &[3; 200_000], &options, NOW_MS)
+        .unwrap();
+    // Freed but never flushed, as when a process exits right after an overwrite.
+    namespace
+        .put("freed", &[4; 200_000], &options, NOW_MS)
+        .unwrap();
+    namespace.delete("freed").unwrap();
+    drop(namespace);
+    let values = dir.path().join("values");
+    // As a crash between writing a file and its record would leave one.
+    std::fs::write(values.join("00000000000fffff"), b"orphan").unwrap();
+    std::fs::write(values.join("notes.txt"), b"not ours").unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    assert_eq!(
+        value_files(dir.path()).len(),
+        2,
+        "{:?}",
+        value_files(dir.path())
+    );
+    assert!(value_files(dir.path()).contains(&"notes.txt".to_owned()));
+    assert_eq!(
+        namespace
+            .get("kept", None, u64::MAX, NOW_MS)
+            .unwrap()
+            .unwrap()
+            .value,
+        Value::Loaded(vec![3; 200_000].into())
+    );
+}
+
+#[test]
+fn a_format_1_store_opens_and_is_marked_format_2() {
+    let dir = sled_store_with("kv-binding/format", "1");
+    std::fs::write(dir.path().join("kv-format.json"), "{\"format\":\"1\"}\n").unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    namespace
+        .put("key", b"value", &PutOptions::default(), NOW_MS)
+        .unwrap();
+    drop(namespace);
+    let marker = std::fs::read_to_string(dir.path().join("kv-format.json")).unwrap();
+    assert!(marker.contains("\"format\":\"2\""), "{marker}");
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    assert_eq!(text(&namespace, "key", NOW_MS), Some("value".to_owned()));
+}

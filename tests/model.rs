@@ -197,13 +197,18 @@ proptest! {
         run(&open, true, &ops)?;
     }
 
-    /// Two handles on one namespace, and a record cache so small that it evicts all the time.
+    /// Two handles on one namespace, a record cache so small that it evicts all the time, and
+    /// values from 2000 bytes up in value files.
     #[test]
     fn sled_handles_sharing_a_small_cache_match_the_model(
         ops in proptest::collection::vec(op(), 1..120),
     ) {
         let dir = TempDir::new().unwrap();
-        let config = StoreConfig { record_cache_capacity: 600, ..StoreConfig::default() };
+        let config = StoreConfig {
+            record_cache_capacity: 600,
+            file_value_min: 2000,
+            ..StoreConfig::default()
+        };
         let open = || {
             let handle = || Namespace::open(dir.path(), "model", &config).unwrap();
             vec![handle(), handle()]

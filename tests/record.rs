@@ -29,20 +29,21 @@ proptest! {
         expiration in proptest::option::of(any::<i64>()),
         metadata in proptest::option::of(".{0,20}"),
         value in proptest::collection::vec(any::<u8>(), 0..40),
-        blob in proptest::option::of((any::<u64>(), any::<u64>())),
+        blob in proptest::option::of((any::<u64>(), any::<u64>(), any::<bool>())),
     ) {
         let bytes = encode(
             expiration,
             metadata.as_deref(),
             &value,
-            blob.map(|(id, len)| BlobRef { id, len }),
+            blob.map(|(id, len, in_file)| BlobRef { id, len, in_file }),
         );
         let record = decode(&bytes).unwrap();
         prop_assert_eq!(record.expiration, expiration);
         prop_assert_eq!(record.metadata.map(|r| &bytes[r]), metadata.as_deref().map(str::as_bytes));
         match (record.body, blob) {
             (Body::Inline(range), None) => prop_assert_eq!(&bytes[range], &value[..]),
-            (Body::Blob { id, len }, Some((want_id, want_len))) => {
+            (Body::Blob { id, len }, Some((want_id, want_len, false)))
+            | (Body::File { id, len }, Some((want_id, want_len, true))) => {
                 prop_assert_eq!((id, len), (want_id, want_len))
             }
             (body, _) => prop_assert!(false, "unexpected body {:?}", body),

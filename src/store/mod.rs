@@ -6,6 +6,7 @@
 mod backend;
 mod cache;
 mod error;
+mod files;
 pub mod limits;
 mod namespace;
 pub mod record;

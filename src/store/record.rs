@@ -1,17 +1,19 @@
 //! The on-disk record of one key in the sled backend.
 //!
-//! Each namespace has an index tree (key → record) and a blob tree (blob id → value bytes).
-//! A record holds the expiration, the metadata and either the value itself (small values) or
-//! the id and length of its blob. So `list` reads records but never large values, and a `put`
+//! Each namespace has an index tree (key → record) and a blob tree (blob id → value bytes),
+//! and the store has a directory of value files (one file per large value). A record holds
+//! the expiration, the metadata and either the value itself (small values) or the id and
+//! length of its blob or file. So `list` reads records but never large values, and a `put`
 //! swaps the record in one atomic `insert`.
 //!
-//! Layout (format 1), all integers big-endian:
+//! Layout (format 2; format 1 had no bit 3), all integers big-endian:
 //!
 //! ```text
-//! flags: u8                      bit 0: expiration, bit 1: metadata, bit 2: value in a blob
+//! flags: u8                      bit 0: expiration, bit 1: metadata, bit 2: value in a blob,
+//!                                bit 3: value in a file
 //! expiration: i64                if bit 0 (seconds since the UNIX epoch)
 //! metadata_len: u32, metadata    if bit 1 (JSON text)
-//! blob_id: u64, value_len: u64   if bit 2
+//! id: u64, value_len: u64        if bit 2 or bit 3
 //! value                          otherwise: the rest of the record
 //! ```
 
@@ -23,7 +25,8 @@ pub const INLINE_VALUE_MAX: usize = 1024;
 const HAS_EXPIRATION: u8 = 1;
 const HAS_METADATA: u8 = 1 << 1;
 const IN_BLOB: u8 = 1 << 2;
-const KNOWN_FLAGS: u8 = HAS_EXPIRATION | HAS_METADATA | IN_BLOB;
+const IN_FILE: u8 = 1 << 3;
+const KNOWN_FLAGS: u8 = HAS_EXPIRATION | HAS_METADATA | IN_BLOB | IN_FILE;
 
 /// Where a record's value is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +35,8 @@ pub enum Body {
     Inline(Range<usize>),
     /// In the blob tree under `id`.
     Blob { id: u64, len: u64 },
+    /// In value file `id`.
+    File { id: u64, len: u64 },
 }
 
 /// A decoded record; ranges point into the bytes it was decoded from.
@@ -47,7 +52,7 @@ impl Record {
     pub fn value_len(&self) -> u64 {
         match &self.body {
             Body::Inline(range) => range.len() as u64,
-            Body::Blob { len, .. } => *len,
+            Body::Blob { len, .. } | Body::File { len, .. } => *len,
         }
     }
 }
@@ -56,14 +61,16 @@ impl Record {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 
-/// What to write for a value that lives in a blob.
+/// What to write for a value that lives outside its record.
 pub struct BlobRef {
     pub id: u64,
     pub len: u64,
+    /// In a value file rather than the blob tree.
+    pub in_file: bool,
 }
 
-/// Encodes a record. `blob` is `Some` when the value lives in the blob tree; otherwise `value`
-/// is stored inline.
+/// Encodes a record. `blob` is `Some` when the value lives in the blob tree or a value file;
+/// otherwise `value` is stored inline.
 pub fn encode(
     expiration: Option<i64>,
     metadata: Option<&str>,
@@ -81,8 +88,8 @@ pub fn encode(
         len += 4 + metadata.len();
     }
     match &blob {
-        Some(_) => {
-            flags |= IN_BLOB;
+        Some(blob) => {
+            flags |= if blob.in_file { IN_FILE } else { IN_BLOB };
             len += 16;
         }
         None => len += value.len(),
@@ -97,7 +104,7 @@ pub fn encode(
         out.extend_from_slice(metadata.as_bytes());
     }
     match blob {
-        Some(BlobRef { id, len }) => {
+        Some(BlobRef { id, len, .. }) => {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&len.to_be_bytes());
         }
@@ -129,13 +136,20 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     } else {
         None
     };
-    let body = if flags & IN_BLOB != 0 {
+    let body = if flags & (IN_BLOB | IN_FILE) != 0 {
+        if flags & IN_BLOB != 0 && flags & IN_FILE != 0 {
+            return Err(DecodeError("value both in a blob and in a file"));
+        }
         let id = u64::from_be_bytes(reader.array()?);
         let len = u64::from_be_bytes(reader.array()?);
         if reader.at != bytes.len() {
             return Err(DecodeError("trailing bytes after a blob reference"));
         }
-        Body::Blob { id, len }
+        if flags & IN_FILE != 0 {
+            Body::File { id, len }
+        } else {
+            Body::Blob { id, len }
+        }
     } else {
         Body::Inline(reader.at..bytes.len())
     };
@@ -188,12 +202,23 @@ mod tests {
 
     #[test]
     fn blob_record_round_trips_id_and_length() {
-        let bytes = encode(None, None, &[], Some(BlobRef { id: 7, len: 5_000 }));
-        let record = decode(&bytes).unwrap();
-        assert_eq!(record.expiration, None);
-        assert_eq!(record.metadata, None);
-        assert_eq!(record.body, Body::Blob { id: 7, len: 5_000 });
-        assert_eq!(record.value_len(), 5_000);
+        for in_file in [false, true] {
+            let blob = BlobRef {
+                id: 7,
+                len: 5_000,
+                in_file,
+            };
+            let record = decode(&encode(None, None, &[], Some(blob))).unwrap();
+            assert_eq!(record.expiration, None);
+            assert_eq!(record.metadata, None);
+            let want = if in_file {
+                Body::File { id: 7, len: 5_000 }
+            } else {
+                Body::Blob { id: 7, len: 5_000 }
+            };
+            assert_eq!(record.body, want);
+            assert_eq!(record.value_len(), 5_000);
+        }
     }
 
     #[test]
@@ -211,6 +236,10 @@ mod tests {
         }
         assert_eq!(decode(&[]), Err(DecodeError("record is truncated")));
         assert_eq!(decode(&[0x80]), Err(DecodeError("unknown record flags")));
+        assert_eq!(
+            decode(&[IN_BLOB | IN_FILE]),
+            Err(DecodeError("value both in a blob and in a file"))
+        );
         assert_eq!(
             decode(&[HAS_METADATA, 0xff, 0xff, 0xff, 0xff]),
             Err(DecodeError("record is truncated"))

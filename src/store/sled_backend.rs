@@ -21,11 +21,15 @@ use sled::IVec;
 use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::error::{Error, Result};
+use super::files::{ValueFiles, FILE_VALUE_MIN};
 use super::record::{self, BlobRef, Body, INLINE_VALUE_MAX};
 use super::validate::is_expired;
 
-/// The store format this build writes and reads.
-pub const FORMAT_VERSION: &str = "1";
+/// The store format this build writes. Format 2 added value files (see [`ValueFiles`]). This
+/// build reads formats 1 and 2, and marks a format 1 store as format 2 when it opens it, so
+/// that a build that knows only format 1 refuses it rather than misreading its records.
+pub const FORMAT_VERSION: &str = "2";
+const READABLE_FORMATS: [&str; 2] = ["1", "2"];
 const FORMAT_KEY: &[u8] = b"kv-binding/format";
 const LOCK_FILE: &str = "kv.lock";
 /// Written beside sled's files once a store exists. sled drops segments that fail their
@@ -41,6 +45,8 @@ pub struct StoreConfig {
     pub record_cache_capacity: u64,
     /// How often sled writes dirty data to disk in the background, in ms.
     pub flush_every_ms: Option<u64>,
+    /// Values longer than this go to value files (see [`ValueFiles`]).
+    pub file_value_min: usize,
 }
 
 impl StoreConfig {
@@ -67,6 +73,7 @@ impl Default for StoreConfig {
             cache_capacity: 0,
             record_cache_capacity: 0,
             flush_every_ms: Some(200),
+            file_value_min: FILE_VALUE_MIN,
         }
         .with_cache_budget(Self::DEFAULT_CACHE_BUDGET)
     }
@@ -76,6 +83,7 @@ impl Default for StoreConfig {
 struct Shared {
     db: sled::Db,
     cache: RecordCache,
+    files: ValueFiles,
     path: PathBuf,
     _lock: File,
 }
@@ -118,9 +126,14 @@ impl Lease {
         }
         let lock = take_lock(&path)?;
         let db = open_db(&path, config)?;
+        let files = ValueFiles::new(&path);
+        if files.any() {
+            files.sweep(&live_files(&db).map_err(|e| sled_error(&path, e))?)?;
+        }
         let shared = Arc::new(Shared {
             db,
             cache: RecordCache::new(config.record_cache_capacity),
+            files,
             path: path.clone(),
             _lock: lock,
         });
@@ -162,12 +175,46 @@ impl Drop for Lease {
     }
 }
 
+impl Shared {
+    /// Makes every write so far durable: value files first, then sled; then removes the value
+    /// files that the flush has made unreachable.
+    fn flush(&self) -> Result<()> {
+        let ticket = self.files.before_flush()?;
+        match self.db.flush() {
+            Ok(_) => self.files.after_flush(ticket),
+            Err(e) => {
+                self.files.flush_failed(ticket);
+                Err(sled_error(&self.path, e))
+            }
+        }
+    }
+}
+
+/// The value files that some record of the store points to.
+fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSet<u64>> {
+    let mut live = std::collections::HashSet::new();
+    for name in db.tree_names() {
+        if !(name.starts_with(b"kv/") && name.ends_with(b"/index")) {
+            continue;
+        }
+        for item in db.open_tree(name)?.iter().values() {
+            if let Ok(record::Record {
+                body: Body::File { id, .. },
+                ..
+            }) = record::decode(&item?)
+            {
+                live.insert(id);
+            }
+        }
+    }
+    Ok(live)
+}
+
 /// Flushes every database open in this process; used when the process exits normally.
 pub fn flush_all() -> Result<()> {
     // Flushing with the registry locked keeps a database from closing half-way through.
     for slot in registry().values() {
-        let shared = &slot.shared;
-        shared.db.flush().map_err(|e| sled_error(&shared.path, e))?;
+        slot.shared.flush()?;
     }
     Ok(())
 }
@@ -260,8 +307,15 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
     };
     let marker = path.join(FORMAT_FILE);
     let created = marker.exists();
+    let mut marked = created;
     match db.get(FORMAT_KEY).map_err(|e| sled_error(path, e))? {
         Some(found) if found == FORMAT_VERSION.as_bytes() => {}
+        Some(found) if READABLE_FORMATS.iter().any(|f| found == f.as_bytes()) => {
+            db.insert(FORMAT_KEY, FORMAT_VERSION)
+                .map_err(|e| sled_error(path, e))?;
+            db.flush().map_err(|e| sled_error(path, e))?;
+            marked = false;
+        }
         Some(found) => {
             return Err(corrupt(format!(
                 "it is in store format {:?}, and this version of kv-binding reads format {:?}",
@@ -287,7 +341,7 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
             db.flush().map_err(|e| sled_error(path, e))?;
         }
     }
-    if !created {
+    if !marked {
         let text = serde_json::json!({ "format": FORMAT_VERSION, "engine": "sled 0.34" });
         fs::write(&marker, format!("{text}\n")).map_err(storage)?;
     }
@@ -327,6 +381,8 @@ pub struct SledBackend {
     blobs: sled::Tree,
     /// This namespace's number in the store's record cache.
     number: u32,
+    /// See [`StoreConfig::file_value_min`].
+    file_value_min: usize,
     lease: Lease,
 }
 
@@ -347,6 +403,7 @@ impl SledBackend {
             index,
             blobs: open_tree("blobs")?,
             number,
+            file_value_min: config.file_value_min,
             lease,
         })
     }
@@ -408,18 +465,20 @@ impl SledBackend {
         // The blob is written before the record that points to it; sled recovers a prefix of
         // its writes, so after a crash no record points to a missing blob.
         let blob = if value.len() > INLINE_VALUE_MAX {
-            let id = self
-                .lease
-                .shared()
-                .db
-                .generate_id()
-                .map_err(|e| self.error(e))?;
-            self.blobs
-                .insert(id.to_be_bytes(), value)
-                .map_err(|e| self.error(e))?;
+            let shared = self.lease.shared();
+            let id = shared.db.generate_id().map_err(|e| self.error(e))?;
+            let in_file = value.len() > self.file_value_min;
+            if in_file {
+                shared.files.write(id, value)?;
+            } else {
+                self.blobs
+                    .insert(id.to_be_bytes(), value)
+                    .map_err(|e| self.error(e))?;
+            }
             Some(BlobRef {
                 id,
                 len: value.len() as u64,
+                in_file,
             })
         } else {
             None
@@ -458,17 +517,16 @@ impl SledBackend {
                 len: record.value_len(),
             },
             Body::Inline(range) => Value::Loaded(bytes.subslice(range.start, range.len())),
-            Body::Blob { id, .. } => match self.blobs.get(id.to_be_bytes()) {
-                Ok(Some(value)) => Value::Loaded(value),
-                Ok(None) => {
-                    // If the record is unchanged, the blob is really gone. (Asking the cache,
-                    // not sled: a cache that disagreed with sled would otherwise loop.)
-                    if self.record(key)?.as_ref() == Some(&bytes) {
-                        return Err(self.damaged(key, "points to a value that is missing"));
-                    }
-                    return Ok(None);
+            Body::Blob { id, .. } => {
+                let found = self.blobs.get(id.to_be_bytes());
+                match found.map_err(|e| self.error(e))? {
+                    Some(value) => Value::Loaded(value.into()),
+                    None => return self.vanished(key, &bytes),
                 }
-                Err(e) => return Err(self.error(e)),
+            }
+            Body::File { id, len } => match self.lease.shared().files.read(*id, *len)? {
+                Some(value) => Value::Loaded(value.into()),
+                None => return self.vanished(key, &bytes),
             },
         };
         let metadata = record
@@ -481,16 +539,40 @@ impl SledBackend {
         }))
     }
 
-    /// Removes the blob a replaced or deleted record pointed to, if any.
+    /// What to do when the value record `bytes` of `key` points to is not there: if the
+    /// record is unchanged, the value is really gone; otherwise a concurrent write freed it,
+    /// and `None` has the caller read the record again. (Asking the cache, not sled: a cache
+    /// that disagreed with sled would otherwise loop.)
+    fn vanished(&self, key: &[u8], bytes: &IVec) -> Result<Option<Entry>> {
+        if self.record(key)?.as_ref() == Some(bytes) {
+            return Err(self.damaged(key, "points to a value that is missing"));
+        }
+        Ok(None)
+    }
+
+    /// Frees the blob or value file a replaced or deleted record pointed to, if any. A value
+    /// file goes once a flush has made the change durable (see [`ValueFiles`]); when many
+    /// bytes are waiting for that, this flushes.
     fn release_blob(&self, old: Option<IVec>) -> Result<()> {
-        if let Some(Ok(record::Record {
-            body: Body::Blob { id, .. },
-            ..
-        })) = old.as_deref().map(record::decode)
-        {
-            self.blobs
-                .remove(id.to_be_bytes())
-                .map_err(|e| self.error(e))?;
+        match old.as_deref().map(record::decode) {
+            Some(Ok(record::Record {
+                body: Body::Blob { id, .. },
+                ..
+            })) => {
+                self.blobs
+                    .remove(id.to_be_bytes())
+                    .map_err(|e| self.error(e))?;
+            }
+            Some(Ok(record::Record {
+                body: Body::File { id, len },
+                ..
+            })) => {
+                let shared = self.lease.shared();
+                if shared.files.doom(id, len) {
+                    shared.flush()?;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -584,10 +666,23 @@ impl Backend for SledBackend {
 
     fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
         let mut cache = self.cache();
+        let mut files = Vec::new();
+        for item in self.index.iter().values() {
+            if let Ok(record::Record {
+                body: Body::File { id, len },
+                ..
+            }) = record::decode(&item.map_err(|e| self.error(e))?)
+            {
+                files.push((id, len));
+            }
+        }
         let cleared = self.index.clear();
         // Whatever happened, the cache no longer knows this namespace.
         cache.clear(self.number, cleared.is_ok());
         cleared.map_err(|e| self.error(e))?;
+        for (id, len) in files {
+            self.lease.shared().files.doom(id, len);
+        }
         self.blobs.clear().map_err(|e| self.error(e))?;
         for (key, entry) in entries {
             let Value::Loaded(value) = &entry.value else {
@@ -604,11 +699,6 @@ impl Backend for SledBackend {
     }
 
     fn flush(&self) -> Result<()> {
-        self.lease
-            .shared()
-            .db
-            .flush()
-            .map(drop)
-            .map_err(|e| self.error(e))
+        self.lease.shared().flush()
     }
 }

@@ -1,0 +1,197 @@
+//! Large values, one file each, beside a store's sled database.
+//!
+//! sled writes any log message over a quarter of a segment (128 KiB) to a file of its own,
+//! and writes it again every time it rewrites the tree node holding it, which happens every
+//! ten changes to the node and can carry up to sixteen large values at once: one 25 MiB put
+//! measured up to 320 ms. Values above [`FILE_VALUE_MIN`] are therefore kept here, in
+//! `values/<id>`, written once.
+//!
+//! Crash safety rests on order:
+//!
+//! - a file is written before the record that points to it, so no record ever points to a
+//!   file that was not written (after a kill, the OS still has what was written);
+//! - a flush syncs every file written since the last one before it flushes sled, so a record
+//!   made durable by a flush never points to a file that is not;
+//! - a file whose record was replaced or deleted is only *doomed*, and removed after a later
+//!   flush has made that change durable: until then, a crash could bring the old record back;
+//! - files that no record points to (a crash between writing a file and its record, or
+//!   between a flush and the removal of what it freed) are swept when the store opens.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::error::{Error, Result};
+
+/// Values longer than this live in value files; shorter ones in sled.
+pub const FILE_VALUE_MIN: usize = 128 * 1024;
+
+const DIR: &str = "values";
+
+/// Doomed files are removed by a flush of the writer's own once they hold this many bytes,
+/// even when nobody calls `flush()`.
+const DOOMED_BYTES_LIMIT: u64 = 256 * 1024 * 1024;
+
+pub struct ValueFiles {
+    dir: PathBuf,
+    state: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Written since the last flush started.
+    unsynced: Vec<u64>,
+    /// Freed by a record change, with their lengths; removable after a flush that starts later.
+    doomed: Vec<(u64, u64)>,
+    doomed_bytes: u64,
+}
+
+/// What a flush must do around sled's: take it before, finish it after.
+pub struct FlushTicket {
+    doomed: Vec<(u64, u64)>,
+}
+
+impl ValueFiles {
+    pub fn new(store: &Path) -> Self {
+        Self {
+            dir: store.join(DIR),
+            state: Mutex::default(),
+        }
+    }
+
+    fn path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:016x}"))
+    }
+
+    fn storage(&self, error: std::io::Error) -> Error {
+        Error::Storage {
+            path: self.dir.clone(),
+            detail: error.to_string(),
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Every update is one push or one take, so a poisoned lock still holds whole lists.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes value file `id`. Ids come from sled's `generate_id`, so they never repeat.
+    pub fn write(&self, id: u64, value: &[u8]) -> Result<()> {
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.path(id))
+        };
+        let mut file = match open() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir).map_err(|e| self.storage(e))?;
+                open()
+            }
+            opened => opened,
+        }
+        .map_err(|e| self.storage(e))?;
+        file.write_all(value).map_err(|e| self.storage(e))?;
+        self.pending().unsynced.push(id);
+        Ok(())
+    }
+
+    /// Reads value file `id`, which holds `len` bytes; `None` when it is gone or shorter, as
+    /// when a concurrent write has freed it.
+    pub fn read(&self, id: u64, len: u64) -> Result<Option<Vec<u8>>> {
+        match fs::read(self.path(id)) {
+            Ok(bytes) if bytes.len() as u64 == len => Ok(Some(bytes)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.storage(e)),
+        }
+    }
+
+    /// Marks file `id` (of `len` bytes) as freed by a record change. Returns whether enough
+    /// bytes are waiting that the caller should flush to remove them.
+    pub fn doom(&self, id: u64, len: u64) -> bool {
+        let mut pending = self.pending();
+        pending.doomed.push((id, len));
+        pending.doomed_bytes += len;
+        pending.doomed_bytes >= DOOMED_BYTES_LIMIT
+    }
+
+    /// Starts a flush: syncs every file written so far, and takes the doomed files that the
+    /// coming sled flush will make removable.
+    pub fn before_flush(&self) -> Result<FlushTicket> {
+        let (unsynced, doomed) = {
+            let mut pending = self.pending();
+            pending.doomed_bytes = 0;
+            (
+                std::mem::take(&mut pending.unsynced),
+                std::mem::take(&mut pending.doomed),
+            )
+        };
+        for id in &unsynced {
+            match File::open(self.path(*id)) {
+                Ok(file) => file.sync_all().map_err(|e| self.storage(e))?,
+                // Doomed and removed by an earlier flush: nothing left to make durable.
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.storage(e)),
+            }
+        }
+        if !unsynced.is_empty() {
+            sync_dir(&self.dir).map_err(|e| self.storage(e))?;
+        }
+        Ok(FlushTicket { doomed })
+    }
+
+    /// Finishes a flush that succeeded: removes the files its ticket freed.
+    pub fn after_flush(&self, ticket: FlushTicket) -> Result<()> {
+        for (id, _) in ticket.doomed {
+            match fs::remove_file(self.path(id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(self.storage(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts back the doomed files of a flush that failed, for the next one.
+    pub fn flush_failed(&self, ticket: FlushTicket) {
+        let mut pending = self.pending();
+        pending.doomed_bytes += ticket.doomed.iter().map(|(_, len)| len).sum::<u64>();
+        pending.doomed.extend(ticket.doomed);
+    }
+
+    /// Removes every file whose id is not in `live`. Only for a store that no one is using yet.
+    pub fn sweep(&self, live: &HashSet<u64>) -> Result<()> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.storage(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| self.storage(e))?;
+            let name = entry.file_name();
+            let id = name.to_str().and_then(|n| u64::from_str_radix(n, 16).ok());
+            // Files with other names are not ours to remove.
+            if id.is_some_and(|id| !live.contains(&id)) {
+                fs::remove_file(entry.path()).map_err(|e| self.storage(e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the store has a value directory with anything in it.
+    pub fn any(&self) -> bool {
+        fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
+    }
+}
+
+/// Makes the directory's entries (new and removed files) durable, where the OS allows it.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    if cfg!(unix) {
+        File::open(dir)?.sync_all()
+    } else {
+        Ok(())
+    }
+}
