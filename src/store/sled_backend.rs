@@ -520,7 +520,7 @@ impl SledBackend {
             Body::Blob { id, .. } => {
                 let found = self.blobs.get(id.to_be_bytes());
                 match found.map_err(|e| self.error(e))? {
-                    Some(value) => Value::Loaded(value.into()),
+                    Some(value) => Value::Loaded(value),
                     None => return self.vanished(key, &bytes),
                 }
             }
