@@ -17,10 +17,11 @@ fn backends() -> Vec<(&'static str, Namespace, Option<TempDir>)> {
 
 fn text(namespace: &Namespace, key: &str, now_ms: i64) -> Option<String> {
     let entry = namespace.get(key, None, u64::MAX, now_ms).unwrap()?;
-    match entry.value {
-        Value::Loaded(bytes) => Some(String::from_utf8(bytes.to_vec()).unwrap()),
-        Value::Deferred { .. } => panic!("a value was deferred with no size limit"),
-    }
+    let bytes = entry
+        .value
+        .bytes()
+        .expect("no value is deferred with no size limit");
+    Some(String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 fn message(result: Result<impl std::fmt::Debug, Error>) -> String {
@@ -157,11 +158,12 @@ fn reads_defer_values_longer_than_the_limit_and_report_their_length() {
             kv.put("k", &vec![1; len], &PutOptions::default(), NOW_MS)
                 .unwrap();
             let entry = kv.get("k", None, 1024, NOW_MS).unwrap().unwrap();
-            match entry.value {
-                Value::Loaded(bytes) => assert!(len <= 1024 && bytes.len() == len, "{name}"),
-                Value::Deferred { len: seen } => {
+            match (entry.value.bytes(), &entry.value) {
+                (Some(bytes), _) => assert!(len <= 1024 && bytes.len() == len, "{name}"),
+                (None, &Value::Deferred { len: seen }) => {
                     assert!(len > 1024 && seen == len as u64, "{name}")
                 }
+                (None, value) => panic!("{name}: {value:?} has no bytes"),
             }
         }
     }

@@ -71,6 +71,7 @@ fn live(model: &BTreeMap<Vec<u8>, Stored>, now_ms: i64) -> Vec<(&Vec<u8>, &Store
 fn loaded(entry: &Entry) -> Vec<u8> {
     match &entry.value {
         Value::Loaded(bytes) => bytes.to_vec(),
+        Value::Owned(bytes) => bytes.clone(),
         Value::Deferred { .. } => panic!("deferred with no bound"),
     }
 }

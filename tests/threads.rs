@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kv_binding::store::{Namespace, PutOptions, StoreConfig, Value};
+use kv_binding::store::{Namespace, PutOptions, StoreConfig};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_900_000_000_000;
@@ -21,7 +21,7 @@ fn key(i: usize) -> String {
 
 fn text(namespace: &Namespace, key: &str) -> Option<String> {
     let entry = namespace.get(key, None, u64::MAX, NOW_MS).unwrap()?;
-    let Value::Loaded(bytes) = entry.value else {
+    let Some(bytes) = entry.value.bytes() else {
         panic!("{key} was deferred")
     };
     Some(String::from_utf8(bytes.to_vec()).unwrap())

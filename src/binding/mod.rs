@@ -254,13 +254,15 @@ fn text_of(bytes: &[u8]) -> String {
 type OwnedPair = (Either<String, Vec<u8>>, Option<String>);
 
 fn owned_pair(entry: Entry, as_text: bool) -> Option<OwnedPair> {
-    let Value::Loaded(bytes) = entry.value else {
-        return None;
-    };
-    let value = if as_text {
-        Either::A(text_of(&bytes))
-    } else {
-        Either::B(bytes.to_vec())
+    let value = match (entry.value, as_text) {
+        (Value::Deferred { .. }, _) => return None,
+        (Value::Loaded(bytes), true) => Either::A(text_of(&bytes)),
+        (Value::Loaded(bytes), false) => Either::B(bytes.to_vec()),
+        // Bytes of our own: no copy unless the text needs repairing.
+        (Value::Owned(bytes), true) => {
+            Either::A(String::from_utf8(bytes).unwrap_or_else(|e| text_of(e.as_bytes())))
+        }
+        (Value::Owned(bytes), false) => Either::B(bytes),
     };
     Some((value, entry.metadata.map(|m| text_of(&m))))
 }
@@ -328,9 +330,7 @@ fn bulk_entries(entries: Vec<Option<Entry>>) -> BulkEntries {
         .map(|entry| {
             let entry = entry?;
             // A bulk read defers as a whole, never one value, so every value here is loaded.
-            let Value::Loaded(bytes) = &entry.value else {
-                return None;
-            };
+            let bytes = entry.value.bytes()?;
             Some((text_of(bytes), entry.metadata.as_deref().map(text_of)))
         })
         .collect()
@@ -404,7 +404,7 @@ impl NativeNamespace {
         Ok(match self.read(&key, cache_ttl, now)? {
             None => Either3::B(Null),
             Some(Value::Deferred { len }) => Either3::C(len as f64),
-            Some(Value::Loaded(bytes)) => Either3::A(js_text(env, &bytes)?),
+            Some(value) => Either3::A(js_text(env, value.bytes().unwrap_or_default())?),
         })
     }
 
@@ -421,8 +421,9 @@ impl NativeNamespace {
         Ok(match self.read(&key, cache_ttl, now)? {
             None => Either3::B(Null),
             Some(Value::Deferred { len }) => Either3::C(len as f64),
-            Some(Value::Loaded(bytes)) => {
-                Either3::A(BufferSlice::copy_from(env, &bytes).map_err(napi_failure)?)
+            Some(value) => {
+                let bytes = value.bytes().unwrap_or_default();
+                Either3::A(BufferSlice::copy_from(env, bytes).map_err(napi_failure)?)
             }
         })
     }
@@ -445,12 +446,16 @@ impl NativeNamespace {
         let Some(entry) = entry else {
             return Ok(Either3::B(Null));
         };
-        let bytes = match entry.value {
-            Value::Deferred { len } => return Ok(Either3::C(len as f64)),
-            Value::Loaded(bytes) => bytes,
-        };
-        let metadata = entry.metadata.map(|m| js_text(env, &m)).transpose()?;
-        Ok(Either3::A((js_value(env, &bytes, as_text)?, metadata)))
+        if let Value::Deferred { len } = entry.value {
+            return Ok(Either3::C(len as f64));
+        }
+        let bytes = entry.value.bytes().unwrap_or_default();
+        let metadata = entry
+            .metadata
+            .as_ref()
+            .map(|m| js_text(env, m))
+            .transpose()?;
+        Ok(Either3::A((js_value(env, bytes, as_text)?, metadata)))
     }
 
     /// Reads `key` on the thread pool; resolves `[value, metadata]` (text when `asText`,

@@ -10,11 +10,39 @@ use super::error::Result;
 use super::validate::is_expired;
 
 /// A stored value, or only its length when it is too long to read where the caller is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Value {
+    /// Bytes shared with the store.
     Loaded(IVec),
-    Deferred { len: u64 },
+    /// Bytes read for this caller alone (from a value file), handed over without a copy.
+    Owned(Vec<u8>),
+    Deferred {
+        len: u64,
+    },
 }
+
+impl Value {
+    /// The value's bytes; `None` when it was deferred.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Loaded(bytes) => Some(bytes),
+            Value::Owned(bytes) => Some(bytes),
+            Value::Deferred { .. } => None,
+        }
+    }
+}
+
+/// Values are equal when their bytes are, however they are held.
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Deferred { len: a }, Value::Deferred { len: b }) => a == b,
+            _ => self.bytes().is_some() && self.bytes() == other.bytes(),
+        }
+    }
+}
+
+impl Eq for Value {}
 
 /// One entry as a backend hands it out. Buffers are shared, so cloning is cheap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,11 +133,9 @@ impl Backend for MemoryBackend {
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         Ok(self.read().get(key).map(|entry| {
             let mut entry = entry.clone();
-            if let Value::Loaded(bytes) = &entry.value {
-                if bytes.len() as u64 > max_len {
-                    entry.value = Value::Deferred {
-                        len: bytes.len() as u64,
-                    };
+            if let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) {
+                if len > max_len {
+                    entry.value = Value::Deferred { len };
                 }
             }
             entry

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{Backend, Entry, MemoryBackend, Value};
+use super::backend::{Backend, Entry, MemoryBackend};
 use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
 use super::sled_backend::{SledBackend, StoreConfig};
@@ -121,9 +121,8 @@ impl Namespace {
         for key in keys {
             let entry = self.read(key, max_len, now_ms)?;
             if let Some(entry) = &entry {
-                let len = match &entry.value {
-                    Value::Loaded(bytes) => bytes.len() as u64,
-                    Value::Deferred { .. } => return Ok(None),
+                let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) else {
+                    return Ok(None);
                 };
                 total += len;
                 if total > max_len {
@@ -132,10 +131,11 @@ impl Namespace {
             }
             entries.push(entry);
         }
-        let texts = entries.iter().flatten().map(|entry| match &entry.value {
-            Value::Loaded(bytes) => String::from_utf8_lossy(bytes),
-            Value::Deferred { .. } => unreachable!("deferred values were returned above"),
-        });
+        // Deferred values returned above, so every value here has its bytes.
+        let texts = entries
+            .iter()
+            .flatten()
+            .map(|entry| String::from_utf8_lossy(entry.value.bytes().unwrap_or_default()));
         if kind == BulkType::Json
             && texts
                 .clone()

@@ -525,7 +525,7 @@ impl SledBackend {
                 }
             }
             Body::File { id, len } => match self.lease.shared().files.read(*id, *len)? {
-                Some(value) => Value::Loaded(value.into()),
+                Some(value) => Value::Owned(value),
                 None => return self.vanished(key, &bytes),
             },
         };
@@ -685,7 +685,7 @@ impl Backend for SledBackend {
         }
         self.blobs.clear().map_err(|e| self.error(e))?;
         for (key, entry) in entries {
-            let Value::Loaded(value) = &entry.value else {
+            let Some(value) = entry.value.bytes() else {
                 return Err(Error::Internal("replace_all needs loaded values".into()));
             };
             let metadata = entry.metadata.as_deref().map(std::str::from_utf8);
