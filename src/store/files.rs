@@ -143,20 +143,26 @@ impl ValueFiles {
         Ok(FlushTicket { doomed })
     }
 
-    /// Finishes a flush that succeeded: removes the files its ticket freed.
-    pub fn after_flush(&self, ticket: FlushTicket) -> Result<()> {
-        for (id, _) in ticket.doomed {
+    /// Finishes a flush that succeeded: removes the files its ticket freed. A file that cannot
+    /// be removed now (on Windows, one that a reader still has open) waits for the next flush;
+    /// the flush itself has succeeded.
+    pub fn after_flush(&self, ticket: FlushTicket) {
+        let mut kept = Vec::new();
+        for (id, len) in ticket.doomed {
             match fs::remove_file(self.path(id)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.storage(e)),
+                Err(_) => kept.push((id, len)),
             }
         }
-        Ok(())
+        if !kept.is_empty() {
+            self.put_back(FlushTicket { doomed: kept });
+        }
     }
 
-    /// Puts back the doomed files of a flush that failed, for the next one.
-    pub fn flush_failed(&self, ticket: FlushTicket) {
+    /// Puts back the doomed files of a flush that failed (or could not remove them), for the
+    /// next one.
+    pub fn put_back(&self, ticket: FlushTicket) {
         let mut pending = self.pending();
         pending.doomed_bytes += ticket.doomed.iter().map(|(_, len)| len).sum::<u64>();
         pending.doomed.extend(ticket.doomed);

@@ -181,9 +181,12 @@ impl Shared {
     fn flush(&self) -> Result<()> {
         let ticket = self.files.before_flush()?;
         match self.db.flush() {
-            Ok(_) => self.files.after_flush(ticket),
+            Ok(_) => {
+                self.files.after_flush(ticket);
+                Ok(())
+            }
             Err(e) => {
-                self.files.flush_failed(ticket);
+                self.files.put_back(ticket);
                 Err(sled_error(&self.path, e))
             }
         }
