@@ -129,16 +129,28 @@ impl ValueFiles {
                 std::mem::take(&mut pending.doomed),
             )
         };
-        for id in &unsynced {
-            match File::open(self.path(*id)) {
-                Ok(file) => file.sync_all().map_err(|e| self.storage(e))?,
+        let synced = unsynced
+            .iter()
+            .try_for_each(|id| match File::open(self.path(*id)) {
+                Ok(file) => file.sync_all(),
                 // Doomed and removed by an earlier flush: nothing left to make durable.
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(self.storage(e)),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            });
+        let synced = synced.and_then(|()| {
+            if unsynced.is_empty() {
+                Ok(())
+            } else {
+                sync_dir(&self.dir)
             }
-        }
-        if !unsynced.is_empty() {
-            sync_dir(&self.dir).map_err(|e| self.storage(e))?;
+        });
+        if let Err(e) = synced {
+            // Nothing is lost: the next flush syncs these and removes those.
+            let mut pending = self.pending();
+            pending.unsynced.extend(unsynced);
+            drop(pending);
+            self.put_back(FlushTicket { doomed });
+            return Err(self.storage(e));
         }
         Ok(FlushTicket { doomed })
     }

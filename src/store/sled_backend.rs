@@ -84,6 +84,7 @@ struct Shared {
     db: sled::Db,
     cache: RecordCache,
     files: ValueFiles,
+    flushing: Mutex<()>,
     path: PathBuf,
     _lock: File,
 }
@@ -134,6 +135,7 @@ impl Lease {
             db,
             cache: RecordCache::new(config.record_cache_capacity),
             files,
+            flushing: Mutex::new(()),
             path: path.clone(),
             _lock: lock,
         });
@@ -179,6 +181,9 @@ impl Shared {
     /// Makes every write so far durable: value files first, then sled; then removes the value
     /// files that the flush has made unreachable.
     fn flush(&self) -> Result<()> {
+        // One flush at a time: a flush that finished first must not report writes durable
+        // whose value files another flush is still syncing.
+        let _one_at_a_time = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
         let ticket = self.files.before_flush()?;
         match self.db.flush() {
             Ok(_) => {
