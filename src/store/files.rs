@@ -131,12 +131,15 @@ impl ValueFiles {
         };
         let synced = unsynced
             .iter()
-            .try_for_each(|id| match File::open(self.path(*id)) {
-                Ok(file) => file.sync_all(),
-                // Doomed and removed by an earlier flush: nothing left to make durable.
-                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            });
+            // Opened for writing: Windows syncs only files it may write to.
+            .try_for_each(
+                |id| match OpenOptions::new().write(true).open(self.path(*id)) {
+                    Ok(file) => file.sync_all(),
+                    // Doomed and removed by an earlier flush: nothing left to make durable.
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                },
+            );
         let synced = synced.and_then(|()| {
             if unsynced.is_empty() {
                 Ok(())
