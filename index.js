@@ -299,6 +299,8 @@ function createKV(realm) {
   }
 
   // The runtime's conversion of get's and getWithMetadata's second argument.
+  const NO_GET_OPTIONS = Object.freeze({ type: undefined, cacheTtl: undefined })
+
   function readGetOptions(typeOrOptions) {
     let type
     let cacheTtl
@@ -435,13 +437,14 @@ function createKV(realm) {
       return now
     }
 
-    // Runs `operation` now when nothing is pending, otherwise after everything issued before
-    // it. Its result may be a `Later`, whose promise the caller then waits for.
-    #schedule(operation) {
+    // Runs `operation` (called on this KV with `a`, `b` and `c`, so that hot callers need no
+    // closure) now when nothing is pending, otherwise after everything issued before it. Its
+    // result may be a `Later`, whose promise the caller then waits for.
+    #schedule(operation, a, b, c) {
       if (this.#pending === 0) {
         let result
         try {
-          result = operation()
+          result = operation.call(this, a, b, c)
         } catch (error) {
           return PromiseInRealm.reject(fromNative(error))
         }
@@ -450,7 +453,7 @@ function createKV(realm) {
       }
       return this.#hold(
         this.#tail.then(() => {
-          const result = operation()
+          const result = operation.call(this, a, b, c)
           return result instanceof Later ? result.promise : result
         }),
       )
@@ -506,20 +509,6 @@ function createKV(realm) {
         return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
       }
       return convert(found)
-    }
-
-    // The commonest call, `get(key)`, settled at once when nothing is queued and the value is
-    // short enough to read in-line; `undefined` otherwise, for the general path to handle.
-    // It skips reading options and queueing a closure: a tenth of the cost of a miss.
-    #getTextNow(name) {
-      if (this.#pending !== 0) return undefined
-      let found
-      try {
-        found = this.#native.getText(name, undefined, this.#now())
-      } catch (error) {
-        return PromiseInRealm.reject(fromNative(error))
-      }
-      return typeof found === 'number' ? undefined : PromiseInRealm.resolve(found)
     }
 
     #getWithMetadata(name, type, cacheTtl) {
@@ -629,18 +618,15 @@ function createKV(realm) {
 
     // What get and getWithMetadata share once their arguments are there.
     #read(key, typeOrOptions, metadataWanted) {
-      if (typeof key === 'string' && typeOrOptions === undefined && !metadataWanted) {
-        const text = this.#getTextNow(key)
-        if (text !== undefined) return text
-      }
-      const { type, cacheTtl } = readGetOptions(typeOrOptions)
+      // The commonest call, get(key), skips reading options.
+      const { type, cacheTtl } =
+        typeOrOptions === undefined ? NO_GET_OPTIONS : readGetOptions(typeOrOptions)
       if (Array.isArray(key)) {
         const names = Array.from(key, (name) => `${name}`)
         return this.#schedule(() => this.#getBulk(names, type, cacheTtl, metadataWanted))
       }
-      const name = `${key}`
       const read = metadataWanted ? this.#getWithMetadata : this.#get
-      return this.#schedule(() => read.call(this, name, type ?? 'text', cacheTtl))
+      return this.#schedule(read, `${key}`, type ?? 'text', cacheTtl)
     }
 
     /**
