@@ -77,8 +77,6 @@ struct State {
     hashed: Cache<IVec, IVec, ByBytes>,
     /// Namespaces, by number.
     namespaces: Vec<NamespaceState>,
-    /// What the complete namespaces weigh together.
-    sorted_weight: u64,
 }
 
 struct NamespaceState {
@@ -90,10 +88,14 @@ struct NamespaceState {
 }
 
 impl State {
+    /// What the complete namespaces weigh together.
+    fn sorted_weight(&self) -> u64 {
+        self.namespaces.iter().map(|state| state.weight).sum()
+    }
+
     /// Makes `namespace` complete (it is empty in sled now) or not, dropping what it held.
     fn set_complete(&mut self, namespace: u32, complete: bool) {
         let state = &mut self.namespaces[namespace as usize];
-        self.sorted_weight -= state.weight;
         state.weight = 0;
         state.sorted = complete.then(BTreeMap::new);
         self.fit_hashed();
@@ -102,9 +104,9 @@ impl State {
     /// Gives the hash cache what the complete namespaces leave of the budget. Resizes only in
     /// steps of 1/16 of the budget, since every resize is a pass over the cache's bookkeeping.
     fn fit_hashed(&mut self) {
-        let target = self.capacity.saturating_sub(self.sorted_weight);
+        let target = self.capacity.saturating_sub(self.sorted_weight());
         let current = self.hashed.capacity();
-        if target.abs_diff(current) >= self.capacity / 16 || (target < current && target == 0) {
+        if target.abs_diff(current) >= self.capacity / 16 || (target == 0 && current != 0) {
             self.hashed.set_capacity(target);
         }
     }
@@ -115,18 +117,12 @@ impl State {
             return;
         };
         let old = match record {
-            Some(record) => {
-                state.weight += sorted_weight(key, record);
-                self.sorted_weight += sorted_weight(key, record);
-                sorted.insert(IVec::from(key), record.clone())
-            }
+            Some(record) => sorted.insert(IVec::from(key), record.clone()),
             None => sorted.remove(key),
         };
-        if let Some(old) = old {
-            state.weight -= sorted_weight(key, &old);
-            self.sorted_weight -= sorted_weight(key, &old);
-        }
-        if self.sorted_weight > self.capacity {
+        let weight = |record: Option<&IVec>| record.map_or(0, |r| sorted_weight(key, r));
+        state.weight = state.weight + weight(record) - weight(old.as_ref());
+        if self.sorted_weight() > self.capacity {
             // Too big to keep whole: from now on the namespace is cached by heat.
             self.set_complete(namespace, false);
         } else {
@@ -144,7 +140,6 @@ impl RecordCache {
                 // The table grows as entries come; most stores stay complete and never fill it.
                 hashed: Cache::with_weighter(1024, capacity, ByBytes),
                 namespaces: Vec::new(),
-                sorted_weight: 0,
             }),
         }
     }
@@ -291,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn eviction_makes_only_its_namespace_incomplete() {
+    fn outgrowing_the_budget_makes_only_that_namespace_incomplete() {
         let cache = RecordCache::new(64 * 1024);
         let busy = cache.namespace("busy", true);
         let quiet = cache.namespace("quiet", true);
