@@ -198,6 +198,17 @@ impl Shared {
     }
 }
 
+/// The value file (id and length) that record `bytes` points to, if it points to one.
+fn file_of(bytes: &[u8]) -> Option<(u64, u64)> {
+    match record::decode(bytes) {
+        Ok(record::Record {
+            body: Body::File { id, len },
+            ..
+        }) => Some((id, len)),
+        _ => None,
+    }
+}
+
 /// The value files that some record of the store points to.
 fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSet<u64>> {
     let mut live = std::collections::HashSet::new();
@@ -206,13 +217,7 @@ fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSet<u64>> {
             continue;
         }
         for item in db.open_tree(name)?.iter().values() {
-            if let Ok(record::Record {
-                body: Body::File { id, .. },
-                ..
-            }) = record::decode(&item?)
-            {
-                live.insert(id);
-            }
+            live.extend(file_of(&item?).map(|(id, _)| id));
         }
     }
     Ok(live)
@@ -676,13 +681,7 @@ impl Backend for SledBackend {
         let mut cache = self.cache();
         let mut files = Vec::new();
         for item in self.index.iter().values() {
-            if let Ok(record::Record {
-                body: Body::File { id, len },
-                ..
-            }) = record::decode(&item.map_err(|e| self.error(e))?)
-            {
-                files.push((id, len));
-            }
+            files.extend(file_of(&item.map_err(|e| self.error(e))?));
         }
         let cleared = self.index.clear();
         // Whatever happened, the cache no longer knows this namespace.
