@@ -427,7 +427,11 @@ impl SledBackend {
 
     /// The index record of `key`, from the cache when it knows, else from sled.
     fn record(&self, key: &[u8]) -> Result<Option<IVec>> {
-        let mut cache = self.cache();
+        self.record_locked(&mut self.cache(), key)
+    }
+
+    /// [`Self::record`], for a caller that holds the cache lock.
+    fn record_locked(&self, cache: &mut CacheGuard<'_>, key: &[u8]) -> Result<Option<IVec>> {
         match cache.get(self.number, key) {
             Cached::Record(record) => Ok(Some(record)),
             Cached::Absent => Ok(None),
@@ -622,7 +626,7 @@ impl Backend for SledBackend {
 
     fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
         let mut cache = self.cache();
-        let Some(bytes) = self.index.get(key).map_err(|e| self.error(e))? else {
+        let Some(bytes) = self.record_locked(&mut cache, key)? else {
             return Ok(());
         };
         if record::decode(&bytes).is_ok_and(|r| is_expired(r.expiration, now_ms)) {
