@@ -7,6 +7,7 @@
 const { types } = require('node:util')
 const vm = require('node:vm')
 const { ReadableStream: NodeReadableStream } = require('node:stream/web')
+const { Order, Later, EVERYTHING, prefixScope, keysScope } = require('./lib/order.js')
 
 // The platforms whose prebuilt binary ships as a kv-binding-<platform> package.
 const PLATFORMS = [
@@ -50,6 +51,8 @@ const MESSAGES = {
   bodyType:
     'KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.',
   metadataUnserialisable: 'KV PUT failed: 500 Internal Server Error',
+  closedMidStream:
+    'The namespace was closed before the stream given to put() ended, so nothing was written.',
   clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
 }
 
@@ -73,13 +76,6 @@ function utf8OrNull(bytes) {
     return strictUtf8.decode(bytes)
   } catch {
     return null
-  }
-}
-
-// A result that is not ready yet: an operation that had to wait for the pool or a stream.
-class Later {
-  constructor(promise) {
-    this.promise = promise
   }
 }
 
@@ -109,23 +105,33 @@ function toBody(value, TypeErrorInRealm) {
 }
 
 // Reads a stream to the end. Past `limit` bytes it only counts, so an oversized stream is not
-// held in memory: `bytes` is then null and `length` the full length.
-async function drain(stream, limit, TypeErrorInRealm) {
+// held in memory: `bytes` is then null and `length` the full length. `readers` maps the
+// stream's reader, while it is read, to why it was cancelled (null until it is): close()
+// cancels it there, and as a cancelled read looks like the stream's end, that is looked at
+// after every read.
+async function drain(stream, limit, TypeErrorInRealm, readers) {
   const reader = stream.getReader()
+  readers.set(reader, null)
   const chunks = []
   let length = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    const chunk = types.isArrayBuffer(value)
-      ? new Uint8Array(value)
-      : ArrayBuffer.isView(value)
-        ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
-        : null
-    if (chunk === null) throw new TypeErrorInRealm(MESSAGES.bodyType)
-    length += chunk.byteLength
-    if (length <= limit) chunks.push(chunk.slice())
-    else chunks.length = 0
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      const cancelled = readers.get(reader)
+      if (cancelled !== null) throw cancelled
+      if (done) break
+      const chunk = types.isArrayBuffer(value)
+        ? new Uint8Array(value)
+        : ArrayBuffer.isView(value)
+          ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+          : null
+      if (chunk === null) throw new TypeErrorInRealm(MESSAGES.bodyType)
+      length += chunk.byteLength
+      if (length <= limit) chunks.push(chunk.slice())
+      else chunks.length = 0
+    }
+  } finally {
+    readers.delete(reader)
   }
   return { bytes: length <= limit ? Buffer.concat(chunks, length) : null, length }
 }
@@ -351,11 +357,10 @@ function createKV(realm) {
     #native
     #clock
     #omitIndexKeys
-    // Operations that have started but not finished on the pool, or wait behind one. While
-    // there are any, new operations queue behind `#tail`, so one caller's operations apply
-    // in the order they were issued.
-    #pending = 0
-    #tail = PromiseInRealm.resolve()
+    // Which operations wait for which (see lib/order.js).
+    #order = new Order(PromiseInRealm, fromNative)
+    // The readers of streams that puts are reading, for close() to cancel.
+    #readers = new Map()
     // With `durable`, writes resolve only after a flush that started after them. One flush
     // runs at a time; writes that arrive meanwhile share the next one.
     #durable = false
@@ -437,31 +442,14 @@ function createKV(realm) {
       return now
     }
 
-    // Runs `operation` (called on this KV with `a`, `b` and `c`, so that hot callers need no
-    // closure) now when nothing is pending, otherwise after everything issued before it. Its
-    // result may be a `Later`, whose promise the caller then waits for.
-    #schedule(operation, a, b, c) {
-      if (this.#pending === 0) {
-        let result
-        try {
-          result = operation.call(this, a, b, c)
-        } catch (error) {
-          return PromiseInRealm.reject(fromNative(error))
-        }
-        if (!(result instanceof Later)) return PromiseInRealm.resolve(result)
-        return this.#hold(PromiseInRealm.resolve(result.promise))
-      }
-      return this.#hold(
-        this.#tail.then(() => {
-          const result = operation.call(this, a, b, c)
-          return result instanceof Later ? result.promise : result
-        }),
-      )
+    // Runs `operation` on this KV once the earlier operations that `scope` meets are done.
+    #schedule(scope, operation, a, b, c, d) {
+      return this.#order.run(scope, operation, this, a, b, c, d)
     }
 
     // Runs a write; with `durable`, its promise resolves once the write is on disk.
-    #scheduleWrite(operation) {
-      const written = this.#schedule(operation)
+    #scheduleWrite(scope, operation, a, b, c, d) {
+      const written = this.#schedule(scope, operation, a, b, c, d)
       return this.#durable ? written.then(() => this.#flushShared()) : written
     }
 
@@ -479,17 +467,6 @@ function createKV(realm) {
         this.#flushQueued = (this.#flushRunning ?? PromiseInRealm.resolve()).then(start, start)
       }
       return this.#flushQueued
-    }
-
-    #hold(promise) {
-      this.#pending++
-      const settled = () => {
-        this.#pending--
-      }
-      this.#tail = promise.then(settled, settled)
-      return promise.catch((error) => {
-        throw fromNative(error)
-      })
     }
 
     // Resolves the pool's `[value, metadata]` (or null) for a value too long to read in-line.
@@ -563,7 +540,7 @@ function createKV(realm) {
         // The runtime checks the key before it reads the body.
         native.validatePutKey(name)
         return new Later(
-          drain(body, MAX_VALUE_SIZE, TypeErrorInRealm).then(({ bytes, length }) => {
+          drain(body, MAX_VALUE_SIZE, TypeErrorInRealm, this.#readers).then(({ bytes, length }) => {
             if (bytes === null) {
               const { expiration, expirationTtl } = options
               native.checkPut(name, expiration, expirationTtl, metadata, length, this.#now())
@@ -573,13 +550,7 @@ function createKV(realm) {
           }),
         )
       }
-      // The pool reads the bytes later: hand it a copy the caller cannot change meanwhile.
-      return this.#putBytes(
-        name,
-        body.byteLength > IN_LINE_MAX ? body.slice() : body,
-        options,
-        metadata,
-      )
+      return this.#putBytes(name, body, options, metadata)
     }
 
     // Writes bytes that nobody else will change.
@@ -623,10 +594,13 @@ function createKV(realm) {
         typeOrOptions === undefined ? NO_GET_OPTIONS : readGetOptions(typeOrOptions)
       if (Array.isArray(key)) {
         const names = Array.from(key, (name) => `${name}`)
-        return this.#schedule(() => this.#getBulk(names, type, cacheTtl, metadataWanted))
+        return this.#schedule(keysScope(names), () =>
+          this.#getBulk(names, type, cacheTtl, metadataWanted),
+        )
       }
+      const name = `${key}`
       const read = metadataWanted ? this.#getWithMetadata : this.#get
-      return this.#schedule(read, `${key}`, type ?? 'text', cacheTtl)
+      return this.#schedule(name, read, name, type ?? 'text', cacheTtl)
     }
 
     /**
@@ -641,7 +615,9 @@ function createKV(realm) {
         return PromiseInRealm.reject(error)
       }
       const { prefix, limit, cursor } = query
-      return this.#schedule(() => listResult(this.#native.list(prefix, limit, cursor, this.#now())))
+      return this.#schedule(prefixScope(prefix), () =>
+        listResult(this.#native.list(prefix, limit, cursor, this.#now())),
+      )
     }
 
     /**
@@ -671,7 +647,13 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(fromNative(error))
       }
-      return this.#scheduleWrite(() => this.#write(name, body, putOptions, metadata))
+      // The value is fixed now, as production copies it at the call: bytes that are not
+      // written before this call returns are copied, so that a caller who changes or
+      // transfers them afterwards changes nothing stored.
+      if (typeof body !== 'string' && ArrayBuffer.isView(body)) {
+        if (!this.#order.idle || body.byteLength > IN_LINE_MAX) body = body.slice()
+      }
+      return this.#scheduleWrite(name, this.#write, name, body, putOptions, metadata)
     }
 
     /** Deletes a key. Deleting a missing key succeeds. */
@@ -685,9 +667,11 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(error)
       }
-      return this.#scheduleWrite(() => {
-        this.#native.delete(name)
-      })
+      return this.#scheduleWrite(name, this.#delete, name)
+    }
+
+    #delete(name) {
+      this.#native.delete(name)
     }
 
     /**
@@ -703,7 +687,7 @@ function createKV(realm) {
         return PromiseInRealm.reject(error)
       }
       const { keys, values, expirations, ttls, metadata } = columns
-      return this.#scheduleWrite(() => {
+      return this.#scheduleWrite(EVERYTHING, () => {
         const now = this.#now()
         const task = this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now)
         return new Later(completion(task))
@@ -715,7 +699,7 @@ function createKV(realm) {
      * `base64: true` when they are not UTF-8; `expiration` absolute.
      */
     dump() {
-      return this.#schedule(() => {
+      return this.#schedule(EVERYTHING, () => {
         const task = this.#native.dumpAsync(this.#now())
         return new Later(
           task.then(check).then((entries) => ArrayInRealm.from(entries, dumpedEntry)),
@@ -725,7 +709,7 @@ function createKV(realm) {
 
     /** Captures everything in the namespace now, for `restore()`. */
     snapshot() {
-      return this.#schedule(() => {
+      return this.#schedule(EVERYTHING, () => {
         const task = this.#native.snapshotAsync().then(check)
         return new Later(
           task.then((handle) => {
@@ -747,25 +731,41 @@ function createKV(realm) {
           new TypeErrorInRealm('restore() takes a snapshot made by snapshot().'),
         )
       }
-      return this.#scheduleWrite(() => new Later(completion(this.#native.restoreAsync(handle))))
+      return this.#scheduleWrite(
+        EVERYTHING,
+        () => new Later(completion(this.#native.restoreAsync(handle))),
+      )
     }
 
     /** Deletes every key in the namespace. */
     clear() {
-      return this.#scheduleWrite(() => new Later(completion(this.#native.clearAsync())))
+      return this.#scheduleWrite(EVERYTHING, () => new Later(completion(this.#native.clearAsync())))
     }
 
     /** Resolves once every write issued before it is durable on disk. */
     flush() {
-      return this.#schedule(() => new Later(completion(this.#native.flush())))
+      return this.#schedule(EVERYTHING, () => new Later(completion(this.#native.flush())))
     }
 
     /**
-     * Flushes and releases the store. Later calls reject with an `ERR_KV_CLOSED` error;
-     * closing twice is fine.
+     * Flushes and releases the store, once the operations issued before it are done. A put
+     * still reading its stream is cancelled and rejects with `ERR_KV_CLOSED`. Later calls
+     * reject with `ERR_KV_CLOSED`; closing twice is fine.
      */
     close() {
-      this.#closing ??= this.#schedule(() => new Later(completion(this.#native.close())))
+      if (this.#closing === null) {
+        for (const reader of this.#readers.keys()) {
+          const error = Object.assign(new ErrorInRealm(MESSAGES.closedMidStream), {
+            code: 'ERR_KV_CLOSED',
+          })
+          this.#readers.set(reader, error)
+          reader.cancel(error).catch(done)
+        }
+        this.#closing = this.#schedule(
+          EVERYTHING,
+          () => new Later(completion(this.#native.close())),
+        )
+      }
       return this.#closing
     }
 

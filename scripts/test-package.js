@@ -24,6 +24,7 @@ const EXPECTED_FILES = [
   'index.js',
   'index.mjs',
   'jest-environment.js',
+  'lib/order.js',
   'package.json',
 ]
 
