@@ -383,7 +383,7 @@ fn value_files_no_record_points_to_are_removed_when_the_store_opens() {
 }
 
 #[test]
-fn a_format_1_store_opens_and_is_marked_format_2() {
+fn a_format_1_store_opens_and_is_marked_format_3() {
     let dir = sled_store_with("kv-binding/format", "1");
     std::fs::write(dir.path().join("kv-format.json"), "{\"format\":\"1\"}\n").unwrap();
     let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
@@ -392,7 +392,51 @@ fn a_format_1_store_opens_and_is_marked_format_2() {
         .unwrap();
     drop(namespace);
     let marker = std::fs::read_to_string(dir.path().join("kv-format.json")).unwrap();
-    assert!(marker.contains("\"format\":\"2\""), "{marker}");
+    assert!(marker.contains("\"format\":\"3\""), "{marker}");
     let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
     assert_eq!(text(&namespace, "key", NOW_MS), Some("value".to_owned()));
+}
+
+#[test]
+fn a_value_file_garbled_in_place_is_reported_as_damage_naming_the_key() {
+    let dir = TempDir::new().unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    let value: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    namespace
+        .put("big", &value, &PutOptions::default(), NOW_MS)
+        .unwrap();
+    let file = dir.path().join("values").join(&value_files(dir.path())[0]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    // One bit, deep inside: the length stays the same.
+    bytes[250_000] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    let error = namespace.get("big", None, u64::MAX, NOW_MS).unwrap_err();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains("\"big\""), "{message}");
+    assert!(message.contains("do not match its checksum"), "{message}");
+    // A value file cut short is damage too, and so is one that grew.
+    bytes[250_000] ^= 0x10;
+    for len in [bytes.len() - 1, bytes.len() + 1] {
+        let mut changed = bytes.clone();
+        changed.resize(len, 0);
+        std::fs::write(&file, &changed).unwrap();
+        let message = namespace
+            .get("big", None, u64::MAX, NOW_MS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("points to a value that is missing"),
+            "{message}"
+        );
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(
+        namespace
+            .get("big", None, u64::MAX, NOW_MS)
+            .unwrap()
+            .unwrap()
+            .value,
+        Value::Owned(value)
+    );
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use kv_binding::store::record::{decode, encode, BlobRef, Body};
+use kv_binding::store::record::{decode, encode, BlobRef, Body, Place};
 use proptest::prelude::*;
 
 proptest! {
@@ -29,22 +29,28 @@ proptest! {
         expiration in proptest::option::of(any::<i64>()),
         metadata in proptest::option::of(".{0,20}"),
         value in proptest::collection::vec(any::<u8>(), 0..40),
-        blob in proptest::option::of((any::<u64>(), any::<u64>(), any::<bool>())),
+        blob in proptest::option::of((any::<u64>(), any::<u64>(), proptest::option::of(any::<u32>()))),
     ) {
         let bytes = encode(
             expiration,
             metadata.as_deref(),
             &value,
-            blob.map(|(id, len, in_file)| BlobRef { id, len, in_file }),
+            blob.map(|(id, len, crc32)| BlobRef {
+                id,
+                len,
+                place: crc32.map_or(Place::Blob, |crc32| Place::File { crc32 }),
+            }),
         );
         let record = decode(&bytes).unwrap();
         prop_assert_eq!(record.expiration, expiration);
         prop_assert_eq!(record.metadata.map(|r| &bytes[r]), metadata.as_deref().map(str::as_bytes));
         match (record.body, blob) {
             (Body::Inline(range), None) => prop_assert_eq!(&bytes[range], &value[..]),
-            (Body::Blob { id, len }, Some((want_id, want_len, false)))
-            | (Body::File { id, len }, Some((want_id, want_len, true))) => {
+            (Body::Blob { id, len }, Some((want_id, want_len, None))) => {
                 prop_assert_eq!((id, len), (want_id, want_len))
+            }
+            (Body::File { id, len, crc32 }, Some((want_id, want_len, Some(want_crc)))) => {
+                prop_assert_eq!((id, len, crc32), (want_id, want_len, Some(want_crc)))
             }
             (body, _) => prop_assert!(false, "unexpected body {:?}", body),
         }

@@ -16,19 +16,37 @@
 //!   flush has made that change durable: until then, a crash could bring the old record back;
 //! - files that no record points to (a crash between writing a file and its record, or
 //!   between a flush and the removal of what it freed) are swept when the store opens.
+//!
+//! A file holds the value's bytes and nothing else; the record that points to it holds its
+//! length and CRC-32, and a read checks both as it goes.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::error::{Error, Result};
+use super::limits::MAX_VALUE_SIZE;
 
 /// Values longer than this live in value files; shorter ones in sled.
 pub const FILE_VALUE_MIN: usize = 128 * 1024;
 
 const DIR: &str = "values";
+
+/// Files are written and read, and their checksums computed, this many bytes at a time.
+const CHUNK: usize = 1024 * 1024;
+
+/// What reading a value file found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FileValue {
+    /// The value, with the length and checksum its record gives.
+    Found(Vec<u8>),
+    /// No such file, or one of another length: a concurrent write may have freed it.
+    Missing,
+    /// The file's bytes do not match the checksum its record gives.
+    Damaged,
+}
 
 /// Doomed files are removed by a flush of the writer's own once they hold this many bytes,
 /// even when nobody calls `flush()`.
@@ -77,8 +95,9 @@ impl ValueFiles {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes value file `id`. Ids come from sled's `generate_id`, so they never repeat.
-    pub fn write(&self, id: u64, value: &[u8]) -> Result<()> {
+    /// Writes value file `id` and returns its bytes' CRC-32. Ids come from sled's
+    /// `generate_id`, so they never repeat.
+    pub fn write(&self, id: u64, value: &[u8]) -> Result<u32> {
         let open = || {
             OpenOptions::new()
                 .write(true)
@@ -93,20 +112,44 @@ impl ValueFiles {
             opened => opened,
         }
         .map_err(|e| self.storage(e))?;
-        file.write_all(value).map_err(|e| self.storage(e))?;
+        let mut crc = crc32fast::Hasher::new();
+        for chunk in value.chunks(CHUNK) {
+            crc.update(chunk);
+            file.write_all(chunk).map_err(|e| self.storage(e))?;
+        }
         self.pending().unsynced.push(id);
-        Ok(())
+        Ok(crc.finalize())
     }
 
-    /// Reads value file `id`, which holds `len` bytes; `None` when it is gone or shorter, as
-    /// when a concurrent write has freed it.
-    pub fn read(&self, id: u64, len: u64) -> Result<Option<Vec<u8>>> {
-        match fs::read(self.path(id)) {
-            Ok(bytes) if bytes.len() as u64 == len => Ok(Some(bytes)),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(self.storage(e)),
+    /// Reads value file `id`, which holds `len` bytes with CRC-32 `crc32` (unchecked when
+    /// `None`, as in a format 2 record), checking the bytes as they are read.
+    pub fn read(&self, id: u64, len: u64, crc32: Option<u32>) -> Result<FileValue> {
+        let mut file = match File::open(self.path(id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(FileValue::Missing),
+            Err(e) => return Err(self.storage(e)),
+        };
+        // Its length first, so that a damaged record cannot make us allocate what it claims.
+        let on_disk = file.metadata().map_err(|e| self.storage(e))?.len();
+        if on_disk != len {
+            return Ok(FileValue::Missing);
         }
+        if len > MAX_VALUE_SIZE as u64 {
+            return Ok(FileValue::Damaged);
+        }
+        let mut value = vec![0; len as usize];
+        let mut crc = crc32fast::Hasher::new();
+        for chunk in value.chunks_mut(CHUNK) {
+            match file.read_exact(chunk) {
+                Ok(()) => crc.update(chunk),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(FileValue::Missing),
+                Err(e) => return Err(self.storage(e)),
+            }
+        }
+        if crc32.is_some_and(|want| want != crc.finalize()) {
+            return Ok(FileValue::Damaged);
+        }
+        Ok(FileValue::Found(value))
     }
 
     /// Marks file `id` (of `len` bytes) as freed by a record change. Returns whether enough

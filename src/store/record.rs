@@ -6,16 +6,20 @@
 //! length of its blob or file. So `list` reads records but never large values, and a `put`
 //! swaps the record in one atomic `insert`.
 //!
-//! Layout (format 2; format 1 had no bit 3), all integers big-endian:
+//! Layout (format 3; format 2 had no bit 4, format 1 no bit 3), all integers big-endian:
 //!
 //! ```text
 //! flags: u8                      bit 0: expiration, bit 1: metadata, bit 2: value in a blob,
-//!                                bit 3: value in a file
+//!                                bit 3: value in a file, bit 4: the file's checksum
 //! expiration: i64                if bit 0 (seconds since the UNIX epoch)
 //! metadata_len: u32, metadata    if bit 1 (JSON text)
 //! id: u64, value_len: u64        if bit 2 or bit 3
+//! crc32: u32                     if bit 4 (CRC-32 of the value file's bytes)
 //! value                          otherwise: the rest of the record
 //! ```
+//!
+//! Values in the record and in the blob tree are covered by sled's own checksums; a value file
+//! is covered by the checksum in its record, which this format always writes.
 
 use std::ops::Range;
 
@@ -26,7 +30,8 @@ const HAS_EXPIRATION: u8 = 1;
 const HAS_METADATA: u8 = 1 << 1;
 const IN_BLOB: u8 = 1 << 2;
 const IN_FILE: u8 = 1 << 3;
-const KNOWN_FLAGS: u8 = HAS_EXPIRATION | HAS_METADATA | IN_BLOB | IN_FILE;
+const HAS_CHECKSUM: u8 = 1 << 4;
+const KNOWN_FLAGS: u8 = HAS_EXPIRATION | HAS_METADATA | IN_BLOB | IN_FILE | HAS_CHECKSUM;
 
 /// Where a record's value is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,8 +40,12 @@ pub enum Body {
     Inline(Range<usize>),
     /// In the blob tree under `id`.
     Blob { id: u64, len: u64 },
-    /// In value file `id`.
-    File { id: u64, len: u64 },
+    /// In value file `id`, whose bytes have CRC-32 `crc32` (`None` in a format 2 record).
+    File {
+        id: u64,
+        len: u64,
+        crc32: Option<u32>,
+    },
 }
 
 /// A decoded record; ranges point into the bytes it was decoded from.
@@ -65,8 +74,16 @@ pub struct DecodeError(pub &'static str);
 pub struct BlobRef {
     pub id: u64,
     pub len: u64,
-    /// In a value file rather than the blob tree.
-    pub in_file: bool,
+    pub place: Place,
+}
+
+/// Where a value outside its record lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// The blob tree.
+    Blob,
+    /// A value file whose bytes have this CRC-32.
+    File { crc32: u32 },
 }
 
 /// Encodes a record. `blob` is `Some` when the value lives in the blob tree or a value file;
@@ -88,9 +105,18 @@ pub fn encode(
         len += 4 + metadata.len();
     }
     match &blob {
-        Some(blob) => {
-            flags |= if blob.in_file { IN_FILE } else { IN_BLOB };
+        Some(BlobRef {
+            place: Place::Blob, ..
+        }) => {
+            flags |= IN_BLOB;
             len += 16;
+        }
+        Some(BlobRef {
+            place: Place::File { .. },
+            ..
+        }) => {
+            flags |= IN_FILE | HAS_CHECKSUM;
+            len += 20;
         }
         None => len += value.len(),
     }
@@ -104,9 +130,12 @@ pub fn encode(
         out.extend_from_slice(metadata.as_bytes());
     }
     match blob {
-        Some(BlobRef { id, len, .. }) => {
+        Some(BlobRef { id, len, place }) => {
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&len.to_be_bytes());
+            if let Place::File { crc32 } = place {
+                out.extend_from_slice(&crc32.to_be_bytes());
+            }
         }
         None => out.extend_from_slice(value),
     }
@@ -136,17 +165,25 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     } else {
         None
     };
-    let body = if flags & (IN_BLOB | IN_FILE) != 0 {
+    let body = if flags & (IN_BLOB | IN_FILE | HAS_CHECKSUM) != 0 {
         if flags & IN_BLOB != 0 && flags & IN_FILE != 0 {
             return Err(DecodeError("value both in a blob and in a file"));
         }
+        if flags & HAS_CHECKSUM != 0 && flags & IN_FILE == 0 {
+            return Err(DecodeError("a checksum for a value that is not in a file"));
+        }
         let id = u64::from_be_bytes(reader.array()?);
         let len = u64::from_be_bytes(reader.array()?);
+        let crc32 = if flags & HAS_CHECKSUM != 0 {
+            Some(u32::from_be_bytes(reader.array()?))
+        } else {
+            None
+        };
         if reader.at != bytes.len() {
             return Err(DecodeError("trailing bytes after a blob reference"));
         }
         if flags & IN_FILE != 0 {
-            Body::File { id, len }
+            Body::File { id, len, crc32 }
         } else {
             Body::Blob { id, len }
         }
@@ -201,20 +238,23 @@ mod tests {
     }
 
     #[test]
-    fn blob_record_round_trips_id_and_length() {
-        for in_file in [false, true] {
+    fn blob_record_round_trips_id_length_and_checksum() {
+        for place in [Place::Blob, Place::File { crc32: 0xdead_beef }] {
             let blob = BlobRef {
                 id: 7,
                 len: 5_000,
-                in_file,
+                place,
             };
             let record = decode(&encode(None, None, &[], Some(blob))).unwrap();
             assert_eq!(record.expiration, None);
             assert_eq!(record.metadata, None);
-            let want = if in_file {
-                Body::File { id: 7, len: 5_000 }
-            } else {
-                Body::Blob { id: 7, len: 5_000 }
+            let want = match place {
+                Place::File { crc32 } => Body::File {
+                    id: 7,
+                    len: 5_000,
+                    crc32: Some(crc32),
+                },
+                Place::Blob => Body::Blob { id: 7, len: 5_000 },
             };
             assert_eq!(record.body, want);
             assert_eq!(record.value_len(), 5_000);
@@ -239,6 +279,21 @@ mod tests {
         assert_eq!(
             decode(&[IN_BLOB | IN_FILE]),
             Err(DecodeError("value both in a blob and in a file"))
+        );
+        assert_eq!(
+            decode(&[IN_BLOB | HAS_CHECKSUM]),
+            Err(DecodeError("a checksum for a value that is not in a file"))
+        );
+        let mut unchecked = vec![IN_FILE];
+        unchecked.extend_from_slice(&[0; 16]);
+        assert_eq!(
+            decode(&unchecked).unwrap().body,
+            Body::File {
+                id: 0,
+                len: 0,
+                crc32: None
+            },
+            "a format 2 record has no checksum"
         );
         assert_eq!(
             decode(&[HAS_METADATA, 0xff, 0xff, 0xff, 0xff]),

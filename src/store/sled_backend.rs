@@ -21,15 +21,16 @@ use sled::IVec;
 use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::error::{Error, Result};
-use super::files::{ValueFiles, FILE_VALUE_MIN};
-use super::record::{self, BlobRef, Body, INLINE_VALUE_MAX};
+use super::files::{FileValue, ValueFiles, FILE_VALUE_MIN};
+use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
 use super::validate::is_expired;
 
-/// The store format this build writes. Format 2 added value files (see [`ValueFiles`]). This
-/// build reads formats 1 and 2, and marks a format 1 store as format 2 when it opens it, so
-/// that a build that knows only format 1 refuses it rather than misreading its records.
-pub const FORMAT_VERSION: &str = "2";
-const READABLE_FORMATS: [&str; 2] = ["1", "2"];
+/// The store format this build writes. Format 2 added value files (see [`ValueFiles`]), format
+/// 3 their checksums (see [`record`]). This build reads formats 1 to 3, and marks an older
+/// store as format 3 when it opens it, so that a build that knows only an older format refuses
+/// it rather than misreading its records.
+pub const FORMAT_VERSION: &str = "3";
+const READABLE_FORMATS: [&str; 3] = ["1", "2", "3"];
 const FORMAT_KEY: &[u8] = b"kv-binding/format";
 const LOCK_FILE: &str = "kv.lock";
 /// Written beside sled's files once a store exists. sled drops segments that fail their
@@ -202,7 +203,7 @@ impl Shared {
 fn file_of(bytes: &[u8]) -> Option<(u64, u64)> {
     match record::decode(bytes) {
         Ok(record::Record {
-            body: Body::File { id, len },
+            body: Body::File { id, len, .. },
             ..
         }) => Some((id, len)),
         _ => None,
@@ -484,18 +485,20 @@ impl SledBackend {
         let blob = if value.len() > INLINE_VALUE_MAX {
             let shared = self.lease.shared();
             let id = shared.db.generate_id().map_err(|e| self.error(e))?;
-            let in_file = value.len() > self.file_value_min;
-            if in_file {
-                shared.files.write(id, value)?;
+            let place = if value.len() > self.file_value_min {
+                Place::File {
+                    crc32: shared.files.write(id, value)?,
+                }
             } else {
                 self.blobs
                     .insert(id.to_be_bytes(), value)
                     .map_err(|e| self.error(e))?;
-            }
+                Place::Blob
+            };
             Some(BlobRef {
                 id,
                 len: value.len() as u64,
-                in_file,
+                place,
             })
         } else {
             None
@@ -541,10 +544,18 @@ impl SledBackend {
                     None => return self.vanished(key, &bytes),
                 }
             }
-            Body::File { id, len } => match self.lease.shared().files.read(*id, *len)? {
-                Some(value) => Value::Owned(value),
-                None => return self.vanished(key, &bytes),
-            },
+            Body::File { id, len, crc32 } => {
+                match self.lease.shared().files.read(*id, *len, *crc32)? {
+                    FileValue::Found(value) => Value::Owned(value),
+                    FileValue::Missing => return self.vanished(key, &bytes),
+                    FileValue::Damaged => {
+                        return Err(self.damaged(
+                            key,
+                            "has a value file whose bytes do not match its checksum",
+                        ))
+                    }
+                }
+            }
         };
         let metadata = record
             .metadata
@@ -562,7 +573,10 @@ impl SledBackend {
     /// that disagreed with sled would otherwise loop.)
     fn vanished(&self, key: &[u8], bytes: &IVec) -> Result<Option<Entry>> {
         if self.record(key)?.as_ref() == Some(bytes) {
-            return Err(self.damaged(key, "points to a value that is missing"));
+            return Err(self.damaged(
+                key,
+                "points to a value that is missing or not of its recorded length",
+            ));
         }
         Ok(None)
     }
@@ -581,7 +595,7 @@ impl SledBackend {
                     .map_err(|e| self.error(e))?;
             }
             Some(Ok(record::Record {
-                body: Body::File { id, len },
+                body: Body::File { id, len, .. },
                 ..
             })) => {
                 let shared = self.lease.shared();
