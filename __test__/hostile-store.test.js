@@ -37,3 +37,107 @@ describe('value files', () => {
     await kv.close()
   })
 })
+
+describe('symbolic links inside a store are never followed', () => {
+  // A directory outside the store, holding what a link would expose.
+  function outside() {
+    const dir = tempDir()
+    fs.writeFileSync(path.join(dir, '00000000000000ff'), 'precious')
+    fs.writeFileSync(path.join(dir, 'notes.txt'), 'precious')
+    return dir
+  }
+  const unchanged = (dir) =>
+    expect(
+      Object.fromEntries(
+        fs.readdirSync(dir).map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]),
+      ),
+    ).toEqual({ '00000000000000ff': 'precious', 'notes.txt': 'precious' })
+
+  async function storeWith(setUp) {
+    const dir = tempDir()
+    const kv = new KV({ path: dir })
+    await kv.put('big', Buffer.alloc(200 * 1024, 1))
+    await kv.close()
+    setUp(dir)
+    return dir
+  }
+
+  const refusal = (dir, entry) => {
+    let error
+    try {
+      new KV({ path: dir })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(Error)
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain(
+      `${JSON.stringify(path.join(fs.realpathSync(dir), entry))} is a symbolic link`,
+    )
+  }
+
+  test('a values directory that is a link: the store is refused, the target untouched', async () => {
+    const target = outside()
+    const dir = await storeWith((dir) => {
+      fs.renameSync(path.join(dir, 'values'), path.join(tempDir(), 'moved'))
+      fs.symlinkSync(target, path.join(dir, 'values'))
+    })
+    refusal(dir, 'values')
+    unchanged(target)
+  })
+
+  test('a link inside the values directory: the store is refused, the target untouched', async () => {
+    const target = outside()
+    const dir = await storeWith((dir) =>
+      fs.symlinkSync(
+        path.join(target, '00000000000000ff'),
+        path.join(dir, 'values', '00000000000000ff'),
+      ),
+    )
+    refusal(dir, path.join('values', '00000000000000ff'))
+    unchanged(target)
+  })
+
+  test('a lock file that is a link: the store is refused, the target neither truncated nor written', async () => {
+    const target = outside()
+    const dir = await storeWith((dir) => {
+      fs.rmSync(path.join(dir, 'kv.lock'))
+      fs.symlinkSync(path.join(target, 'notes.txt'), path.join(dir, 'kv.lock'))
+    })
+    refusal(dir, 'kv.lock')
+    unchanged(target)
+  })
+
+  test('a dangling format-file link: the store is refused and nothing is created outside', async () => {
+    const target = tempDir()
+    const dir = await storeWith((dir) => {
+      fs.rmSync(path.join(dir, 'kv-format.json'))
+      fs.symlinkSync(path.join(target, 'created.json'), path.join(dir, 'kv-format.json'))
+    })
+    refusal(dir, 'kv-format.json')
+    expect(fs.readdirSync(target)).toEqual([])
+  })
+
+  test('a link among entries the store does not use is left alone, and the store opens', async () => {
+    const target = outside()
+    const dir = await storeWith((dir) => fs.symlinkSync(target, path.join(dir, 'node_modules')))
+    const kv = new KV({ path: dir })
+    await expect(kv.get('big', 'arrayBuffer')).resolves.toHaveProperty('byteLength', 200 * 1024)
+    await kv.close()
+    unchanged(target)
+  })
+
+  test('opening removes only the value files the store named and no record points to', async () => {
+    const dir = await storeWith(() => {})
+    const values = path.join(dir, 'values')
+    const foreign = ['00000000000000FF', '+00000000000000f', 'ff', '00000000000000ff.bak']
+    for (const name of foreign) fs.writeFileSync(path.join(values, name), 'not ours')
+    fs.mkdirSync(path.join(values, '00000000000000fe'))
+    fs.writeFileSync(path.join(values, '00000000000000fd'), 'an orphan the store named')
+    const kv = new KV({ path: dir })
+    await kv.close()
+    const left = fs.readdirSync(values)
+    expect(left).not.toContain('00000000000000fd')
+    for (const name of [...foreign, '00000000000000fe']) expect(left).toContain(name)
+  })
+})

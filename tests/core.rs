@@ -440,3 +440,26 @@ fn a_value_file_garbled_in_place_is_reported_as_damage_naming_the_key() {
         Value::Owned(value)
     );
 }
+
+#[test]
+fn a_snapshot_sled_left_half_written_does_not_stop_the_store_from_opening() {
+    let dir = TempDir::new().unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    for i in 0..500 {
+        namespace
+            .put(&format!("k{i}"), b"value", &PutOptions::default(), NOW_MS)
+            .unwrap();
+    }
+    drop(namespace);
+    // What sled leaves when a snapshot cannot be written whole (a full disk, a crash): an
+    // empty file under the name it writes snapshots under, sorting after every real one.
+    let leftover = dir.path().join("snap.7FFFFFFFFFFFFFFF.generating");
+    std::fs::write(&leftover, b"").unwrap();
+    // Not sled's: a name it never gives, left alone.
+    let foreign = dir.path().join("my.snap.7FFFFFFFFFFFFFFF.generating");
+    std::fs::write(&foreign, b"mine").unwrap();
+    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+    assert_eq!(text(&namespace, "k499", NOW_MS), Some("value".to_owned()));
+    assert!(!leftover.exists());
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"mine");
+}

@@ -67,6 +67,23 @@ impl Error {
         }
     }
 
+    /// The store at `path` cannot be used because of `error`. A full disk says so in words,
+    /// with what to do, since it is the one I/O error a user can always fix.
+    pub(crate) fn io(path: impl Into<PathBuf>, error: &std::io::Error) -> Self {
+        let detail = if error.kind() == std::io::ErrorKind::StorageFull {
+            format!(
+                "the disk is full ({error}). Free some space: the store then opens again \
+                 with everything that reached the disk"
+            )
+        } else {
+            error.to_string()
+        };
+        Error::Storage {
+            path: path.into(),
+            detail,
+        }
+    }
+
     /// A stable code for errors that production does not have (`None` for production's own).
     pub fn code(&self) -> Option<&'static str> {
         match self {

@@ -26,13 +26,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::dir::{self, VALUES_DIR};
 use super::error::{Error, Result};
 use super::limits::MAX_VALUE_SIZE;
 
 /// Values longer than this live in value files; shorter ones in sled.
 pub const FILE_VALUE_MIN: usize = 128 * 1024;
-
-const DIR: &str = "values";
 
 /// Files are written and read, and their checksums computed, this many bytes at a time.
 const CHUNK: usize = 1024 * 1024;
@@ -74,20 +73,17 @@ pub struct FlushTicket {
 impl ValueFiles {
     pub fn new(store: &Path) -> Self {
         Self {
-            dir: store.join(DIR),
+            dir: store.join(VALUES_DIR),
             state: Mutex::default(),
         }
     }
 
     fn path(&self, id: u64) -> PathBuf {
-        self.dir.join(format!("{id:016x}"))
+        self.dir.join(file_name(id))
     }
 
     fn storage(&self, error: std::io::Error) -> Error {
-        Error::Storage {
-            path: self.dir.clone(),
-            detail: error.to_string(),
-        }
+        Error::io(&self.dir, &error)
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -98,12 +94,8 @@ impl ValueFiles {
     /// Writes value file `id` and returns its bytes' CRC-32. Ids come from sled's
     /// `generate_id`, so they never repeat.
     pub fn write(&self, id: u64, value: &[u8]) -> Result<u32> {
-        let open = || {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(self.path(id))
-        };
+        let open =
+            || dir::no_follow(OpenOptions::new().write(true).create_new(true)).open(self.path(id));
         let mut file = match open() {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 fs::create_dir_all(&self.dir).map_err(|e| self.storage(e))?;
@@ -113,9 +105,16 @@ impl ValueFiles {
         }
         .map_err(|e| self.storage(e))?;
         let mut crc = crc32fast::Hasher::new();
-        for chunk in value.chunks(CHUNK) {
+        let written = value.chunks(CHUNK).try_for_each(|chunk| {
             crc.update(chunk);
-            file.write_all(chunk).map_err(|e| self.storage(e))?;
+            file.write_all(chunk)
+        });
+        if let Err(e) = written {
+            // A part of a value is of no use to anyone, and on a full disk it keeps the disk
+            // full: it goes at once.
+            drop(file);
+            let _ = fs::remove_file(self.path(id));
+            return Err(self.storage(e));
         }
         self.pending().unsynced.push(id);
         Ok(crc.finalize())
@@ -124,7 +123,7 @@ impl ValueFiles {
     /// Reads value file `id`, which holds `len` bytes with CRC-32 `crc32` (unchecked when
     /// `None`, as in a format 2 record), checking the bytes as they are read.
     pub fn read(&self, id: u64, len: u64, crc32: Option<u32>) -> Result<FileValue> {
-        let mut file = match File::open(self.path(id)) {
+        let mut file = match dir::no_follow(OpenOptions::new().read(true)).open(self.path(id)) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(FileValue::Missing),
             Err(e) => return Err(self.storage(e)),
@@ -175,14 +174,14 @@ impl ValueFiles {
         let synced = unsynced
             .iter()
             // Opened for writing: Windows syncs only files it may write to.
-            .try_for_each(
-                |id| match OpenOptions::new().write(true).open(self.path(*id)) {
+            .try_for_each(|id| {
+                match dir::no_follow(OpenOptions::new().write(true)).open(self.path(*id)) {
                     Ok(file) => file.sync_all(),
                     // Doomed and removed by an earlier flush: nothing left to make durable.
                     Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(e),
-                },
-            );
+                }
+            });
         let synced = synced.and_then(|()| {
             if unsynced.is_empty() {
                 Ok(())
@@ -226,7 +225,8 @@ impl ValueFiles {
         pending.doomed.extend(ticket.doomed);
     }
 
-    /// Removes every file whose id is not in `live`. Only for a store that no one is using yet.
+    /// Removes every value file whose id is not in `live`: regular files named as this module
+    /// names them, nothing else. Only for a store that no one is using yet.
     pub fn sweep(&self, live: &HashSet<u64>) -> Result<()> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -235,10 +235,10 @@ impl ValueFiles {
         };
         for entry in entries {
             let entry = entry.map_err(|e| self.storage(e))?;
-            let name = entry.file_name();
-            let id = name.to_str().and_then(|n| u64::from_str_radix(n, 16).ok());
-            // Files with other names are not ours to remove.
-            if id.is_some_and(|id| !live.contains(&id)) {
+            let regular = entry.file_type().is_ok_and(|kind| kind.is_file());
+            let id = entry.file_name().to_str().and_then(id_of);
+            // Anything else is not ours to remove.
+            if regular && id.is_some_and(|id| !live.contains(&id)) {
                 fs::remove_file(entry.path()).map_err(|e| self.storage(e))?;
             }
         }
@@ -249,6 +249,17 @@ impl ValueFiles {
     pub fn any(&self) -> bool {
         fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
     }
+}
+
+/// The name of value file `id`: 16 lowercase hex digits.
+fn file_name(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+/// The id of the value file called `name`, if `name` is one [`file_name`] gives.
+fn id_of(name: &str) -> Option<u64> {
+    let id = u64::from_str_radix(name, 16).ok()?;
+    (name == file_name(id)).then_some(id)
 }
 
 /// Makes the directory's entries (new and removed files) durable, where the OS allows it.

@@ -5,6 +5,7 @@
 
 mod backend;
 mod cache;
+mod dir;
 mod error;
 mod files;
 pub mod limits;

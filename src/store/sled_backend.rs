@@ -20,6 +20,7 @@ use sled::IVec;
 
 use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
 use super::cache::{CacheGuard, Cached, RecordCache};
+use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
 use super::files::{FileValue, ValueFiles, FILE_VALUE_MIN};
 use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
@@ -32,10 +33,6 @@ use super::validate::is_expired;
 pub const FORMAT_VERSION: &str = "3";
 const READABLE_FORMATS: [&str; 3] = ["1", "2", "3"];
 const FORMAT_KEY: &[u8] = b"kv-binding/format";
-const LOCK_FILE: &str = "kv.lock";
-/// Written beside sled's files once a store exists. sled drops segments that fail their
-/// checksum as torn writes, so without it a damaged store would reopen as an empty one.
-const FORMAT_FILE: &str = "kv-format.json";
 
 /// How a store directory is opened. Read when the first namespace of a directory opens it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,14 +108,8 @@ struct Lease {
 
 impl Lease {
     fn acquire(path: &Path, config: &StoreConfig) -> Result<Self> {
-        fs::create_dir_all(path).map_err(|e| Error::Storage {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
-        let path = path.canonicalize().map_err(|e| Error::Storage {
-            path: path.to_owned(),
-            detail: e.to_string(),
-        })?;
+        fs::create_dir_all(path).map_err(|e| Error::io(path, &e))?;
+        let path = path.canonicalize().map_err(|e| Error::io(path, &e))?;
         let mut registry = registry();
         if let Some(slot) = registry.get_mut(&path) {
             slot.users += 1;
@@ -126,7 +117,11 @@ impl Lease {
                 shared: Some(slot.shared.clone()),
             });
         }
+        dir::refuse_links(&path)?;
         let lock = take_lock(&path)?;
+        // We hold the lock and nobody has the store open: whatever sled left unfinished is
+        // a leftover.
+        dir::remove_unfinished_snapshots(&path)?;
         let db = open_db(&path, config)?;
         let files = ValueFiles::new(&path);
         if files.any() {
@@ -235,17 +230,16 @@ pub fn flush_all() -> Result<()> {
 
 fn take_lock(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let storage = |e: std::io::Error| Error::Storage {
-        path: dir.to_owned(),
-        detail: e.to_string(),
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(storage)?;
+    let storage = |e: std::io::Error| Error::io(dir, &e);
+    let mut file = dir::no_follow(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .open(&path)
+    .map_err(storage)?;
     if let Err(e) = file.try_lock_exclusive() {
         if e.kind() == fs2::lock_contended_error().kind() {
             let mut text = String::new();
@@ -315,12 +309,9 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
         path: path.to_owned(),
         detail,
     };
-    let storage = |e: std::io::Error| Error::Storage {
-        path: path.to_owned(),
-        detail: e.to_string(),
-    };
+    let storage = |e: std::io::Error| Error::io(path, &e);
     let marker = path.join(FORMAT_FILE);
-    let created = marker.exists();
+    let created = fs::symlink_metadata(&marker).is_ok();
     let mut marked = created;
     match db.get(FORMAT_KEY).map_err(|e| sled_error(path, e))? {
         Some(found) if found == FORMAT_VERSION.as_bytes() => {}
@@ -357,7 +348,10 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
     }
     if !marked {
         let text = serde_json::json!({ "format": FORMAT_VERSION, "engine": "sled 0.34" });
-        fs::write(&marker, format!("{text}\n")).map_err(storage)?;
+        dir::no_follow(OpenOptions::new().write(true).create(true).truncate(true))
+            .open(&marker)
+            .and_then(|mut file| writeln!(file, "{text}"))
+            .map_err(storage)?;
     }
     Ok(())
 }
@@ -368,6 +362,7 @@ fn sled_error(path: &Path, error: sled::Error) -> Error {
             path: path.to_owned(),
             detail: error.to_string(),
         },
+        sled::Error::Io(error) => Error::io(path, &error),
         error => Error::Storage {
             path: path.to_owned(),
             detail: error.to_string(),
