@@ -1,6 +1,6 @@
 //! The core's contract, without Node: validation wording, expiry, and both backends.
 
-use kv_binding::store::{Error, Namespace, Op, PutOptions, StoreConfig, Value};
+use kv_binding::store::{BulkEntry, Error, Namespace, Op, PutOptions, StoreConfig, Value};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_900_000_000_500;
@@ -462,4 +462,53 @@ fn a_snapshot_sled_left_half_written_does_not_stop_the_store_from_opening() {
     assert_eq!(text(&namespace, "k499", NOW_MS), Some("value".to_owned()));
     assert!(!leftover.exists());
     assert_eq!(std::fs::read(&foreign).unwrap(), b"mine");
+}
+
+#[test]
+fn a_bulk_write_gives_a_key_written_twice_its_last_entry_and_leaves_nothing_behind() {
+    for (name, namespace, dir) in backends() {
+        let big = vec![5; 200_000];
+        let blob = vec![6; 5_000];
+        let entry = |key, value| BulkEntry {
+            key,
+            value,
+            options: PutOptions::default(),
+        };
+        namespace
+            .put_many(
+                &[
+                    entry("a", &big),
+                    entry("b", &blob),
+                    entry("a", b"last"),
+                    entry("c", &big),
+                ],
+                NOW_MS,
+            )
+            .unwrap();
+        assert_eq!(
+            text(&namespace, "a", NOW_MS),
+            Some("last".to_owned()),
+            "{name}"
+        );
+        let read = |key| {
+            namespace
+                .get(key, None, u64::MAX, NOW_MS)
+                .unwrap()
+                .unwrap()
+                .value
+        };
+        assert_eq!(read("b"), Value::Loaded(blob.clone().into()), "{name}");
+        assert_eq!(read("c"), Value::Owned(big.clone()), "{name}");
+        if let Some(dir) = dir {
+            namespace.flush().unwrap();
+            // Only "c" has a value file: the first "a" was never written.
+            assert_eq!(value_files(dir.path()).len(), 1, "{name}");
+        }
+        // A refused entry: nothing of the call is written, and the error names it.
+        let error = namespace
+            .put_many(&[entry("d", b"v"), entry("", b"v")], NOW_MS)
+            .unwrap_err();
+        assert!(matches!(error, Error::Entry { index: 1, .. }), "{error:?}");
+        assert_eq!(text(&namespace, "d", NOW_MS), None, "{name}");
+    }
 }

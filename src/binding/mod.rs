@@ -25,6 +25,11 @@ pub const IN_LINE_MAX: u32 = 256 * 1024;
 #[napi]
 pub const MAX_VALUE_SIZE: u32 = store::limits::MAX_VALUE_SIZE as u32;
 
+/// The most keys a bulk read takes; index.js converts no more than one past it, however long
+/// the array, before the core refuses it.
+#[napi]
+pub const MAX_BULK_KEYS: u32 = store::limits::MAX_BULK_KEYS as u32;
+
 type Result<T> = napi::Result<T, &'static str>;
 
 fn js_error(error: store::Error) -> napi::Error<&'static str> {

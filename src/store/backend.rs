@@ -69,6 +69,10 @@ pub trait Backend: Send + Sync {
         metadata: Option<&str>,
     ) -> Result<()>;
 
+    /// Writes every entry in one atomic step, as `put` would one by one: when it fails (a
+    /// full disk), none is written. A key given twice gets its last entry.
+    fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()>;
+
     /// Removes `key`; a missing key is not an error.
     fn delete(&self, key: &[u8]) -> Result<()>;
 
@@ -90,6 +94,16 @@ pub trait Backend: Send + Sync {
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
+}
+
+/// One entry of a [`Backend::put_all`].
+#[derive(Clone, Copy, Debug)]
+pub struct PutEntry<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    pub metadata: Option<&'a str>,
 }
 
 /// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
@@ -155,6 +169,19 @@ impl Backend for MemoryBackend {
             value: Value::Loaded(IVec::from(value)),
         };
         self.write().insert(IVec::from(key), entry);
+        Ok(())
+    }
+
+    fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
+        let mut map = self.write();
+        for entry in entries {
+            let stored = Entry {
+                expiration: entry.expiration,
+                metadata: entry.metadata.map(IVec::from),
+                value: Value::Loaded(IVec::from(entry.value)),
+            };
+            map.insert(IVec::from(entry.key), stored);
+        }
         Ok(())
     }
 

@@ -151,6 +151,12 @@ impl ValueFiles {
         Ok(FileValue::Found(value))
     }
 
+    /// Removes value file `id` at once: for a file that no record ever pointed to. (A flush
+    /// that meets it gone has nothing to sync.)
+    pub fn discard(&self, id: u64) {
+        let _ = fs::remove_file(self.path(id));
+    }
+
     /// Marks file `id` (of `len` bytes) as freed by a record change. Returns whether enough
     /// bytes are waiting that the caller should flush to remove them.
     pub fn doom(&self, id: u64, len: u64) -> bool {

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{Backend, Entry, MemoryBackend};
+use super::backend::{Backend, Entry, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
 use super::sled_backend::{SledBackend, StoreConfig};
@@ -214,29 +214,28 @@ impl Namespace {
         Ok(ListPage { keys, cursor })
     }
 
-    /// Writes every entry, or none: all are checked as `put` checks them before the first is
-    /// written, and the first refused one is reported with its index and key.
+    /// Writes every entry, or none: all are checked as `put` checks them, against the one
+    /// instant `now_ms`, before any is written, and the first refused one is reported with its
+    /// index and key; then all are written in one atomic step, so a failure while writing
+    /// (a full disk) leaves none written either.
     pub fn put_many(&self, entries: &[BulkEntry<'_>], now_ms: i64) -> Result<()> {
-        let mut expirations = Vec::with_capacity(entries.len());
+        let mut checked = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             let refused = |source| Error::Entry {
                 index,
                 key: entry.key.to_owned(),
                 source: Box::new(source),
             };
-            expirations.push(
-                check_put(entry.key, &entry.options, entry.value.len(), now_ms).map_err(refused)?,
-            );
-        }
-        for (entry, expiration) in entries.iter().zip(expirations) {
-            self.backend.put(
-                entry.key.as_bytes(),
-                entry.value,
+            let expiration =
+                check_put(entry.key, &entry.options, entry.value.len(), now_ms).map_err(refused)?;
+            checked.push(PutEntry {
+                key: entry.key.as_bytes(),
+                value: entry.value,
                 expiration,
-                entry.options.metadata.as_deref(),
-            )?;
+                metadata: entry.options.metadata.as_deref(),
+            });
         }
-        Ok(())
+        self.backend.put_all(&checked)
     }
 
     /// Every live entry in key order, values loaded.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{scan_start, Backend, Entry, ScanVisitor, Value};
+use super::backend::{scan_start, Backend, Entry, PutEntry, ScanVisitor, Value};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
@@ -576,6 +576,21 @@ impl SledBackend {
         Ok(None)
     }
 
+    /// Removes the blobs and value files of records that were never written to the index: no
+    /// reader can have seen them, so they go at once. Failures are left to the sweep at the
+    /// next open (files) or are harmless (a blob no record names is never read).
+    fn discard(&self, records: &[(&[u8], IVec)]) {
+        for (_, record) in records {
+            match record::decode(record).map(|r| r.body) {
+                Ok(Body::Blob { id, .. }) => {
+                    let _ = self.blobs.remove(id.to_be_bytes());
+                }
+                Ok(Body::File { id, .. }) => self.lease.shared().files.discard(id),
+                _ => {}
+            }
+        }
+    }
+
     /// Frees the blob or value file a replaced or deleted record pointed to, if any. A value
     /// file goes once a flush has made the change durable (see [`ValueFiles`]); when many
     /// bytes are waiting for that, this flushes.
@@ -626,6 +641,62 @@ impl Backend for SledBackend {
         let record = self.store_value(value, expiration, metadata)?;
         let old = self.set_record(&mut self.cache(), key, Some(record))?;
         self.release_blob(old)
+    }
+
+    fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
+        // A key given twice gets its last entry; the others are never written.
+        let last: std::collections::HashMap<&[u8], usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (entry.key, index))
+            .collect();
+        let mut records = Vec::with_capacity(last.len());
+        for (index, entry) in entries.iter().enumerate() {
+            if last[entry.key] != index {
+                continue;
+            }
+            match self.store_value(entry.value, entry.expiration, entry.metadata) {
+                Ok(record) => records.push((entry.key, record)),
+                Err(error) => {
+                    self.discard(&records);
+                    return Err(error);
+                }
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for (key, record) in &records {
+            batch.insert(*key, record.clone());
+        }
+        let mut cache = self.cache();
+        let replaced: Result<Vec<_>> = records
+            .iter()
+            .map(|(key, _)| self.record_locked(&mut cache, key))
+            .collect();
+        let written = replaced.and_then(|replaced| {
+            self.index
+                .apply_batch(batch)
+                .map(|()| replaced)
+                .map_err(|e| self.error(e))
+        });
+        match written {
+            Ok(replaced) => {
+                for (key, record) in &records {
+                    cache.set(self.number, key, Some(record));
+                }
+                drop(cache);
+                replaced
+                    .into_iter()
+                    .try_for_each(|old| self.release_blob(old))
+            }
+            Err(error) => {
+                for (key, _) in &records {
+                    cache.forget(self.number, key);
+                }
+                drop(cache);
+                self.discard(&records);
+                Err(error)
+            }
+        }
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
