@@ -103,6 +103,12 @@ export interface Failure {
  */
 export declare const IN_LINE_MAX: number
 
+/**
+ * The most keys a bulk read takes; index.js converts no more than one past it, however long
+ * the array, before the core refuses it.
+ */
+export declare const MAX_BULK_KEYS: number
+
 /** The largest value `put` takes, in bytes; index.js stops buffering a stream past it. */
 export declare const MAX_VALUE_SIZE: number
 

@@ -839,5 +839,6 @@ module.exports.NativeNamespace = nativeBinding.NativeNamespace
 module.exports.NativeSnapshot = nativeBinding.NativeSnapshot
 module.exports.checkPut = nativeBinding.checkPut
 module.exports.IN_LINE_MAX = nativeBinding.IN_LINE_MAX
+module.exports.MAX_BULK_KEYS = nativeBinding.MAX_BULK_KEYS
 module.exports.MAX_VALUE_SIZE = nativeBinding.MAX_VALUE_SIZE
 module.exports.validatePutKey = nativeBinding.validatePutKey

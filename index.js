@@ -39,7 +39,7 @@ const native = loadNative()
 
 // Values longer than this go to the thread pool (the native side reads by the same bound), and
 // a stream is only counted, not kept, past the value limit.
-const { IN_LINE_MAX, MAX_VALUE_SIZE } = native
+const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS } = native
 
 const INT32_MIN = -2147483648
 const INT32_MAX = 2147483647
@@ -65,6 +65,17 @@ function isArrayIndex(key) {
 
 const missingArgument = (method, position, type) =>
   `Failed to execute '${method}' on 'KvNamespace': parameter ${position} is not of type '${type}'.`
+
+// Whether `text` is the standard base64 form of `bytes` (padding optional). Node's decoder
+// skips what it cannot read, so the bytes are encoded again and compared.
+function isBase64Of(text, bytes) {
+  const unpadded = text.endsWith('==')
+    ? text.slice(0, -2)
+    : text.endsWith('=')
+      ? text.slice(0, -1)
+      : text
+  return bytes.toString('base64').replace(/=+$/, '') === unpadded
+}
 
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
 const snapshotHandles = new WeakMap()
@@ -286,6 +297,8 @@ function createKV(realm) {
       if (base64 !== undefined && typeof base64 !== 'boolean') {
         throw refuse('its "base64" is not a boolean.')
       }
+      const bytes = Buffer.from(value, base64 ? 'base64' : 'utf8')
+      if (base64 && !isBase64Of(value, bytes)) throw refuse('its "value" is not valid base64.')
       const int = (option) =>
         option === undefined || option === null ? null : toInt32(option, TypeErrorInRealm)
       try {
@@ -299,7 +312,7 @@ function createKV(realm) {
         )
       }
       columns.keys.push(key)
-      columns.values.push(Buffer.from(value, base64 ? 'base64' : 'utf8'))
+      columns.values.push(bytes)
     })
     return columns
   }
@@ -593,7 +606,10 @@ function createKV(realm) {
       const { type, cacheTtl } =
         typeOrOptions === undefined ? NO_GET_OPTIONS : readGetOptions(typeOrOptions)
       if (Array.isArray(key)) {
-        const names = Array.from(key, (name) => `${name}`)
+        // However long the array, the core's refusal of more than 100 keys needs no more than
+        // 101 of them converted.
+        const length = Math.min(key.length, MAX_BULK_KEYS + 1)
+        const names = Array.from({ length }, (_, i) => `${key[i]}`)
         return this.#schedule(keysScope(names), () =>
           this.#getBulk(names, type, cacheTtl, metadataWanted),
         )

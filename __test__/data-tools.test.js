@@ -83,6 +83,13 @@ describe.each(backends)('%s backend', (_name, open) => {
           'Entry 0 (key "k") was refused, so nothing was written: its "value" is not a string.',
         ],
         [[{ key: 'k', value: 'v', base64: 'yes' }], 'its "base64" is not a boolean.'],
+        ...['not base64!', 'QQ=x', 'QR==', 'A', 'QUJD-_8='].map((value) => [
+          [
+            { key: 'fine', value: 'QUJD', base64: true },
+            { key: 'k', value, base64: true },
+          ],
+          'Entry 1 (key "k") was refused, so nothing was written: its "value" is not valid base64.',
+        ]),
         [[{ key: 'k', value: 'v', metadata: { n: 1n } }], 'Do not know how to serialize a BigInt'],
         [[{ key: 'k', value: 'v', expiration: 2 ** 31 }], 'Value out of range.'],
       ]
@@ -91,6 +98,22 @@ describe.each(backends)('%s backend', (_name, open) => {
         expect(error).toBeInstanceOf(TypeError)
         expect(error.message).toContain(message)
       }
+      await expect(kv.get('fine')).resolves.toBeNull()
+    })
+
+    test('takes base64 with or without padding', async () => {
+      await kv.bulkPut([
+        { key: 'padded', value: 'QUI=', base64: true },
+        { key: 'unpadded', value: 'QUI', base64: true },
+        { key: 'empty', value: '', base64: true },
+      ])
+      await expect(kv.get(['padded', 'unpadded', 'empty'])).resolves.toEqual(
+        new Map([
+          ['padded', 'AB'],
+          ['unpadded', 'AB'],
+          ['empty', ''],
+        ]),
+      )
     })
   })
 

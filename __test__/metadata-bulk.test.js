@@ -184,6 +184,14 @@ describe.each(backends)('%s backend', (_name, open) => {
       )
     })
 
+    test('refuses a huge array before converting its elements', async () => {
+      // Converting each of these would take seconds and gigabytes before the refusal.
+      for (const keys of [new Array(1e8), new Array(2 ** 32 - 1)]) {
+        await expect(kv.get(keys)).rejects.toThrow('You can request a maximum of 100 keys')
+        await expect(kv.getWithMetadata(keys)).rejects.toThrow('maximum of 100 keys')
+      }
+    })
+
     test('checks each key with the service messages, in order', async () => {
       const bulk = (keys, options) => rejection(kv.get(keys, options))
       expect((await bulk(['ok', ''])).message).toBe(
