@@ -60,8 +60,13 @@ export declare class NativeNamespace {
    * arrays run in parallel, one element per entry.
    */
   putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<unknown>
-  /** Every live entry, read on the thread pool: `[key, value, expiration, metadata]` each. */
-  dumpAsync(now: number): Promise<unknown>
+  /**
+   * Every live entry, read on the thread pool: `[entries, damaged]`, with
+   * `[key, value, expiration, metadata]` for each entry. A damaged entry fails the dump,
+   * unless `skipDamaged`: then it is left out and listed in `damaged` as
+   * `[key, message]`.
+   */
+  dumpAsync(now: number, skipDamaged: boolean): Promise<unknown>
   /** Takes a snapshot of the namespace on the thread pool. */
   snapshotAsync(): Promise<unknown>
   /** Puts the namespace back to `snapshot`, on the thread pool. */

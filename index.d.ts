@@ -263,8 +263,14 @@ export declare class KV<Key extends string = string> {
    * them, or none when one is refused (the error names it).
    */
   bulkPut(entries: KVBulkEntry[]): Promise<void>
-  /** Every live entry, in the format `bulkPut` takes (binary values as base64). */
-  dump(): Promise<KVBulkEntry[]>
+  /**
+   * Every live entry, in the format `bulkPut` takes (binary values as base64). A damaged entry
+   * rejects the dump with `ERR_KV_CORRUPT`, unless `onDamaged` is given: then that entry is
+   * left out and reported to it, and the rest is dumped.
+   */
+  dump(options?: {
+    onDamaged?: (key: string, error: Error & { code: 'ERR_KV_CORRUPT' }) => void
+  }): Promise<KVBulkEntry[]>
   /** Captures everything in the namespace now. */
   snapshot(): Promise<KVSnapshot>
   /** Makes the namespace hold exactly what `snapshot` captured. */

@@ -712,13 +712,30 @@ function createKV(realm) {
 
     /**
      * Every live entry in the format `bulkPut` takes: values as text, or base64 with
-     * `base64: true` when they are not UTF-8; `expiration` absolute.
+     * `base64: true` when they are not UTF-8; `expiration` absolute. A damaged entry (a value
+     * file garbled or gone) rejects the whole dump with `ERR_KV_CORRUPT`, unless `onDamaged`
+     * is given: then the entry is left out and `onDamaged(key, error)` is called for it, so
+     * that everything else can still be saved.
      */
-    dump() {
+    dump(options) {
+      let onDamaged
+      if (options !== undefined && options !== null) {
+        onDamaged = isObject(options) ? options.onDamaged : null
+        if (onDamaged !== undefined && typeof onDamaged !== 'function') {
+          return PromiseInRealm.reject(
+            new TypeErrorInRealm('dump() takes { onDamaged?: (key, error) => void }.'),
+          )
+        }
+      }
       return this.#schedule(EVERYTHING, () => {
-        const task = this.#native.dumpAsync(this.#now())
+        const task = this.#native.dumpAsync(this.#now(), onDamaged !== undefined)
         return new Later(
-          task.then(check).then((entries) => ArrayInRealm.from(entries, dumpedEntry)),
+          task.then(check).then(([entries, damaged]) => {
+            for (const [key, message] of damaged) {
+              onDamaged(key, fromNative({ code: 'ERR_KV_CORRUPT', message }))
+            }
+            return ArrayInRealm.from(entries, dumpedEntry)
+          }),
         )
       })
     }

@@ -38,6 +38,32 @@ describe('value files', () => {
   })
 })
 
+test('dump() fails on a damaged entry, and with onDamaged saves the rest and reports it', async () => {
+  const dir = tempDir()
+  let kv = new KV({ path: dir })
+  await kv.put('a', 'first', { metadata: { n: 1 } })
+  await kv.put('lost', Buffer.alloc(200 * 1024, 1))
+  await kv.put('z', 'last')
+  await kv.close()
+  for (const name of valueFiles(dir)) fs.rmSync(path.join(dir, 'values', name))
+  kv = new KV({ path: dir })
+  const failure = await rejection(kv.dump())
+  expect(failure.code).toBe('ERR_KV_CORRUPT')
+  expect(failure.message).toContain('"lost"')
+  const damaged = []
+  const entries = await kv.dump({ onDamaged: (key, error) => damaged.push([key, error]) })
+  expect(entries).toEqual([
+    { key: 'a', value: 'first', metadata: { n: 1 } },
+    { key: 'z', value: 'last' },
+  ])
+  expect(damaged).toHaveLength(1)
+  expect(damaged[0][0]).toBe('lost')
+  expect(damaged[0][1]).toBeInstanceOf(Error)
+  expect(damaged[0][1].code).toBe('ERR_KV_CORRUPT')
+  await expect(kv.dump({ onDamaged: 'log' })).rejects.toThrow(TypeError)
+  await kv.close()
+})
+
 describe('symbolic links inside a store are never followed', () => {
   // A directory outside the store, holding what a link would expose.
   function outside() {

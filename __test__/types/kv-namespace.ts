@@ -31,6 +31,8 @@ async function overloads(env: { KV: KVNamespace }) {
   await kv.put('k', new Uint8Array(1), { expirationTtl: 60, metadata: { v: 1 } })
   await kv.delete('k')
   const dumped = await kv.dump()
+  const skipped: string[] = []
+  await kv.dump({ onDamaged: (key, error) => skipped.push(`${key}: ${error.code}`) })
   await new KV({ listPageCap: 2, bulkIndexKeys: 'keep' }).bulkPut(dumped)
   const snapshot = await kv.snapshot()
   check<Is<typeof snapshot.size, number>>(true)

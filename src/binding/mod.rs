@@ -614,12 +614,16 @@ impl NativeNamespace {
         }))
     }
 
-    /// Every live entry, read on the thread pool: `[key, value, expiration, metadata]` each.
+    /// Every live entry, read on the thread pool: `[entries, damaged]`, with
+    /// `[key, value, expiration, metadata]` for each entry. A damaged entry fails the dump,
+    /// unless `skipDamaged`: then it is left out and listed in `damaged` as
+    /// `[key, message]`.
     #[napi]
-    pub fn dump_async(&self, now: f64) -> Result<AsyncTask<DumpTask>> {
+    pub fn dump_async(&self, now: f64, skip_damaged: bool) -> Result<AsyncTask<DumpTask>> {
         Ok(AsyncTask::new(DumpTask {
             namespace: self.namespace()?.clone(),
             now: now_ms(now),
+            skip_damaged,
         }))
     }
 
@@ -713,19 +717,31 @@ impl Task for Chore {
 pub struct DumpTask {
     namespace: Arc<Namespace>,
     now: i64,
+    skip_damaged: bool,
 }
 
 /// One dumped entry: key, value, expiration, metadata.
 type Dumped = (String, Buffer, Option<f64>, Option<String>);
+/// An entry a dump left out: key, and why.
+type Damaged = Vec<(String, String)>;
 
 impl Task for DumpTask {
-    type Output = store::Result<Vec<(String, Vec<u8>, Option<f64>, Option<String>)>>;
-    type JsValue = Either<Vec<Dumped>, Failure>;
+    type Output = store::Result<(Vec<(String, Vec<u8>, Option<f64>, Option<String>)>, Damaged)>;
+    type JsValue = Either<(Vec<Dumped>, Damaged), Failure>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        let entries = guarded(|| self.namespace.dump(self.now));
+        let mut damaged = Vec::new();
+        let mut skip = |key: sled::IVec, error: store::Error| {
+            damaged.push((text_of(&key), error.to_string()));
+        };
+        let skip: Option<&mut store::DamageSink<'_>> = if self.skip_damaged {
+            Some(&mut skip)
+        } else {
+            None
+        };
+        let entries = guarded(|| self.namespace.dump(self.now, skip));
         Ok(entries.map(|entries| {
-            entries
+            let entries = entries
                 .into_iter()
                 .filter_map(|(key, entry)| {
                     let expiration = entry.expiration.map(|seconds| seconds as f64);
@@ -735,21 +751,23 @@ impl Task for DumpTask {
                     };
                     Some((text_of(&key), bytes, expiration, metadata))
                 })
-                .collect()
+                .collect();
+            (entries, damaged)
         }))
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(match output {
             Err(error) => Either::B(error.into()),
-            Ok(entries) => Either::A(
+            Ok((entries, damaged)) => Either::A((
                 entries
                     .into_iter()
                     .map(|(key, bytes, expiration, metadata)| {
                         (key, bytes.into(), expiration, metadata)
                     })
                     .collect(),
-            ),
+                damaged,
+            )),
         })
     }
 }

@@ -85,8 +85,10 @@ pub trait Backend: Send + Sync {
     /// returns `false`. `visit` gets the key, its expiration and its metadata.
     fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()>;
 
-    /// Every entry in key order, values loaded.
-    fn entries(&self) -> Result<Vec<(IVec, Entry)>>;
+    /// Every entry in key order, values loaded. An entry found damaged (`Error::Corrupt`)
+    /// fails the whole call, unless `skip` is given: then it is left out and handed to `skip`
+    /// with its key.
+    fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>>;
 
     /// Replaces everything in the namespace with `entries` (values loaded), as `entries`
     /// returned them; an empty list clears the namespace.
@@ -105,6 +107,9 @@ pub struct PutEntry<'a> {
     pub expiration: Option<i64>,
     pub metadata: Option<&'a str>,
 }
+
+/// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
+pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + 'a;
 
 /// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
 pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + 'a;
@@ -212,7 +217,8 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn entries(&self) -> Result<Vec<(IVec, Entry)>> {
+    fn entries(&self, _skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
+        // Nothing in memory is ever damaged.
         Ok(self
             .read()
             .iter()

@@ -14,7 +14,7 @@ pub mod record;
 mod sled_backend;
 mod validate;
 
-pub use backend::{Backend, Entry, MemoryBackend, ScanVisitor, Value};
+pub use backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};

@@ -7,7 +7,7 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{Backend, Entry, MemoryBackend, PutEntry};
+use super::backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
 use super::sled_backend::{SledBackend, StoreConfig};
@@ -238,9 +238,15 @@ impl Namespace {
         self.backend.put_all(&checked)
     }
 
-    /// Every live entry in key order, values loaded.
-    pub fn dump(&self, now_ms: i64) -> Result<Vec<(IVec, Entry)>> {
-        let mut entries = self.backend.entries()?;
+    /// Every live entry in key order, values loaded. A damaged entry fails the dump, unless
+    /// `skip` is given: then it is left out and handed to `skip` with its key, so that what
+    /// can still be read is saved.
+    pub fn dump(
+        &self,
+        now_ms: i64,
+        skip: Option<&mut DamageSink<'_>>,
+    ) -> Result<Vec<(IVec, Entry)>> {
+        let mut entries = self.backend.entries(skip)?;
         entries.retain(|(_, entry)| !is_expired(entry.expiration, now_ms));
         Ok(entries)
     }
@@ -248,7 +254,7 @@ impl Namespace {
     /// Everything in the namespace now, expired entries included, to `restore` later.
     pub fn snapshot(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            entries: self.backend.entries()?,
+            entries: self.backend.entries(None)?,
         })
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{scan_start, Backend, Entry, PutEntry, ScanVisitor, Value};
+use super::backend::{scan_start, Backend, DamageSink, Entry, PutEntry, ScanVisitor, Value};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
@@ -745,17 +745,20 @@ impl Backend for SledBackend {
         Ok(())
     }
 
-    fn entries(&self) -> Result<Vec<(IVec, Entry)>> {
+    fn entries(&self, mut skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
         let mut entries = Vec::new();
         for item in self.index.iter() {
             let (key, bytes) = item.map_err(|e| self.error(e))?;
             // A record replaced while we walk is read again; a deleted one is left out.
-            let entry = match self.load(&key, bytes, u64::MAX)? {
-                Some(entry) => Some(entry),
-                None => self.get(&key, u64::MAX)?,
+            let entry = match self.load(&key, bytes, u64::MAX) {
+                Ok(None) => self.get(&key, u64::MAX),
+                loaded => loaded,
             };
-            if let Some(entry) = entry {
-                entries.push((key, entry));
+            match (entry, skip.as_deref_mut()) {
+                (Ok(Some(entry)), _) => entries.push((key, entry)),
+                (Ok(None), _) => {}
+                (Err(error @ Error::Corrupt { .. }), Some(skip)) => skip(key, error),
+                (Err(error), _) => return Err(error),
             }
         }
         Ok(entries)
