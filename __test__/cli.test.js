@@ -114,7 +114,8 @@ test('export and import round-trip a namespace in the wrangler bulk format', () 
   fs.writeFileSync(file, JSON.stringify(entries))
   const imported = cli(['import', file, '--progress'])
   expect(imported.status).toBe(0)
-  expect(imported.stderr).toContain('100% 12001/12001')
+  const size = fs.statSync(file).size
+  expect(imported.stderr).toContain(`] 100% ${size}/${size}`)
   expect(imported.stderr).toContain('imported 12001 entries')
 
   const exported = cli(['export', '--progress'])
@@ -147,8 +148,75 @@ test('import writes nothing when an entry is refused, and names it by its place 
   )
   expect(cli(['list']).stdout).toBe('')
   const notJson = path.join(dir, '..', `${path.basename(dir)}-not.json`)
-  fs.writeFileSync(notJson, '{')
-  expect(cli(['import', notJson])).toMatchObject({ status: 1 })
+  for (const [text, problem] of [
+    ['{', 'is not JSON'],
+    ['[{"key":"a","value":"b"},', 'is not JSON'],
+    ['', 'is not JSON'],
+    ['{"key":"a","value":"b"}', 'must hold a JSON array of entries'],
+    ['"text"', 'must hold a JSON array of entries'],
+    ['[{"key":"a","value":"b"}] [', 'is not JSON'],
+  ]) {
+    fs.writeFileSync(notJson, text)
+    const result = cli(['import', notJson])
+    expect(result).toMatchObject({ status: 1 })
+    expect(result.stderr).toMatch(new RegExp(`^kv-binding: ${notJson}.* ${problem}`))
+    expect(result.stderr.split('\n')).toHaveLength(2)
+  }
+  expect(cli(['list']).stdout).toBe('')
+})
+
+test('import refuses invalid base64 by entry, and reads standard input', () => {
+  const entries = JSON.stringify([
+    { key: 'good', value: 'AP8=', base64: true },
+    { key: 'bad', value: 'AP8=!!', base64: true },
+  ])
+  const result = cli(['import', '-'], entries)
+  expect(result.status).toBe(1)
+  expect(result.stderr).toBe(
+    'kv-binding: Entry 1 (key "bad") was refused, so nothing was written: its "value" is not valid base64.\n',
+  )
+  expect(cli(['list']).stdout).toBe('')
+  expect(cli(['import', '-'], JSON.stringify([{ key: 'k', value: 'v' }])).status).toBe(0)
+  expect(cli(['get', 'k']).stdout).toBe('v')
+})
+
+test('export to a path it cannot write fails in one line and leaves no file behind', () => {
+  expect(cli(['put', 'k', 'v']).status).toBe(0)
+  const missing = path.join(dir, 'no', 'such', 'dir', 'out.json')
+  const targets = [missing, dir]
+  if (fs.existsSync('/dev/full')) targets.push('/dev/full')
+  for (const target of targets) {
+    const result = cli(['export', target])
+    expect(result.status).toBe(1)
+    expect(result.stderr).toMatch(new RegExp(`^kv-binding: cannot write ${target}: \\w+`))
+    expect(result.stderr.split('\n')).toHaveLength(2)
+  }
+  expect(fs.existsSync(missing)).toBe(false)
+})
+
+test('export --skip-damaged saves every entry that can be read and lists the rest', async () => {
+  const kv = new KV({ path: dir, namespace: 'KV' })
+  await kv.put('a', 'first')
+  await kv.put('damaged', Buffer.alloc(200 * 1024, 1))
+  await kv.put('z', 'last')
+  await kv.close()
+  const values = path.join(dir, 'values')
+  for (const file of fs.readdirSync(values)) fs.rmSync(path.join(values, file))
+
+  const failed = cli(['export'])
+  expect(failed.status).toBe(1)
+  expect(failed.stderr).toContain('"damaged"')
+  expect(failed.stderr).toContain('--skip-damaged')
+  expect(failed.stdout).toBe('')
+
+  const salvaged = cli(['export', '--skip-damaged'])
+  expect(salvaged.status).toBe(0)
+  expect(JSON.parse(salvaged.stdout)).toEqual([
+    { key: 'a', value: 'first' },
+    { key: 'z', value: 'last' },
+  ])
+  expect(salvaged.stderr).toMatch(/^kv-binding: skipped "damaged": The store .* cannot be read/)
+  expect(salvaged.stderr).toContain('exported all but 1 damaged entries')
 })
 
 test('a store in use by another process gets a clear message', async () => {

@@ -35,6 +35,13 @@ beforeAll(() => {
     console.log(`full-disk tests skipped: ${disk.reason}; they run as root, as in CI`)
   }
 })
+// Each test starts with the whole disk to itself.
+afterEach(() => {
+  if (!disk.dir) return
+  for (const entry of fs.readdirSync(disk.dir)) {
+    fs.rmSync(path.join(disk.dir, entry), { recursive: true, force: true })
+  }
+})
 afterAll(() => {
   if (!disk.dir) return
   execFileSync('umount', [disk.dir])
@@ -54,6 +61,12 @@ function fill(dir) {
     fs.closeSync(fd)
   }
   return () => fs.rmSync(ballast)
+}
+
+// Frees `bytes` of the disk that fill() filled.
+function leaveRoom(bytes) {
+  const ballast = path.join(disk.dir, 'ballast')
+  fs.truncateSync(ballast, fs.statSync(ballast).size - bytes)
 }
 
 const expectDiskFull = (error) => {
@@ -128,20 +141,41 @@ test('a large value that does not fit leaves no part of itself on the disk', asy
   await kv.put('kept', Buffer.alloc(200 * 1024, 7))
   await kv.flush()
   const before = fs.readdirSync(path.join(store, 'values'))
+  // Room for part of the value, so that the write fails half-way through it.
   const makeRoom = fill(disk.dir)
-  // Leave room for part of the value, so that the write fails half-way through it.
-  makeRoom()
-  const room = fill(disk.dir)
-  fs.truncateSync(
-    path.join(disk.dir, 'ballast'),
-    fs.statSync(path.join(disk.dir, 'ballast')).size - MiB,
-  )
+  leaveRoom(MiB)
   expectDiskFull(await rejection(kv.put('too big', Buffer.alloc(3 * MiB, 1))))
   expect(fs.readdirSync(path.join(store, 'values'))).toEqual(before)
-  room()
+  makeRoom()
   await expect(kv.get('too big')).resolves.toBeNull()
   expect(Buffer.from(await kv.get('kept', 'arrayBuffer')).equals(Buffer.alloc(200 * 1024, 7))).toBe(
     true,
   )
   await kv.close()
 })
+
+test.each([300, 2000])(
+  'a bulk write that does not fit writes nothing (values of %i bytes)',
+  async (size) => {
+    if (!disk.dir) return
+    const store = path.join(disk.dir, `bulk-${size}`)
+    let kv = new KV({ path: store })
+    await kv.put('before', 'kept')
+    await kv.flush()
+    // Room for part of the write only.
+    const makeRoom = fill(disk.dir)
+    leaveRoom(MiB)
+    const entries = Array.from({ length: 10_000 }, (_, i) => ({
+      key: `bulk:${i}`,
+      value: 'v'.repeat(size),
+    }))
+    expectDiskFull(await rejection(kv.bulkPut(entries)))
+    await kv.close().catch(expectDiskFull)
+    makeRoom()
+    kv = new KV({ path: store })
+    const { keys } = await kv.list({ prefix: 'bulk:' })
+    expect(keys).toEqual([])
+    await expect(kv.get('before')).resolves.toBe('kept')
+    await kv.close()
+  },
+)

@@ -19,8 +19,11 @@ Commands:
   delete KEY...                             deletes keys (missing keys are fine)
   import FILE                               writes entries in wrangler's bulk JSON format
                                             ([{ key, value, expiration?, expiration_ttl?,
-                                            metadata?, base64? }]); FILE - reads stdin
-  export [FILE]                             every live entry in that format (stdout by default)
+                                            metadata?, base64? }]), all or none; FILE - reads
+                                            stdin
+  export [FILE] [--skip-damaged]            every live entry in that format (stdout by
+                                            default); --skip-damaged leaves out entries whose
+                                            value is damaged and lists them on stderr
 
 Options:
   --path DIR        store directory (default .kv)
@@ -29,8 +32,6 @@ Options:
   -h, --help        this help
 
 Exit status: 0 on success, 1 when the key is missing or the operation fails, 2 on bad usage.`
-
-const BATCH = 5000
 
 class UsageError extends Error {}
 
@@ -51,6 +52,7 @@ function parse(argv) {
         ttl: { type: 'string' },
         expiration: { type: 'string' },
         progress: { type: 'boolean', default: false },
+        'skip-damaged': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -84,6 +86,96 @@ function progressBar(label, total, forced) {
     },
     end() {
       if (shown) process.stderr.write('\n')
+    },
+  }
+}
+
+/**
+ * The entries of a bulk JSON file (or standard input for `-`), parsed as the bytes arrive, so
+ * a file of any size that holds entries of the allowed sizes can be read (one JSON string
+ * of it all would stop at V8's longest string, about 512 MiB).
+ */
+async function readEntries(file, progress) {
+  const { JSONParser } = require('@streamparser/json')
+  const name = file === '-' ? 'standard input' : file
+  const input = file === '-' ? process.stdin : fs.createReadStream(file)
+  const bar = progressBar(
+    'reading',
+    file === '-' ? 0 : fs.statSync(file).size,
+    progress && file !== '-',
+  )
+  const parser = new JSONParser({ paths: ['$', '$.*'], keepStack: false })
+  const entries = []
+  let root
+  let failure = null
+  parser.onValue = ({ value, stack }) => {
+    if (stack.length > 0) entries.push(value)
+    else root = value
+  }
+  parser.onError = (error) => {
+    failure ??= error
+  }
+  let read = 0
+  try {
+    for await (const chunk of input) {
+      // After the array, the parser reports anything but white space as an error.
+      if (failure === null) parser.write(chunk)
+      bar.update((read += chunk.length))
+    }
+    if (failure === null && !parser.isEnded) parser.end()
+  } catch (error) {
+    failure ??= error
+  } finally {
+    bar.end()
+  }
+  if (failure === null && root === undefined) failure = new Error('it holds no JSON value')
+  if (failure !== null) {
+    throw new Error(`${name} is not JSON: ${failure.message}`, { cause: failure })
+  }
+  if (!Array.isArray(root)) throw new Error(`${name} must hold a JSON array of entries`)
+  return entries
+}
+
+/**
+ * Where export writes: a file (created or emptied now, so that a path that cannot be written
+ * fails before any work) or standard output. Writes are gathered into large chunks; any
+ * error, such as a full disk, rejects with the path named.
+ */
+function openOutput(file) {
+  const toStdout = file === undefined || file === '-'
+  const name = toStdout ? 'standard output' : file
+  const fail = (error) => new Error(`cannot write ${name}: ${error.message}`, { cause: error })
+  let out
+  try {
+    out = toStdout ? process.stdout : fs.createWriteStream(null, { fd: fs.openSync(file, 'w') })
+  } catch (error) {
+    throw fail(error)
+  }
+  let pending = ''
+  const flush = () => {
+    const text = pending
+    pending = ''
+    return new Promise((resolve, reject) =>
+      out.write(text, (error) => (error ? reject(fail(error)) : resolve())),
+    )
+  }
+  return {
+    async write(text) {
+      pending += text
+      if (pending.length >= 1 << 20) await flush()
+    },
+    async close() {
+      await flush()
+      if (!toStdout)
+        await new Promise((resolve, reject) =>
+          out.end((error) => (error ? reject(fail(error)) : resolve())),
+        )
+    },
+    // Leaves nothing half-written behind when the export fails.
+    abandon() {
+      if (toStdout) return
+      out.destroy()
+      fs.rmSync(file, { force: true })
     },
   }
 }
@@ -165,47 +257,44 @@ const commands = {
 
   async import(kv, [file], options) {
     if (file === undefined) throw new UsageError('import needs a FILE (- for standard input)')
-    const text = file === '-' ? (await readStdin()).toString('utf8') : fs.readFileSync(file, 'utf8')
-    let entries
-    try {
-      entries = JSON.parse(text)
-    } catch (error) {
-      throw new Error(`${file} is not JSON: ${error.message}`, { cause: error })
-    }
-    if (!Array.isArray(entries)) throw new Error(`${file} must hold a JSON array of entries`)
-    // Every entry is checked before any is written to the store: a throwaway namespace in
-    // memory applies exactly the rules the store will.
-    await new KV().bulkPut(entries)
-    const bar = progressBar('importing', entries.length, options.progress)
-    let written = 0
-    try {
-      for (; written < entries.length; written += BATCH) {
-        bar.update(written)
-        await kv.bulkPut(entries.slice(written, written + BATCH))
-      }
-      written = entries.length
-      bar.update(written)
-    } finally {
-      bar.end()
-    }
-    process.stderr.write(`imported ${written} entries\n`)
+    const entries = await readEntries(file, options.progress)
+    // One call: every entry is checked against one instant before any is written, and then
+    // all are written in one atomic step.
+    await kv.bulkPut(entries)
+    process.stderr.write(`imported ${entries.length} entries\n`)
   },
 
   async export(kv, [file], options) {
-    const entries = await kv.dump()
-    const out = file === undefined || file === '-' ? process.stdout : fs.createWriteStream(file)
-    const bar = progressBar('exporting', entries.length, options.progress)
-    const write = (text) =>
-      out.write(text) ? undefined : new Promise((resolve) => out.once('drain', resolve))
-    await write('[\n')
-    for (let i = 0; i < entries.length; i++) {
-      await write(`  ${JSON.stringify(entries[i])}${i + 1 < entries.length ? ',' : ''}\n`)
-      if (i % 1000 === 0) bar.update(i)
+    const out = openOutput(file)
+    const skipped = []
+    const onDamaged = options['skip-damaged']
+      ? (key, error) => skipped.push({ key, reason: error.message })
+      : undefined
+    try {
+      const entries = await kv.dump({ onDamaged })
+      const bar = progressBar('exporting', entries.length, options.progress)
+      await out.write('[\n')
+      for (let i = 0; i < entries.length; i++) {
+        await out.write(`  ${JSON.stringify(entries[i])}${i + 1 < entries.length ? ',' : ''}\n`)
+        if (i % 1000 === 0) bar.update(i)
+      }
+      await out.write(']\n')
+      bar.update(entries.length)
+      bar.end()
+      await out.close()
+    } catch (error) {
+      out.abandon()
+      if (error.code === 'ERR_KV_CORRUPT') {
+        error.message += ' Run export with --skip-damaged to save every entry that can be read.'
+      }
+      throw error
     }
-    await write(']\n')
-    bar.update(entries.length)
-    bar.end()
-    if (out !== process.stdout) await new Promise((resolve) => out.end(resolve))
+    for (const { key, reason } of skipped) {
+      process.stderr.write(`kv-binding: skipped ${JSON.stringify(key)}: ${reason}\n`)
+    }
+    if (skipped.length > 0) {
+      process.stderr.write(`kv-binding: exported all but ${skipped.length} damaged entries\n`)
+    }
   },
 }
 
