@@ -62,7 +62,57 @@ describe.each(stores)('demo worker on the %s backend', (_name, kvOptions) => {
     expect(statuses).toEqual([200, 200, 200, 429])
     expect((await from('198.51.100.1')).status).toBe(200)
   })
+
+  test('bad cookies and client addresses get 400, not an error from KV', async () => {
+    for (const cookie of [`session=${'a'.repeat(600)}`, 'session=../../x', 'session=']) {
+      const response = await call('/me', { headers: { Cookie: cookie } })
+      expect(response.status).toBe(400)
+      expect(await response.text()).toBe('Bad session cookie\n')
+    }
+    const ip = await call('/api', { headers: { 'CF-Connecting-IP': '1'.repeat(600) } })
+    expect(ip.status).toBe(400)
+  })
+
+  test('a body larger than a KV value gets 413 before it is read', async () => {
+    const declared = await call('/flags', { method: 'PUT', body: Buffer.alloc(MAX_BODY + 1, 32) })
+    expect(declared.status).toBe(413)
+    expect(await declared.text()).toBe('Payload Too Large\n')
+    // Without a length: the server counts as it reads, and stops at the limit.
+    const { status, sent } = await chunkedPut(`${base}/flags`, 64 * MiB)
+    expect(status).toBe(413)
+    expect(sent).toBeLessThan(64 * MiB)
+    expect((await call('/flags', { method: 'PUT', body: '{"small":true}' })).status).toBe(200)
+  })
 })
+
+const MiB = 1024 * 1024
+const MAX_BODY = 25 * MiB
+
+// PUTs `total` bytes with chunked encoding, as fast as the server takes them, until it
+// answers: resolves the status and how much was sent by then.
+function chunkedPut(url, total) {
+  const http = require('node:http')
+  return new Promise((resolve, reject) => {
+    let sent = 0
+    const request = http.request(url, { method: 'PUT' }, (response) => {
+      response.resume()
+      resolve({ status: response.statusCode, sent })
+      request.destroy()
+    })
+    request.on('error', (error) => {
+      if (sent === 0) reject(error)
+    })
+    const chunk = Buffer.alloc(MiB, 32)
+    const write = () => {
+      while (sent < total) {
+        sent += chunk.length
+        if (!request.write(chunk)) return request.once('drain', write)
+      }
+      request.end()
+    }
+    write()
+  })
+}
 
 test('Ctrl-C of the demo server loses no acknowledged write', async () => {
   const { spawn } = require('node:child_process')

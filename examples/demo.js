@@ -8,13 +8,93 @@
 // Environment: PORT, HOST, KV_PATH, RATE_LIMIT (requests a minute per IP, default 100).
 
 const fs = require('node:fs')
+const http = require('node:http')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { EdgeRuntime, runServer } = require('edge-runtime')
+const { EdgeRuntime, pipeBodyStreamToResponse } = require('edge-runtime')
 const { forRealm } = require('..')
 
 const WORKER = fs.readFileSync(path.join(__dirname, 'worker.js'), 'utf8')
 const DEFAULT_FLAGS = { newCheckout: true }
+// No request body the worker could store is larger than a KV value (25 MiB).
+const MAX_BODY = 25 * 1024 * 1024
+
+// Answers `status` without running the worker, and closes the connection so that a body
+// still on its way is not read.
+function refuse(res, status, message) {
+  res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' })
+  res.end(`${message}\n`)
+}
+
+/**
+ * The body of `req` as a stream of the worker's realm, read only as fast as the worker reads
+ * it. Past MAX_BODY bytes it fails, and `tooLarge` is called.
+ */
+function bodyStream(req, realm, tooLarge) {
+  const chunks = req[Symbol.asyncIterator]()
+  let received = 0
+  return new realm.ReadableStream({
+    async pull(controller) {
+      const { done, value } = await chunks.next()
+      if (done) return controller.close()
+      received += value.length
+      if (received > MAX_BODY) {
+        tooLarge()
+        controller.error(new realm.Error('The request body is larger than 25 MiB.'))
+        return
+      }
+      controller.enqueue(new realm.Uint8Array(value))
+    },
+  })
+}
+
+/**
+ * Serves `runtime` over HTTP, in place of edge-runtime's own server, which reads every request
+ * body whole into memory before the worker runs, however large.
+ */
+async function serve(runtime, { port, host }) {
+  async function handle(req, res) {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > MAX_BODY) return refuse(res, 413, 'Payload Too Large')
+    let tooLarge = false
+    const body =
+      req.method === 'GET' || req.method === 'HEAD'
+        ? undefined
+        : bodyStream(req, runtime.context, () => (tooLarge = true))
+    const headers = Object.entries(req.headers).map(([name, value]) => [
+      name,
+      Array.isArray(value) ? value.join(', ') : value,
+    ])
+    const response = await runtime.dispatchFetch(`http://${req.headers.host}${req.url}`, {
+      method: req.method,
+      headers,
+      body,
+    })
+    if (tooLarge) return refuse(res, 413, 'Payload Too Large')
+    res.writeHead(response.status, response.statusText, [...response.headers].flat())
+    await pipeBodyStreamToResponse(response.body, res)
+    res.end()
+  }
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      if (res.headersSent) res.destroy(error)
+      else refuse(res, 500, 'Internal Server Error')
+    })
+  })
+  await new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, resolve)
+  })
+  const address = server.address()
+  return {
+    url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/`,
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
 
 /**
  * Starts the demo worker.
@@ -40,7 +120,7 @@ async function startDemo({ port = 8787, host = '127.0.0.1', kvOptions = {}, rate
     await kv.put('feature-flags', JSON.stringify(DEFAULT_FLAGS))
   }
   runtime.evaluate(WORKER)
-  const server = await runServer({ runtime, port, host })
+  const server = await serve(runtime, { port, host })
   return {
     url: server.url,
     kv,

@@ -52,8 +52,11 @@ async function login(request) {
 }
 
 async function me(request) {
-  const sessionId = request.headers.get('Cookie')?.match(/session=(\w+)/)?.[1]
-  if (!sessionId) return text('Unauthorized', 401)
+  const sessionId = request.headers.get('Cookie')?.match(/(?:^|;\s*)session=([^;]*)/)?.[1]
+  if (sessionId === undefined) return text('Unauthorized', 401)
+  // Only ids /login hands out can name a session: anything else is not worth a KV read (and
+  // might not even be a valid key).
+  if (!/^[0-9a-f]{32}$/.test(sessionId)) return text('Bad session cookie', 400)
   const session = await env.KV.get(`session:${sessionId}`, 'json')
   if (!session) return text('Session expired', 401)
   return json(session)
@@ -77,6 +80,7 @@ async function setFlags(request) {
 
 async function rateLimited(request) {
   const ip = request.headers.get('CF-Connecting-IP') || 'unknown'
+  if (ip.length > 45 || !/^[\w.:]+$/.test(ip)) return text('Bad CF-Connecting-IP header', 400)
   const window = Math.floor(Date.now() / 1000 / RATE_WINDOW)
   const key = `ratelimit:${ip}:${window}`
   const count = parseInt((await env.KV.get(key)) || '0', 10)
