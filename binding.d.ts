@@ -103,6 +103,12 @@ export interface Failure {
 }
 
 /**
+ * Makes every write acknowledged so far, in every store this process has open, durable.
+ * Runs on the calling thread: for a process about to end, which has nothing else to do.
+ */
+export declare function flushAllStores(): void
+
+/**
  * Values longer than this many bytes are read and written on the libuv thread pool, so no
  * call holds the event loop for long. index.js routes writes by the same bound.
  */

@@ -838,6 +838,7 @@ module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
 module.exports.NativeSnapshot = nativeBinding.NativeSnapshot
 module.exports.checkPut = nativeBinding.checkPut
+module.exports.flushAllStores = nativeBinding.flushAllStores
 module.exports.IN_LINE_MAX = nativeBinding.IN_LINE_MAX
 module.exports.MAX_BULK_KEYS = nativeBinding.MAX_BULK_KEYS
 module.exports.MAX_VALUE_SIZE = nativeBinding.MAX_VALUE_SIZE

@@ -291,3 +291,10 @@ export declare class KV<Key extends string = string> {
  * object it returns is made with that realm's own constructors.
  */
 export declare function forRealm(realm: typeof globalThis): typeof KV
+
+/**
+ * Makes Ctrl-C (SIGINT) and SIGTERM flush every open store before the process ends, so that
+ * the writes of the last flush window (`flushEveryMs`) are not lost. The process then ends as
+ * it would have: by the signal, or as the program's own handlers for it decide.
+ */
+export declare function flushOnSignals(): void

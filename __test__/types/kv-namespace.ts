@@ -1,13 +1,14 @@
 // Compiled by `npm run test:types`: a KV must be usable wherever worker code expects a
 // KVNamespace, with every overload resolving to the same result types.
 
-import { KV, forRealm } from '../..'
+import { KV, forRealm, flushOnSignals } from '../..'
 
 const kv = new KV()
 const ns: KVNamespace = kv
 const typed: KVNamespace<'user:1' | 'user:2'> = new KV<'user:1' | 'user:2'>({ path: '.kv' })
 const OtherRealmKV: typeof KV = forRealm(globalThis)
 const other: KVNamespace = new OtherRealmKV({ clock: () => 0 })
+const optIn: () => void = flushOnSignals
 
 type Is<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never
 const check = <T extends true>(value: T) => value
@@ -48,4 +49,4 @@ async function overloads(env: { KV: KVNamespace }) {
   new KV({ pth: '.kv' })
 }
 
-export { ns, typed, other, overloads }
+export { ns, typed, other, overloads, optIn }

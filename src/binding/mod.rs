@@ -108,6 +108,13 @@ pub fn check_put(
         .map_err(js_error)
 }
 
+/// Makes every write acknowledged so far, in every store this process has open, durable.
+/// Runs on the calling thread: for a process about to end, which has nothing else to do.
+#[napi]
+pub fn flush_all_stores() -> Result<()> {
+    guarded(store::flush_all).map_err(js_error)
+}
+
 extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
