@@ -120,6 +120,9 @@ export declare const IN_LINE_MAX: number
  */
 export declare const MAX_BULK_KEYS: number
 
+/** The most keys a `list` page holds, and so the largest `listPageCap`. */
+export declare const MAX_LIST_KEYS: number
+
 /** The largest value `put` takes, in bytes; index.js stops buffering a stream past it. */
 export declare const MAX_VALUE_SIZE: number
 

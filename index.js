@@ -39,7 +39,7 @@ const native = loadNative()
 
 // Values longer than this go to the thread pool (the native side reads by the same bound), and
 // a stream is only counted, not kept, past the value limit.
-const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS } = native
+const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
 
 const INT32_MIN = -2147483648
 const INT32_MAX = 2147483647
@@ -407,8 +407,13 @@ function createKV(realm) {
       if (bulkIndexKeys !== 'omit' && bulkIndexKeys !== 'keep') {
         throw new TypeErrorInRealm('The bulkIndexKeys option must be "omit" or "keep".')
       }
-      if (listPageCap !== undefined && !(Number.isInteger(listPageCap) && listPageCap > 0)) {
-        throw new TypeErrorInRealm('The listPageCap option must be a positive integer.')
+      if (
+        listPageCap !== undefined &&
+        !(Number.isInteger(listPageCap) && listPageCap >= 1 && listPageCap <= MAX_LIST_KEYS)
+      ) {
+        throw new TypeErrorInRealm(
+          `The listPageCap option must be a whole number of keys from 1 to ${MAX_LIST_KEYS}.`,
+        )
       }
       if (typeof durable !== 'boolean') {
         throw new TypeErrorInRealm('The durable option must be true or false.')
@@ -426,13 +431,21 @@ function createKV(realm) {
       if (typeof namespace !== 'string') {
         throw new TypeErrorInRealm('The namespace option must be a string.')
       }
-      for (const [name, value] of [
-        ['cacheCapacity', cacheCapacity],
-        ['flushEveryMs', flushEveryMs],
-      ]) {
-        if (value !== undefined && !(Number.isFinite(value) && value >= 0)) {
-          throw new TypeErrorInRealm(`The ${name} option must be a non-negative number.`)
-        }
+      if (
+        cacheCapacity !== undefined &&
+        !(Number.isSafeInteger(cacheCapacity) && cacheCapacity >= 0)
+      ) {
+        throw new TypeErrorInRealm(
+          'The cacheCapacity option must be a whole number of bytes, 0 or more.',
+        )
+      }
+      if (
+        flushEveryMs !== undefined &&
+        !(Number.isSafeInteger(flushEveryMs) && flushEveryMs >= 0)
+      ) {
+        throw new TypeErrorInRealm(
+          'The flushEveryMs option must be a whole number of milliseconds, 0 (no background flush) or more.',
+        )
       }
       try {
         this.#native = native.NativeNamespace.open(

@@ -211,12 +211,15 @@ describe.each(backends)('%s backend', (_name, open) => {
       await expect(capped.list({ limit: 1001 })).rejects.toThrow('Invalid key_count_limit of 1001')
     })
 
-    test('must be a positive integer', () => {
-      for (const listPageCap of [0, -1, 1.5, '2']) {
-        expect(() => new KV({ listPageCap })).toThrow(
-          new TypeError('The listPageCap option must be a positive integer.'),
+    test('must be a whole number from 1 to 1000, never wrapped into range', async () => {
+      for (const listPageCap of [0, -1, 1.5, '2', 1001, 2 ** 32 + 1, Infinity, NaN]) {
+        expect(() => open({ listPageCap })).toThrow(
+          new TypeError('The listPageCap option must be a whole number of keys from 1 to 1000.'),
         )
       }
+      const widest = open({ listPageCap: 1000 })
+      await widest.bulkPut(Array.from({ length: 1001 }, (_, i) => ({ key: `k${i}`, value: 'v' })))
+      expect((await widest.list()).keys).toHaveLength(1000)
     })
   })
 })

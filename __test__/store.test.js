@@ -204,6 +204,28 @@ describe('a directory in use by another process', () => {
     await expect(kv.get('key')).resolves.toBe('after the owner died')
     await kv.close()
   })
+
+  test('processes racing to open one store: each that loses names the winner by pid', async () => {
+    const dir = tempDir()
+    const root = JSON.stringify(path.resolve(__dirname, '..'))
+    const racer = () =>
+      new Promise((resolve) => {
+        const racing = spawn(process.execPath, [
+          '-e',
+          `try { new (require(${root}).KV)({ path: ${JSON.stringify(dir)} }); console.log('open') }
+           catch (error) { console.log(error.message) }
+           setTimeout(() => {}, 1000)`,
+        ])
+        let out = ''
+        racing.stdout.on('data', (chunk) => (out += chunk))
+        racing.once('exit', () => resolve(out.trim()))
+      })
+    const results = await Promise.all(Array.from({ length: 6 }, racer))
+    expect(results).toContain('open')
+    for (const line of results.filter((line) => line !== 'open')) {
+      expect(line).toMatch(/is in use by another process \(pid \d+\)/)
+    }
+  })
 })
 
 describe('stores that cannot be used', () => {
@@ -284,6 +306,15 @@ describe('stores that cannot be used', () => {
     expect(() => new KV({ path: tempDir(), namespace: 7 })).toThrow(TypeError)
     expect(() => new KV({ clock: 5 })).toThrow(TypeError)
     expect(() => new KV({ path: tempDir(), cacheCapacity: -1 })).toThrow(TypeError)
+    expect(() => new KV({ path: tempDir(), cacheCapacity: 1.5 })).toThrow(TypeError)
+    // A fraction of a millisecond would be a flush loop that never rests.
+    for (const flushEveryMs of [0.5, -1, Infinity, '200']) {
+      expect(() => new KV({ path: tempDir(), flushEveryMs })).toThrow(
+        new TypeError(
+          'The flushEveryMs option must be a whole number of milliseconds, 0 (no background flush) or more.',
+        ),
+      )
+    }
     expect(() => new KV({ durable: 'yes' })).toThrow(
       new TypeError('The durable option must be true or false.'),
     )

@@ -30,6 +30,10 @@ pub const MAX_VALUE_SIZE: u32 = store::limits::MAX_VALUE_SIZE as u32;
 #[napi]
 pub const MAX_BULK_KEYS: u32 = store::limits::MAX_BULK_KEYS as u32;
 
+/// The most keys a `list` page holds, and so the largest `listPageCap`.
+#[napi]
+pub const MAX_LIST_KEYS: u32 = store::limits::MAX_LIST_KEYS as u32;
+
 type Result<T> = napi::Result<T, &'static str>;
 
 fn js_error(error: store::Error) -> napi::Error<&'static str> {

@@ -242,11 +242,9 @@ fn take_lock(dir: &Path) -> Result<File> {
     .map_err(storage)?;
     if let Err(e) = file.try_lock_exclusive() {
         if e.kind() == fs2::lock_contended_error().kind() {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
             return Err(Error::Locked {
                 path: dir.to_owned(),
-                pid: text.trim().parse().ok(),
+                pid: holder_pid(&mut file),
             });
         }
         return Err(storage(e));
@@ -255,6 +253,23 @@ fn take_lock(dir: &Path) -> Result<File> {
     file.seek(SeekFrom::Start(0)).map_err(storage)?;
     write!(file, "{}", std::process::id()).map_err(storage)?;
     Ok(file)
+}
+
+/// The pid in a lock file another process holds. A holder that has just taken the lock may
+/// not have written its pid yet, so an empty or partial file is read again, briefly.
+fn holder_pid(file: &mut File) -> Option<u32> {
+    for _ in 0..50 {
+        let mut text = String::new();
+        // A pid is a few digits: a larger file is not one we wrote, and is not read whole.
+        let read = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| file.take(32).read_to_string(&mut text));
+        if let Some(pid) = read.ok().and_then(|_| text.trim().parse().ok()) {
+            return Some(pid);
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    None
 }
 
 /// sled frees a closed database's last parts through crossbeam's epoch garbage, and they hold
