@@ -2,7 +2,6 @@
 
 // bulkPut, dump, snapshot/restore, clear and the listPageCap knob, on both backends.
 
-const { KV } = require('..')
 const { NOW_MS, NOW, backends, rejection } = require('./helpers')
 
 describe.each(backends)('%s backend', (_name, open) => {
