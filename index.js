@@ -7,7 +7,7 @@
 const { types } = require('node:util')
 const vm = require('node:vm')
 const { ReadableStream: NodeReadableStream } = require('node:stream/web')
-const { Order, Later, EVERYTHING, prefixScope, keysScope } = require('./lib/order.js')
+const { Order, Later, settle, EVERYTHING, prefixScope, keysScope } = require('./lib/order.js')
 
 // The platforms whose prebuilt binary ships as a kv-binding-<platform> package.
 const PLATFORMS = [
@@ -69,12 +69,7 @@ const missingArgument = (method, position, type) =>
 // Whether `text` is the standard base64 form of `bytes` (padding optional). Node's decoder
 // skips what it cannot read, so the bytes are encoded again and compared.
 function isBase64Of(text, bytes) {
-  const unpadded = text.endsWith('==')
-    ? text.slice(0, -2)
-    : text.endsWith('=')
-      ? text.slice(0, -1)
-      : text
-  return bytes.toString('base64').replace(/=+$/, '') === unpadded
+  return bytes.toString('base64').replace(/=+$/, '') === text.replace(/={1,2}$/, '')
 }
 
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
@@ -468,9 +463,27 @@ function createKV(realm) {
       return now
     }
 
-    // Runs `operation` on this KV once the earlier operations that `scope` meets are done.
+    // Runs `operation` (called on this KV with `a` to `d`, so that hot callers need no
+    // closure) once the earlier operations that `scope` meets are done: at once, in-line, when
+    // there are none. Its result may be a `Later`, whose promise is then waited for.
     #schedule(scope, operation, a, b, c, d) {
-      return this.#order.run(scope, operation, this, a, b, c, d)
+      const order = this.#order
+      const before = order.idle ? null : order.before(scope)
+      if (before !== null) {
+        const run = () => {
+          const result = operation.call(this, a, b, c, d)
+          return result instanceof Later ? result.promise : result
+        }
+        return order.track(scope, before.then(run))
+      }
+      let result
+      try {
+        result = operation.call(this, a, b, c, d)
+      } catch (error) {
+        return settle(PromiseInRealm, fromNative(error), false)
+      }
+      if (result instanceof Later) return order.track(scope, PromiseInRealm.resolve(result.promise))
+      return settle(PromiseInRealm, result, true)
     }
 
     // Runs a write; with `durable`, its promise resolves once the write is on disk.

@@ -35,7 +35,8 @@ class Later {
   }
 }
 
-// How many settles pass between looks at the clock, and how long the loop may go unturned.
+// How many settles pass between looks at the clock (a power of two, counted with a mask),
+// and how long the loop may go unturned.
 const SETTLES_PER_LOOK = 16
 const MAX_UNTURNED_MS = 1
 
@@ -46,9 +47,9 @@ const turned = () => {
   watching = false
 }
 
-// Whether an operation settling now should wait for the event loop to turn first.
+// Whether the event loop has gone unturned for too long: looked at once every
+// SETTLES_PER_LOOK settles, so that a settle costs a counter increment.
 function overdue() {
-  if (++settles % SETTLES_PER_LOOK !== 0) return false
   const now = performance.now()
   if (!watching) {
     watching = true
@@ -57,6 +58,18 @@ function overdue() {
     return false
   }
   return now - watchStart > MAX_UNTURNED_MS
+}
+
+/**
+ * A promise of the realm whose constructor is `Promise`, settled with `value` (fulfilled or
+ * rejected): at once, or on the next turn of the event loop when it has not turned for too
+ * long.
+ */
+function settle(Promise, value, fulfilled) {
+  if ((++settles & (SETTLES_PER_LOOK - 1)) !== 0 || !overdue()) {
+    return fulfilled ? Promise.resolve(value) : Promise.reject(value)
+  }
+  return new Promise((resolve, reject) => nextTurn(fulfilled ? resolve : reject, value))
 }
 
 const covers = (wide, key) =>
@@ -87,38 +100,14 @@ class Order {
   }
 
   /**
-   * Runs `operation` (with `this` as `self` and arguments `a` to `d`, so that hot callers
-   * need no closure) once the earlier operations its `scope` meets have settled: at once when
-   * there are none. Its result may be a `Later`, whose promise is then waited for.
+   * What an operation of `scope` issued now must wait for: `null` when it can run at once,
+   * else a promise that settles once every earlier operation its scope meets has.
    */
-  run(scope, operation, self, a, b, c, d) {
-    const waits = this.#pending === 0 ? null : this.#waitsFor(scope)
-    if (waits === null || waits.length === 0) {
-      let result
-      try {
-        result = operation.call(self, a, b, c, d)
-      } catch (error) {
-        return this.#settle(this.#fail(error), false)
-      }
-      if (result instanceof Later) return this.#track(scope, this.#Promise.resolve(result.promise))
-      return this.#settle(result, true)
-    }
-    const start = waits.length === 1 ? waits[0] : this.#Promise.all(waits)
-    return this.#track(
-      scope,
-      start.then(() => {
-        const result = operation.call(self, a, b, c, d)
-        return result instanceof Later ? result.promise : result
-      }),
-    )
-  }
-
-  // A promise of the realm that settles with `value` now, or after the event loop has turned
-  // when it has not for too long.
-  #settle(value, fulfilled) {
-    const Promise = this.#Promise
-    if (!overdue()) return fulfilled ? Promise.resolve(value) : Promise.reject(value)
-    return new Promise((resolve, reject) => nextTurn(fulfilled ? resolve : reject, value))
+  before(scope) {
+    if (this.#pending === 0) return null
+    const waits = this.#waitsFor(scope)
+    if (waits.length === 0) return null
+    return waits.length === 1 ? waits[0] : this.#Promise.all(waits)
   }
 
   #waitsFor(scope) {
@@ -148,9 +137,11 @@ class Order {
     return waits
   }
 
-  // Counts `promise` as in progress under `scope` until it settles; returns it, its error
-  // made by `fail`.
-  #track(scope, promise) {
+  /**
+   * Counts `promise` as in progress under `scope` until it settles, so that later operations
+   * wait for it as `before` says; returns it, with its error made by `fail`.
+   */
+  track(scope, promise) {
     this.#pending++
     const key = typeof scope === 'string' ? wellFormed(scope) : null
     const wide = key === null ? { scope, settled: null } : null
@@ -172,4 +163,4 @@ class Order {
   }
 }
 
-module.exports = { Order, Later, EVERYTHING, prefixScope, keysScope }
+module.exports = { Order, Later, settle, EVERYTHING, prefixScope, keysScope }
