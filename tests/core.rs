@@ -399,46 +399,50 @@ fn a_format_1_store_opens_and_is_marked_format_3() {
 
 #[test]
 fn a_value_file_garbled_in_place_is_reported_as_damage_naming_the_key() {
-    let dir = TempDir::new().unwrap();
-    let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
-    let value: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
-    namespace
-        .put("big", &value, &PutOptions::default(), NOW_MS)
-        .unwrap();
-    let file = dir.path().join("values").join(&value_files(dir.path())[0]);
-    let mut bytes = std::fs::read(&file).unwrap();
-    // One bit, deep inside: the length stays the same.
-    bytes[250_000] ^= 0x10;
-    std::fs::write(&file, &bytes).unwrap();
-    let error = namespace.get("big", None, u64::MAX, NOW_MS).unwrap_err();
-    assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
-    let message = error.to_string();
-    assert!(message.contains("\"big\""), "{message}");
-    assert!(message.contains("do not match its checksum"), "{message}");
-    // A value file cut short is damage too, and so is one that grew.
-    bytes[250_000] ^= 0x10;
-    for len in [bytes.len() - 1, bytes.len() + 1] {
-        let mut changed = bytes.clone();
-        changed.resize(len, 0);
-        std::fs::write(&file, &changed).unwrap();
-        let message = namespace
-            .get("big", None, u64::MAX, NOW_MS)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            message.contains("points to a value that is missing"),
-            "{message}"
+    // Checksummed in-line, and (from 4 MiB) on a thread of its own beside the I/O.
+    for size in [300_000, 5 * 1024 * 1024 + 7] {
+        let dir = TempDir::new().unwrap();
+        let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
+        let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        namespace
+            .put("big", &value, &PutOptions::default(), NOW_MS)
+            .unwrap();
+        let file = dir.path().join("values").join(&value_files(dir.path())[0]);
+        let mut bytes = std::fs::read(&file).unwrap();
+        assert_eq!(bytes, value);
+        // One bit, deep inside: the length stays the same.
+        bytes[size - 50_000] ^= 0x10;
+        std::fs::write(&file, &bytes).unwrap();
+        let error = namespace.get("big", None, u64::MAX, NOW_MS).unwrap_err();
+        assert!(matches!(error, Error::Corrupt { .. }), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("\"big\""), "{message}");
+        assert!(message.contains("do not match its checksum"), "{message}");
+        // A value file cut short is damage too, and so is one that grew.
+        bytes[size - 50_000] ^= 0x10;
+        for len in [bytes.len() - 1, bytes.len() + 1] {
+            let mut changed = bytes.clone();
+            changed.resize(len, 0);
+            std::fs::write(&file, &changed).unwrap();
+            let message = namespace
+                .get("big", None, u64::MAX, NOW_MS)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("points to a value that is missing"),
+                "{message}"
+            );
+        }
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(
+            namespace
+                .get("big", None, u64::MAX, NOW_MS)
+                .unwrap()
+                .unwrap()
+                .value,
+            Value::Owned(value)
         );
     }
-    std::fs::write(&file, &bytes).unwrap();
-    assert_eq!(
-        namespace
-            .get("big", None, u64::MAX, NOW_MS)
-            .unwrap()
-            .unwrap()
-            .value,
-        Value::Owned(value)
-    );
 }
 
 #[test]

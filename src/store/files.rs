@@ -104,20 +104,19 @@ impl ValueFiles {
             opened => opened,
         }
         .map_err(|e| self.storage(e))?;
-        let mut crc = crc32fast::Hasher::new();
-        let written = value.chunks(CHUNK).try_for_each(|chunk| {
-            crc.update(chunk);
-            file.write_all(chunk)
-        });
-        if let Err(e) = written {
-            // A part of a value is of no use to anyone, and on a full disk it keeps the disk
-            // full: it goes at once.
-            drop(file);
-            let _ = fs::remove_file(self.path(id));
-            return Err(self.storage(e));
+        match write_checksummed(&mut file, value) {
+            Ok(crc32) => {
+                self.pending().unsynced.push(id);
+                Ok(crc32)
+            }
+            Err(e) => {
+                // A part of a value is of no use to anyone, and on a full disk it keeps the disk
+                // full: it goes at once.
+                drop(file);
+                let _ = fs::remove_file(self.path(id));
+                Err(self.storage(e))
+            }
         }
-        self.pending().unsynced.push(id);
-        Ok(crc.finalize())
     }
 
     /// Reads value file `id`, which holds `len` bytes with CRC-32 `crc32` (unchecked when
@@ -137,18 +136,12 @@ impl ValueFiles {
             return Ok(FileValue::Damaged);
         }
         let mut value = vec![0; len as usize];
-        let mut crc = crc32fast::Hasher::new();
-        for chunk in value.chunks_mut(CHUNK) {
-            match file.read_exact(chunk) {
-                Ok(()) => crc.update(chunk),
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(FileValue::Missing),
-                Err(e) => return Err(self.storage(e)),
-            }
+        match read_checksummed(&mut file, &mut value) {
+            Ok(found) if crc32.is_some_and(|want| want != found) => Ok(FileValue::Damaged),
+            Ok(_) => Ok(FileValue::Found(value)),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(FileValue::Missing),
+            Err(e) => Err(self.storage(e)),
         }
-        if crc32.is_some_and(|want| want != crc.finalize()) {
-            return Ok(FileValue::Damaged);
-        }
-        Ok(FileValue::Found(value))
     }
 
     /// Removes value file `id` at once: for a file that no record ever pointed to. (A flush
@@ -255,6 +248,73 @@ impl ValueFiles {
     pub fn any(&self) -> bool {
         fs::read_dir(&self.dir).is_ok_and(|mut entries| entries.next().is_some())
     }
+}
+
+/// Values at least this long are checksummed on a thread of their own while the file is
+/// written or read, so that the checksum (about 3 ms for 25 MiB) overlaps the I/O instead of
+/// adding to it; for shorter ones a thread would cost more than it saves.
+const PARALLEL_CHECKSUM_MIN: usize = 4 * 1024 * 1024;
+
+/// Writes `value` to `file`, returning its CRC-32.
+fn write_checksummed(file: &mut File, value: &[u8]) -> std::io::Result<u32> {
+    let write = |file: &mut File| value.chunks(CHUNK).try_for_each(|c| file.write_all(c));
+    if value.len() >= PARALLEL_CHECKSUM_MIN {
+        let written = std::thread::scope(|scope| {
+            let hasher = std::thread::Builder::new().spawn_scoped(scope, || crc32fast::hash(value));
+            // Without a thread (the system may refuse one), the checksum is computed after.
+            hasher
+                .ok()
+                .map(|hasher| write(file).map(|()| joined(hasher)))
+        });
+        if let Some(written) = written {
+            return written;
+        }
+    }
+    write(file)?;
+    Ok(crc32fast::hash(value))
+}
+
+/// Fills `value` from `file`, returning the CRC-32 of what it read: each chunk is checksummed
+/// as soon as it has been read (on a thread of its own while the next one is read, for a long
+/// value).
+fn read_checksummed(file: &mut File, value: &mut [u8]) -> std::io::Result<u32> {
+    let read_in_line = |file: &mut File, value: &mut [u8]| {
+        let mut crc = crc32fast::Hasher::new();
+        for chunk in value.chunks_mut(CHUNK) {
+            file.read_exact(chunk)?;
+            crc.update(chunk);
+        }
+        Ok(crc.finalize())
+    };
+    if value.len() < PARALLEL_CHECKSUM_MIN {
+        return read_in_line(file, value);
+    }
+    std::thread::scope(|scope| {
+        let (read, to_hash) = std::sync::mpsc::channel::<&[u8]>();
+        let hash = move || {
+            let mut crc = crc32fast::Hasher::new();
+            to_hash.iter().for_each(|chunk| crc.update(chunk));
+            crc.finalize()
+        };
+        let Ok(hasher) = std::thread::Builder::new().spawn_scoped(scope, hash) else {
+            return read_in_line(file, value);
+        };
+        for chunk in value.chunks_mut(CHUNK) {
+            file.read_exact(chunk)?;
+            // The hasher takes chunks until every sender is gone, so this cannot fail.
+            let _ = read.send(chunk);
+        }
+        drop(read);
+        Ok(joined(hasher))
+    })
+}
+
+/// What a checksum thread computed; a panic there goes on in the caller, where the binding
+/// turns it into an error.
+fn joined(hasher: std::thread::ScopedJoinHandle<'_, u32>) -> u32 {
+    hasher
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// The name of value file `id`: 16 lowercase hex digits.
