@@ -55,6 +55,18 @@ async function rejection(promise) {
   throw new Error('expected the promise to reject, but it resolved')
 }
 
+/** The error that opening a KV with `options` throws, failing when it opens. */
+function openError(options) {
+  let kv
+  try {
+    kv = new KV(options)
+  } catch (error) {
+    return error
+  }
+  kv.close()
+  throw new Error('expected opening the KV to throw, but it opened')
+}
+
 /** A ReadableStream that yields `chunks` (Uint8Arrays) one by one. */
 function streamOf(...chunks) {
   return new ReadableStream({
@@ -93,4 +105,14 @@ function holdStore(dir) {
   })
 }
 
-module.exports = { NOW_MS, NOW, backends, rejection, streamOf, readAll, tempDir, holdStore }
+module.exports = {
+  NOW_MS,
+  NOW,
+  backends,
+  rejection,
+  openError,
+  streamOf,
+  readAll,
+  tempDir,
+  holdStore,
+}

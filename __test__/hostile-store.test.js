@@ -7,7 +7,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { KV } = require('..')
-const { tempDir, rejection } = require('./helpers')
+const { tempDir, rejection, openError } = require('./helpers')
 
 const valueFiles = (dir) => fs.readdirSync(path.join(dir, 'values'))
 
@@ -89,12 +89,7 @@ describe('symbolic links inside a store are never followed', () => {
   }
 
   const refusal = (dir, entry) => {
-    let error
-    try {
-      new KV({ path: dir })
-    } catch (e) {
-      error = e
-    }
+    const error = openError({ path: dir })
     expect(error).toBeInstanceOf(Error)
     expect(error.code).toBe('ERR_KV_STORAGE')
     expect(error.message).toContain(

@@ -8,7 +8,7 @@ const path = require('node:path')
 const { execFileSync, spawn } = require('node:child_process')
 const { Worker } = require('node:worker_threads')
 const { KV } = require('..')
-const { tempDir, rejection, holdStore } = require('./helpers')
+const { tempDir, rejection, openError, holdStore } = require('./helpers')
 
 const ROOT = path.resolve(__dirname, '..')
 
@@ -186,12 +186,7 @@ describe('a directory in use by another process', () => {
   test('fails at once with an error naming the directory and the owner pid', async () => {
     const dir = tempDir()
     child = await holdStore(dir)
-    let error
-    try {
-      new KV({ path: dir, namespace: 'OTHER' })
-    } catch (e) {
-      error = e
-    }
+    const error = openError({ path: dir, namespace: 'OTHER' })
     expect(error).toBeInstanceOf(Error)
     expect(error.code).toBe('ERR_KV_LOCKED')
     expect(error.message).toContain(`"${fs.realpathSync(dir)}"`)
@@ -247,12 +242,7 @@ describe('stores that cannot be used', () => {
     const bytes = fs.readFileSync(db)
     for (let i = 0; i < bytes.length; i += 7) bytes[i] ^= 0x5a
     fs.writeFileSync(db, bytes)
-    let error
-    try {
-      new KV({ path: dir })
-    } catch (e) {
-      error = e
-    }
+    const error = openError({ path: dir })
     expect(error).toBeInstanceOf(Error)
     expect(error.code).toBe('ERR_KV_CORRUPT')
     expect(error.message).toContain(`The store "${fs.realpathSync(dir)}" cannot be read`)
