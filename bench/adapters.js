@@ -24,10 +24,11 @@ function kvNamespaceAdapter(kv, { sync, close }) {
   }
 }
 
-const kvBinding = (backend, durable = false) => ({
-  name: `kv-binding (${backend}${durable ? ', durable' : ''})`,
+// `root` is the package to load: this checkout, or another one to compare against.
+const kvBinding = (backend, durable = false, root = '..', label = '') => ({
+  name: `kv-binding${label} (${backend}${durable ? ', durable' : ''})`,
   open(dir) {
-    const { KV } = require('..')
+    const { KV } = require(root)
     const kv = backend === 'sled' ? new KV({ path: dir, namespace: 'bench', durable }) : new KV()
     return kvNamespaceAdapter(kv, { sync: () => kv.flush(), close: () => kv.close() })
   },
@@ -153,6 +154,17 @@ const ADAPTERS = {
   'kv-binding': kvBinding('sled'),
   'kv-binding-memory': kvBinding('memory'),
   'kv-binding-durable': kvBinding('sled', true),
+  // Another checkout of kv-binding, built, named by KV_BENCH_BASELINE (see run.js --baseline):
+  // measures a change against the code before it, side by side in one run.
+  ...(process.env.KV_BENCH_BASELINE && {
+    baseline: kvBinding('sled', false, path.resolve(process.env.KV_BENCH_BASELINE), ', baseline'),
+    'baseline-memory': kvBinding(
+      'memory',
+      false,
+      path.resolve(process.env.KV_BENCH_BASELINE),
+      ', baseline',
+    ),
+  }),
   map: jsMap,
   lmdb,
   'classic-level': classicLevel,

@@ -1,7 +1,10 @@
 'use strict'
 
 // npm run bench -- [--keys 100000] [--libs a,b] [--phases get,put,...] [--miniflare-keys 10000]
-//                  [--large-list-keys 1000] [--quick] [--markdown]
+//                  [--large-list-keys 1000] [--quick] [--markdown] [--baseline DIR]
+//
+// --baseline DIR adds the libraries `baseline` and `baseline-memory`: kv-binding as built in
+// another checkout (e.g. a git worktree of main), to measure a change against what it changes.
 //
 // Runs the same workload through each library's own async API, one process per library, back
 // to back, and prints ops/s, p50 and p99 per phase with each peer's ratio to kv-binding (sled)
@@ -11,32 +14,36 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { parseArgs } = require('node:util')
-const { ADAPTERS } = require('./adapters')
 
 const ALL_PHASES = ['get', 'put', 'list', 'large', 'delete', 'churn', 'list-large']
 const { values: options } = parseArgs({
   options: {
     keys: { type: 'string' },
-    libs: { type: 'string', default: Object.keys(ADAPTERS).join(',') },
+    libs: { type: 'string' },
     phases: { type: 'string', default: ALL_PHASES.join(',') },
     'miniflare-keys': { type: 'string' },
     'large-list-keys': { type: 'string' },
     quick: { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
+    baseline: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 if (options.help) {
   console.log(
-    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 9).join('\n'),
+    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 12).join('\n'),
   )
   process.exit(0)
 }
 
+// The adapters read the baseline from the environment, in this process and in each worker.
+if (options.baseline) process.env.KV_BENCH_BASELINE = options.baseline
+const { ADAPTERS } = require('./adapters')
+
 const keys = Number(options.keys ?? (options.quick ? 10_000 : 100_000))
 const miniflareKeys = Number(options['miniflare-keys'] ?? Math.min(keys, 10_000))
 const largeListKeys = Number(options['large-list-keys'] ?? (options.quick ? 100 : 1000))
-const libs = options.libs.split(',')
+const libs = options.libs?.split(',') ?? Object.keys(ADAPTERS)
 for (const lib of libs) {
   if (!ADAPTERS[lib]) throw new Error(`unknown library ${lib}; known: ${Object.keys(ADAPTERS)}`)
 }
