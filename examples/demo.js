@@ -19,11 +19,19 @@ const DEFAULT_FLAGS = { newCheckout: true }
 // No request body the worker could store is larger than a KV value (25 MiB).
 const MAX_BODY = 25 * 1024 * 1024
 
-// Answers `status` without running the worker, and closes the connection so that a body
-// still on its way is not read.
-function refuse(res, status, message) {
-  res.writeHead(status, { 'Content-Type': 'text/plain', Connection: 'close' })
+// How long a refused client may go on sending its body before the connection is cut.
+const REFUSED_BODY_GRACE_MS = 2000
+
+// Answers `status` without running the worker. What the client is still sending is read and
+// dropped (a connection closed with it unread is reset, and the client could lose the
+// answer), but only for a short while: then the connection is cut.
+function refuse(req, res, status, message) {
+  res.writeHead(status, { 'Content-Type': 'text/plain' })
   res.end(`${message}\n`)
+  req.resume()
+  const cutOff = setTimeout(() => req.socket.destroy(), REFUSED_BODY_GRACE_MS).unref()
+  req.once('end', () => clearTimeout(cutOff))
+  req.once('close', () => clearTimeout(cutOff))
 }
 
 /**
@@ -55,7 +63,7 @@ function bodyStream(req, realm, tooLarge) {
 async function serve(runtime, { port, host }) {
   async function handle(req, res) {
     const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > MAX_BODY) return refuse(res, 413, 'Payload Too Large')
+    if (declared > MAX_BODY) return refuse(req, res, 413, 'Payload Too Large')
     let tooLarge = false
     const body =
       req.method === 'GET' || req.method === 'HEAD'
@@ -70,7 +78,7 @@ async function serve(runtime, { port, host }) {
       headers,
       body,
     })
-    if (tooLarge) return refuse(res, 413, 'Payload Too Large')
+    if (tooLarge) return refuse(req, res, 413, 'Payload Too Large')
     res.writeHead(response.status, response.statusText, [...response.headers].flat())
     await pipeBodyStreamToResponse(response.body, res)
     res.end()
@@ -78,7 +86,7 @@ async function serve(runtime, { port, host }) {
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error) => {
       if (res.headersSent) res.destroy(error)
-      else refuse(res, 500, 'Internal Server Error')
+      else refuse(req, res, 500, 'Internal Server Error')
     })
   })
   await new Promise((resolve, reject) => {
