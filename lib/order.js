@@ -145,12 +145,12 @@ class Order {
     this.#pending++
     const key = typeof scope === 'string' ? wellFormed(scope) : null
     const wide = key === null ? { scope, settled: null } : null
-    const settle = () => {
+    const finished = () => {
       this.#pending--
       if (wide !== null) this.#wide.delete(wide)
       else if (this.#byKey.get(key) === settled) this.#byKey.delete(key)
     }
-    const settled = promise.then(settle, settle)
+    const settled = promise.then(finished, finished)
     if (wide !== null) {
       wide.settled = settled
       this.#wide.add(wide)
