@@ -175,8 +175,10 @@ export declare class KV<Key extends string = string> {
   ): Promise<KVNamespaceListResult<Metadata, Key>>
 
   /**
-   * Writes a value, replacing its value, metadata and expiration at once. Values up to 25 MiB;
-   * streams are read to the end first.
+   * Writes a value, replacing its value, metadata and expiration at once. Values up to 25 MiB.
+   * Bytes are taken as they are at the call (changing or transferring them afterwards changes
+   * nothing stored); a stream is read to its end first, and only operations on the same key
+   * wait for it.
    */
   put(
     key: Key,
@@ -280,7 +282,11 @@ export declare class KV<Key extends string = string> {
 
   /** Resolves once every write issued before it is durable on disk (at once in memory). */
   flush(): Promise<void>
-  /** Flushes and releases the store; later calls reject with `ERR_KV_CLOSED`. Idempotent. */
+  /**
+   * Flushes and releases the store once the operations issued before it are done; a put still
+   * reading its stream is cancelled and rejects with `ERR_KV_CLOSED`. Later calls reject with
+   * `ERR_KV_CLOSED`. Idempotent.
+   */
   close(): Promise<void>
   /** Same as `close()`, for `await using kv = new KV(...)`. */
   [Symbol.asyncDispose](): Promise<void>
