@@ -33,7 +33,8 @@ use super::limits::MAX_VALUE_SIZE;
 /// Values longer than this live in value files; shorter ones in sled.
 pub const FILE_VALUE_MIN: usize = 128 * 1024;
 
-/// Files are written and read, and their checksums computed, this many bytes at a time.
+/// Files are written and read, and their checksums computed, this many bytes at a time: a
+/// chunk just read is checksummed while it is still in the cache.
 const CHUNK: usize = 1024 * 1024;
 
 /// What reading a value file found.
@@ -135,10 +136,9 @@ impl ValueFiles {
         if len > MAX_VALUE_SIZE as u64 {
             return Ok(FileValue::Damaged);
         }
-        let mut value = vec![0; len as usize];
-        match read_checksummed(&mut file, &mut value) {
-            Ok(found) if crc32.is_some_and(|want| want != found) => Ok(FileValue::Damaged),
-            Ok(_) => Ok(FileValue::Found(value)),
+        match read_checksummed(&mut file, len as usize) {
+            Ok((_, found)) if crc32.is_some_and(|want| want != found) => Ok(FileValue::Damaged),
+            Ok((value, _)) => Ok(FileValue::Found(value)),
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(FileValue::Missing),
             Err(e) => Err(self.storage(e)),
         }
@@ -251,8 +251,8 @@ impl ValueFiles {
 }
 
 /// Values at least this long are checksummed on a thread of their own while the file is
-/// written or read, so that the checksum (about 3 ms for 25 MiB) overlaps the I/O instead of
-/// adding to it; for shorter ones a thread would cost more than it saves.
+/// written, so that the checksum (about 3 ms for 25 MiB) overlaps the write instead of adding
+/// to it; for shorter ones a thread would cost more than it saves.
 const PARALLEL_CHECKSUM_MIN: usize = 4 * 1024 * 1024;
 
 /// Writes `value` to `file`, returning its CRC-32.
@@ -274,39 +274,22 @@ fn write_checksummed(file: &mut File, value: &[u8]) -> std::io::Result<u32> {
     Ok(crc32fast::hash(value))
 }
 
-/// Fills `value` from `file`, returning the CRC-32 of what it read: each chunk is checksummed
-/// as soon as it has been read (on a thread of its own while the next one is read, for a long
-/// value).
-fn read_checksummed(file: &mut File, value: &mut [u8]) -> std::io::Result<u32> {
-    let read_in_line = |file: &mut File, value: &mut [u8]| {
-        let mut crc = crc32fast::Hasher::new();
-        for chunk in value.chunks_mut(CHUNK) {
-            file.read_exact(chunk)?;
-            crc.update(chunk);
+/// Reads the `len` bytes of `file`, checksumming each chunk as soon as it has been read, while
+/// it is still in the cache: returns the bytes and their CRC-32. (The buffer is filled by
+/// `read_to_end`, which needs no zeroing first, as `fs::read` does.)
+fn read_checksummed(file: &mut File, len: usize) -> std::io::Result<(Vec<u8>, u32)> {
+    let mut value = Vec::with_capacity(len);
+    let mut crc = crc32fast::Hasher::new();
+    while value.len() < len {
+        let start = value.len();
+        let want = CHUNK.min(len - start);
+        file.take(want as u64).read_to_end(&mut value)?;
+        if value.len() - start < want {
+            return Err(ErrorKind::UnexpectedEof.into());
         }
-        Ok(crc.finalize())
-    };
-    if value.len() < PARALLEL_CHECKSUM_MIN {
-        return read_in_line(file, value);
+        crc.update(&value[start..]);
     }
-    std::thread::scope(|scope| {
-        let (read, to_hash) = std::sync::mpsc::channel::<&[u8]>();
-        let hash = move || {
-            let mut crc = crc32fast::Hasher::new();
-            to_hash.iter().for_each(|chunk| crc.update(chunk));
-            crc.finalize()
-        };
-        let Ok(hasher) = std::thread::Builder::new().spawn_scoped(scope, hash) else {
-            return read_in_line(file, value);
-        };
-        for chunk in value.chunks_mut(CHUNK) {
-            file.read_exact(chunk)?;
-            // The hasher takes chunks until every sender is gone, so this cannot fail.
-            let _ = read.send(chunk);
-        }
-        drop(read);
-        Ok(joined(hasher))
-    })
+    Ok((value, crc.finalize()))
 }
 
 /// What a checksum thread computed; a panic there goes on in the caller, where the binding
