@@ -399,7 +399,7 @@ fn a_format_1_store_opens_and_is_marked_format_3() {
 
 #[test]
 fn a_value_file_garbled_in_place_is_reported_as_damage_naming_the_key() {
-    // Checksummed in-line, and (from 4 MiB) on a thread of its own beside the I/O.
+    // Checksummed in-line, and (from 4 MiB, when written) on a thread of its own.
     for size in [300_000, 5 * 1024 * 1024 + 7] {
         let dir = TempDir::new().unwrap();
         let namespace = Namespace::open(dir.path(), "ns", &StoreConfig::default()).unwrap();
