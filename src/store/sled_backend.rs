@@ -594,8 +594,8 @@ impl SledBackend {
     /// Removes the blobs and value files of records that were never written to the index: no
     /// reader can have seen them, so they go at once. Failures are left to the sweep at the
     /// next open (files) or are harmless (a blob no record names is never read).
-    fn discard(&self, records: &[(&[u8], IVec)]) {
-        for (_, record) in records {
+    fn discard<'a>(&self, records: impl IntoIterator<Item = &'a IVec>) {
+        for record in records {
             match record::decode(record).map(|r| r.body) {
                 Ok(Body::Blob { id, .. }) => {
                     let _ = self.blobs.remove(id.to_be_bytes());
@@ -654,8 +654,16 @@ impl Backend for SledBackend {
         metadata: Option<&str>,
     ) -> Result<()> {
         let record = self.store_value(value, expiration, metadata)?;
-        let old = self.set_record(&mut self.cache(), key, Some(record))?;
-        self.release_blob(old)
+        // What went into a blob or a file for a record that then fails to go in (a full disk)
+        // is removed at once.
+        let outside = (value.len() > INLINE_VALUE_MAX).then(|| record.clone());
+        match self.set_record(&mut self.cache(), key, Some(record)) {
+            Ok(old) => self.release_blob(old),
+            Err(error) => {
+                self.discard(&outside);
+                Err(error)
+            }
+        }
     }
 
     fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
@@ -673,7 +681,7 @@ impl Backend for SledBackend {
             match self.store_value(entry.value, entry.expiration, entry.metadata) {
                 Ok(record) => records.push((entry.key, record)),
                 Err(error) => {
-                    self.discard(&records);
+                    self.discard(records.iter().map(|(_, record)| record));
                     return Err(error);
                 }
             }
@@ -708,7 +716,7 @@ impl Backend for SledBackend {
                     cache.forget(self.number, key);
                 }
                 drop(cache);
-                self.discard(&records);
+                self.discard(records.iter().map(|(_, record)| record));
                 Err(error)
             }
         }
