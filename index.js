@@ -578,6 +578,13 @@ function createKV(realm) {
       if (typeof body.getReader === 'function') {
         // The runtime checks the key before it reads the body.
         native.validatePutKey(name)
+        // A stream whose turn comes after close() was called is not read at all: close()
+        // must settle, whatever the stream does.
+        if (this.#closing !== null) {
+          const error = this.#closedMidStream()
+          body.cancel(error).catch(done)
+          throw error
+        }
         return new Later(
           drain(body, MAX_VALUE_SIZE, TypeErrorInRealm, this.#readers).then(({ bytes, length }) => {
             if (bytes === null) {
@@ -806,6 +813,11 @@ function createKV(realm) {
       return this.#schedule(EVERYTHING, () => new Later(completion(this.#native.flush())))
     }
 
+    // The error of a put whose stream close() cut short.
+    #closedMidStream() {
+      return Object.assign(new ErrorInRealm(MESSAGES.closedMidStream), { code: 'ERR_KV_CLOSED' })
+    }
+
     /**
      * Flushes and releases the store, once the operations issued before it are done. A put
      * still reading its stream is cancelled and rejects with `ERR_KV_CLOSED`. Later calls
@@ -814,9 +826,7 @@ function createKV(realm) {
     close() {
       if (this.#closing === null) {
         for (const reader of this.#readers.keys()) {
-          const error = Object.assign(new ErrorInRealm(MESSAGES.closedMidStream), {
-            code: 'ERR_KV_CLOSED',
-          })
+          const error = this.#closedMidStream()
           this.#readers.set(reader, error)
           reader.cancel(error).catch(done)
         }

@@ -122,6 +122,26 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(cancelled).toBeInstanceOf(Error)
     })
 
+    test('a stream put waiting behind another when close() is called is not read either', async () => {
+      const first = rejection(kv.put('slow', endlessStream()))
+      let pulled = false
+      // Pulled only when read (a stream fills its queue at once by default).
+      const waiting = new ReadableStream(
+        {
+          pull: () => {
+            pulled = true
+            return new Promise(() => {})
+          },
+        },
+        { highWaterMark: 0 },
+      )
+      const second = rejection(kv.put('slow', waiting))
+      await expect(kv.close()).resolves.toBeUndefined()
+      expect((await first).code).toBe('ERR_KV_CLOSED')
+      expect((await second).code).toBe('ERR_KV_CLOSED')
+      expect(pulled).toBe(false)
+    })
+
     test('operations on its key wait for it and then apply in call order', async () => {
       const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
       const order = []
