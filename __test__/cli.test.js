@@ -180,7 +180,7 @@ test('import refuses invalid base64 by entry, and reads standard input', () => {
   expect(cli(['get', 'k']).stdout).toBe('v')
 })
 
-test('export to a path it cannot write fails in one line and leaves no file behind', () => {
+test('export to a path it cannot write fails in one line and removes nothing', () => {
   expect(cli(['put', 'k', 'v']).status).toBe(0)
   const missing = path.join(dir, 'no', 'such', 'dir', 'out.json')
   const targets = [missing, dir]
@@ -192,6 +192,24 @@ test('export to a path it cannot write fails in one line and leaves no file behi
     expect(result.stderr.split('\n')).toHaveLength(2)
   }
   expect(fs.existsSync(missing)).toBe(false)
+  // A device is written to, never replaced or removed.
+  if (targets.includes('/dev/full')) expect(fs.statSync('/dev/full').isCharacterDevice()).toBe(true)
+})
+
+test('export replaces a file only once it is whole: a failed one leaves the old file', async () => {
+  const out = path.join(tempDir(), 'backup.json')
+  fs.writeFileSync(out, 'the previous backup')
+  expect(cli(['put', 'k', 'v']).status).toBe(0)
+  const kv = new KV({ path: dir, namespace: 'KV' })
+  await kv.put('damaged', Buffer.alloc(200 * 1024, 1))
+  await kv.close()
+  const values = path.join(dir, 'values')
+  for (const file of fs.readdirSync(values)) fs.rmSync(path.join(values, file))
+  expect(cli(['export', out]).status).toBe(1)
+  expect(fs.readFileSync(out, 'utf8')).toBe('the previous backup')
+  expect(cli(['export', out, '--skip-damaged']).status).toBe(0)
+  expect(JSON.parse(fs.readFileSync(out, 'utf8'))).toEqual([{ key: 'k', value: 'v' }])
+  expect(fs.readdirSync(path.dirname(out))).toEqual(['backup.json'])
 })
 
 test('export --skip-damaged saves every entry that can be read and lists the rest', async () => {

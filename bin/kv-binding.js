@@ -2,6 +2,7 @@
 'use strict'
 
 const fs = require('node:fs')
+const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { KV } = require('..')
 
@@ -137,19 +138,42 @@ async function readEntries(file, progress) {
 }
 
 /**
- * Where export writes: a file (created or emptied now, so that a path that cannot be written
- * fails before any work) or standard output. Writes are gathered into large chunks; any
- * error, such as a full disk, rejects with the path named.
+ * Where export writes, opened before any work so that a path that cannot be written fails
+ * first. A regular file (or a path where none is yet) is written under a temporary name
+ * beside it and renamed over it once whole, so a failed export leaves the previous file as
+ * it was and nothing half-written. Anything else (standard output, a pipe, a device) is
+ * written directly, and never removed. Writes are gathered into large chunks; any error,
+ * such as a full disk, rejects with the path named.
  */
 function openOutput(file) {
   const toStdout = file === undefined || file === '-'
   const name = toStdout ? 'standard output' : file
   const fail = (error) => new Error(`cannot write ${name}: ${error.message}`, { cause: error })
-  let out
-  try {
-    out = toStdout ? process.stdout : fs.createWriteStream(null, { fd: fs.openSync(file, 'w') })
-  } catch (error) {
-    throw fail(error)
+  let out = process.stdout
+  let target = null
+  let temporary = null
+  if (!toStdout) {
+    try {
+      let existing = null
+      try {
+        existing = fs.statSync(file)
+      } catch (error) {
+        if (error.code !== 'ENOENT') throw error
+      }
+      if (existing === null || existing.isFile()) {
+        target = existing === null ? file : fs.realpathSync(file)
+        temporary = path.join(
+          path.dirname(target),
+          `.${path.basename(target)}.${process.pid}.kv-binding-export`,
+        )
+      }
+      const fd = fs.openSync(temporary ?? file, temporary === null ? 'w' : 'wx')
+      out = fs.createWriteStream(null, { fd })
+    } catch (error) {
+      throw fail(error)
+    }
+    // Every error also reaches the callback of the write or end it failed.
+    out.on('error', () => {})
   }
   let pending = ''
   const flush = () => {
@@ -166,16 +190,23 @@ function openOutput(file) {
     },
     async close() {
       await flush()
-      if (!toStdout)
-        await new Promise((resolve, reject) =>
-          out.end((error) => (error ? reject(fail(error)) : resolve())),
-        )
+      if (toStdout) return
+      await new Promise((resolve, reject) =>
+        out.end((error) => (error ? reject(fail(error)) : resolve())),
+      )
+      if (temporary !== null) {
+        try {
+          fs.renameSync(temporary, target)
+        } catch (error) {
+          throw fail(error)
+        }
+      }
     },
     // Leaves nothing half-written behind when the export fails.
     abandon() {
       if (toStdout) return
       out.destroy()
-      fs.rmSync(file, { force: true })
+      if (temporary !== null) fs.rmSync(temporary, { force: true })
     },
   }
 }
