@@ -14,7 +14,16 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{self, BulkEntry, Entry, Namespace, Op, PutOptions, StoreConfig, Value};
+use crate::store::{self, BulkEntry, Namespace, Op, PutOptions, StoreConfig, Value};
+
+mod convert;
+mod tasks;
+
+use convert::{
+    bulk_entries, js_text, js_value, list_page, napi_failure, BulkEntries, JsValueOf, ListPage,
+    Read, Text,
+};
+use tasks::{chore, BulkTask, Chore, DumpTask, ReadTask, SnapshotTask};
 
 /// Values longer than this many bytes are read and written on the libuv thread pool, so no
 /// call holds the event loop for long. index.js routes writes by the same bound.
@@ -34,7 +43,7 @@ pub const MAX_BULK_KEYS: u32 = store::limits::MAX_BULK_KEYS as u32;
 #[napi]
 pub const MAX_LIST_KEYS: u32 = store::limits::MAX_LIST_KEYS as u32;
 
-type Result<T> = napi::Result<T, &'static str>;
+pub(crate) type Result<T> = napi::Result<T, &'static str>;
 
 fn js_error(error: store::Error) -> napi::Error<&'static str> {
     napi::Error::new(error_code(&error), error.to_string())
@@ -65,7 +74,7 @@ impl From<store::Error> for Failure {
 }
 
 /// Runs `work`, turning a panic into an error so it can never abort the process.
-fn guarded<T>(work: impl FnOnce() -> store::Result<T>) -> store::Result<T> {
+pub(crate) fn guarded<T>(work: impl FnOnce() -> store::Result<T>) -> store::Result<T> {
     panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
         Err(store::Error::Internal(
             crate::store::panic_message(panic.as_ref()).to_string(),
@@ -138,218 +147,6 @@ fn flush_stores_at_exit() {
     unsafe {
         atexit(flush_at_exit);
     }
-}
-
-/// Values and sizes that cross from a read.
-type Read<T> = Either3<T, Null, f64>;
-
-/// A value as JS reads it: text, or a Buffer copy of the bytes.
-type JsValueOf<'env> = Either<JsString<'env>, BufferSlice<'env>>;
-
-fn napi_failure(error: napi::Error) -> napi::Error<&'static str> {
-    napi::Error::new("Error", error.reason.clone())
-}
-
-/// Decodes stored bytes into a JS string. V8's UTF-8 decoder replaces invalid sequences with
-/// U+FFFD as a `TextDecoder` does, so the bytes go to it unchecked.
-/// Bytes a [`Text`] argument reads without allocating (one less than its buffer, which also
-/// holds a terminator).
-const SHORT_TEXT: usize = 255;
-
-/// A string argument, as UTF-8 (lone surrogates replaced). Node-API reads a string in two
-/// calls (its length, then its bytes into a buffer of that size); a short one, such as any
-/// key in practice, is read here in one call into a buffer on the stack.
-pub struct Text {
-    short: [u8; SHORT_TEXT + 1],
-    len: usize,
-    long: Option<String>,
-}
-
-impl Text {
-    fn as_str(&self) -> &str {
-        match &self.long {
-            Some(long) => long,
-            // SAFETY: Node-API writes valid UTF-8, and `from_napi_value` keeps only strings it
-            // wrote whole.
-            None => unsafe { std::str::from_utf8_unchecked(&self.short[..self.len]) },
-        }
-    }
-}
-
-impl std::ops::Deref for Text {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        self.as_str()
-    }
-}
-
-impl TypeName for Text {
-    fn type_name() -> &'static str {
-        "String"
-    }
-
-    fn value_type() -> ValueType {
-        ValueType::String
-    }
-}
-
-impl ValidateNapiValue for Text {}
-
-impl FromNapiValue for Text {
-    unsafe fn from_napi_value(
-        env: napi::sys::napi_env,
-        value: napi::sys::napi_value,
-    ) -> napi::Result<Self> {
-        let mut text = Text {
-            short: [0; SHORT_TEXT + 1],
-            len: 0,
-            long: None,
-        };
-        // SAFETY: the buffer is valid for its length; Node-API writes at most that many bytes,
-        // the last of them a terminator.
-        let status = unsafe {
-            napi::sys::napi_get_value_string_utf8(
-                env,
-                value,
-                text.short.as_mut_ptr().cast(),
-                text.short.len(),
-                &mut text.len,
-            )
-        };
-        if status != napi::sys::Status::napi_ok {
-            // Not a string: the usual conversion reports it in its usual words.
-            text.long = Some(unsafe { String::from_napi_value(env, value) }?);
-            return Ok(text);
-        }
-        // Node-API stops before a character that does not fit whole, so a string that goes on
-        // past the buffer leaves fewer than 4 bytes of it unused: read all of such a string.
-        if text.len + 4 > SHORT_TEXT {
-            text.long = Some(unsafe { String::from_napi_value(env, value) }?);
-        }
-        Ok(text)
-    }
-}
-
-fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
-    let mut value = std::ptr::null_mut();
-    // SAFETY: `bytes` is valid for `bytes.len()` bytes and Node-API copies them before it
-    // returns; the length is explicit, so no terminator is needed.
-    let status = unsafe {
-        napi::sys::napi_create_string_utf8(
-            env.raw(),
-            bytes.as_ptr().cast(),
-            bytes.len() as isize,
-            &mut value,
-        )
-    };
-    if status != napi::sys::Status::napi_ok {
-        return Err(napi::Error::new("Error", "could not create a string"));
-    }
-    // SAFETY: `value` was just created by Node-API as a string in `env`.
-    unsafe { JsString::from_napi_value(env.raw(), value) }.map_err(napi_failure)
-}
-
-fn js_value<'env>(env: &'env Env, bytes: &[u8], as_text: bool) -> Result<JsValueOf<'env>> {
-    if as_text {
-        js_text(env, bytes).map(Either::A)
-    } else {
-        BufferSlice::copy_from(env, bytes)
-            .map(Either::B)
-            .map_err(napi_failure)
-    }
-}
-
-/// Text of stored bytes, with invalid UTF-8 replaced as a decoder would.
-fn text_of(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An entry's value (read in full) and metadata as a pool task hands them over: converted
-/// and copied on the pool, so that the JS thread only wraps them.
-type OwnedPair = (Either<String, Vec<u8>>, Option<String>);
-
-fn owned_pair(entry: Entry, as_text: bool) -> Option<OwnedPair> {
-    let value = match (entry.value, as_text) {
-        (Value::Deferred { .. }, _) => return None,
-        (Value::Loaded(bytes), true) => Either::A(text_of(&bytes)),
-        (Value::Loaded(bytes), false) => Either::B(bytes.to_vec()),
-        // Bytes of our own: no copy unless the text needs repairing.
-        (Value::Owned(bytes), true) => {
-            Either::A(String::from_utf8(bytes).unwrap_or_else(|e| text_of(e.as_bytes())))
-        }
-        (Value::Owned(bytes), false) => Either::B(bytes),
-    };
-    Some((value, entry.metadata.map(|m| text_of(&m))))
-}
-
-/// `pair` for JS: the bytes become a Buffer over the same memory, without a copy.
-fn js_pair((value, metadata): OwnedPair) -> (Either<String, Buffer>, Option<String>) {
-    let value = match value {
-        Either::A(text) => Either::A(text),
-        Either::B(bytes) => Either::B(bytes.into()),
-    };
-    (value, metadata)
-}
-
-/// One `list` page as `[names, lengths, expirations, metadata, cursor]`. The names come as
-/// one string, cut into keys by `lengths` (UTF-16 units each): one string crosses instead of a
-/// thousand. `expirations` and `metadata` are parallel arrays, `null` when no key on the page
-/// has any; `cursor` is `null` on the last page.
-type ListPage<'env> = (
-    JsString<'env>,
-    Uint32Array,
-    Option<Vec<Option<f64>>>,
-    Option<Vec<Option<String>>>,
-    Option<String>,
-);
-
-fn list_page<'env>(env: &'env Env, page: store::ListPage) -> Result<ListPage<'env>> {
-    let keys = &page.keys;
-    let mut names = String::with_capacity(keys.iter().map(|key| key.name.len()).sum());
-    let mut lengths = Vec::with_capacity(keys.len());
-    for key in keys {
-        let name = String::from_utf8_lossy(&key.name);
-        let units = if name.is_ascii() {
-            name.len()
-        } else {
-            name.encode_utf16().count()
-        };
-        lengths.push(units as u32);
-        names.push_str(&name);
-    }
-    let expirations = keys.iter().any(|key| key.expiration.is_some()).then(|| {
-        keys.iter()
-            .map(|key| key.expiration.map(|seconds| seconds as f64))
-            .collect()
-    });
-    let metadata = keys.iter().any(|key| key.metadata.is_some()).then(|| {
-        keys.iter()
-            .map(|key| key.metadata.as_deref().map(text_of))
-            .collect()
-    });
-    Ok((
-        js_text(env, names.as_bytes())?,
-        Uint32Array::new(lengths),
-        expirations,
-        metadata,
-        page.cursor,
-    ))
-}
-
-/// Bulk read results in request order: `[text, metadata]`, or `null` for a missing key.
-type BulkEntries = Vec<Option<(String, Option<String>)>>;
-
-fn bulk_entries(entries: Vec<Option<Entry>>) -> BulkEntries {
-    entries
-        .into_iter()
-        .map(|entry| {
-            let entry = entry?;
-            // A bulk read defers as a whole, never one value, so every value here is loaded.
-            let bytes = entry.value.bytes()?;
-            Some((text_of(bytes), entry.metadata.as_deref().map(text_of)))
-        })
-        .collect()
 }
 
 /// One namespace, in memory or in a sled store.
@@ -687,7 +484,7 @@ impl NativeNamespace {
 /// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
 #[napi]
 pub struct NativeSnapshot {
-    inner: Arc<store::Snapshot>,
+    pub(crate) inner: Arc<store::Snapshot>,
 }
 
 #[napi]
@@ -696,171 +493,5 @@ impl NativeSnapshot {
     #[napi(getter)]
     pub fn size(&self) -> u32 {
         self.inner.len() as u32
-    }
-}
-
-/// Pool work that yields nothing but may fail: writes of large values, bulk writes, flush,
-/// close, restore, clear.
-pub struct Chore {
-    work: Option<Box<dyn FnOnce() -> store::Result<()> + Send>>,
-}
-
-fn chore(work: impl FnOnce() -> store::Result<()> + Send + 'static) -> AsyncTask<Chore> {
-    AsyncTask::new(Chore {
-        work: Some(Box::new(work)),
-    })
-}
-
-impl Task for Chore {
-    type Output = store::Result<()>;
-    type JsValue = Option<Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(self.work.take().map_or(Ok(()), guarded))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(output.err().map(Failure::from))
-    }
-}
-
-/// A dump of every live entry.
-pub struct DumpTask {
-    namespace: Arc<Namespace>,
-    now: i64,
-    skip_damaged: bool,
-}
-
-/// One dumped entry: key, value, expiration, metadata.
-type Dumped = (String, Buffer, Option<f64>, Option<String>);
-/// An entry a dump left out: key, and why.
-type Damaged = Vec<(String, String)>;
-
-impl Task for DumpTask {
-    type Output = store::Result<(Vec<(String, Vec<u8>, Option<f64>, Option<String>)>, Damaged)>;
-    type JsValue = Either<(Vec<Dumped>, Damaged), Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let mut damaged = Vec::new();
-        let mut skip = |key: sled::IVec, error: store::Error| {
-            damaged.push((text_of(&key), error.to_string()));
-        };
-        let skip: Option<&mut store::DamageSink<'_>> = if self.skip_damaged {
-            Some(&mut skip)
-        } else {
-            None
-        };
-        let entries = guarded(|| self.namespace.dump(self.now, skip));
-        Ok(entries.map(|entries| {
-            let entries = entries
-                .into_iter()
-                .filter_map(|(key, entry)| {
-                    let expiration = entry.expiration.map(|seconds| seconds as f64);
-                    let (value, metadata) = owned_pair(entry, false)?;
-                    let Either::B(bytes) = value else {
-                        return None;
-                    };
-                    Some((text_of(&key), bytes, expiration, metadata))
-                })
-                .collect();
-            (entries, damaged)
-        }))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            Err(error) => Either::B(error.into()),
-            Ok((entries, damaged)) => Either::A((
-                entries
-                    .into_iter()
-                    .map(|(key, bytes, expiration, metadata)| {
-                        (key, bytes.into(), expiration, metadata)
-                    })
-                    .collect(),
-                damaged,
-            )),
-        })
-    }
-}
-
-/// A snapshot being taken.
-pub struct SnapshotTask {
-    namespace: Arc<Namespace>,
-}
-
-impl Task for SnapshotTask {
-    type Output = store::Result<store::Snapshot>;
-    type JsValue = Either<NativeSnapshot, Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(guarded(|| self.namespace.snapshot()))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            Err(error) => Either::B(error.into()),
-            Ok(snapshot) => Either::A(NativeSnapshot {
-                inner: Arc::new(snapshot),
-            }),
-        })
-    }
-}
-
-/// A read of a large value.
-pub struct ReadTask {
-    namespace: Arc<Namespace>,
-    key: String,
-    as_text: bool,
-    now: i64,
-}
-
-impl Task for ReadTask {
-    type Output = store::Result<Option<OwnedPair>>;
-    type JsValue = Either<Option<(Either<String, Buffer>, Option<String>)>, Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let entry = guarded(|| self.namespace.get(&self.key, None, u64::MAX, self.now));
-        Ok(entry.map(|entry| entry.and_then(|entry| owned_pair(entry, self.as_text))))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            Err(error) => Either::B(error.into()),
-            Ok(pair) => Either::A(pair.map(js_pair)),
-        })
-    }
-}
-
-/// A bulk read of large values.
-pub struct BulkTask {
-    namespace: Arc<Namespace>,
-    keys: Vec<String>,
-    kind: Option<String>,
-    cache_ttl: Option<i32>,
-    now: i64,
-}
-
-impl Task for BulkTask {
-    type Output = store::Result<BulkEntries>;
-    type JsValue = Either<BulkEntries, Failure>;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        let entries = guarded(|| {
-            self.namespace.get_bulk(
-                &self.keys,
-                self.kind.as_deref(),
-                self.cache_ttl,
-                u64::MAX,
-                self.now,
-            )
-        });
-        Ok(entries.map(|entries| bulk_entries(entries.unwrap_or_default())))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            Err(error) => Either::B(error.into()),
-            Ok(entries) => Either::A(entries),
-        })
     }
 }
