@@ -3,144 +3,29 @@
 // The public `KV` class: argument overloads and coercion as production's runtime does them,
 // the clock, and every returned object built in the caller's realm. Storage, validation and
 // expiry live in the Rust core (src/store), reached through the generated loader binding.js.
+// The class is assembled here from lib/: arguments.js reads what callers pass, results.js
+// builds what they get back, order.js decides which operation waits for which.
 
-const { types } = require('node:util')
 const vm = require('node:vm')
-const { ReadableStream: NodeReadableStream } = require('node:stream/web')
+const native = require('./lib/native.js')
+const {
+  MESSAGES,
+  argumentsFor,
+  drain,
+  isObject,
+  missingArgument,
+  toBody,
+} = require('./lib/arguments.js')
+const { resultsFor, isArrayIndex } = require('./lib/results.js')
 const { Order, Later, settle, EVERYTHING, prefixScope, keysScope } = require('./lib/order.js')
-
-// The platforms whose prebuilt binary ships as a kv-binding-<platform> package.
-const PLATFORMS = [
-  'linux-x64-gnu',
-  'linux-arm64-gnu',
-  'darwin-x64',
-  'darwin-arm64',
-  'win32-x64-msvc',
-]
-
-// The generated loader (binding.js) picks this machine's binary; without one, say which
-// platform this is and what to do.
-function loadNative() {
-  try {
-    return require('./binding.js')
-  } catch (error) {
-    throw new Error(
-      `kv-binding has no native binary for ${process.platform}-${process.arch} ` +
-        `(Node ${process.versions.node}). Prebuilt binaries come in the packages ` +
-        `${PLATFORMS.map((p) => `kv-binding-${p}`).join(', ')}: check that the one for this ` +
-        'machine was installed (npm skips optional dependencies when the lock file was made ' +
-        'on another platform), or build kv-binding from source (see its README, "Install").',
-      { cause: error },
-    )
-  }
-}
-
-const native = loadNative()
+const { flushOnSignals } = require('./lib/signals.js')
 
 // Values longer than this go to the thread pool (the native side reads by the same bound), and
 // a stream is only counted, not kept, past the value limit.
 const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
 
-const INT32_MIN = -2147483648
-const INT32_MAX = 2147483647
-
-const MESSAGES = {
-  int32Range: 'Value out of range. Must be between -2147483648 and 2147483647 (inclusive).',
-  unknownType:
-    'Unknown response type. Possible types are "text", "arrayBuffer", "json", and "stream".',
-  bodyType:
-    'KV put() accepts only strings, ArrayBuffers, ArrayBufferViews, and ReadableStreams as values.',
-  metadataUnserialisable: 'KV PUT failed: 500 Internal Server Error',
-  closedMidStream:
-    'The namespace was closed before the stream given to put() ended, so nothing was written.',
-  clock: 'The clock option must return a finite number of milliseconds since the UNIX epoch.',
-}
-
-// Keys a bulk read leaves out of its Map, as production does: the Map is copied from a JS
-// object, and canonical array indices ("0", "42") are skipped in that copy.
-function isArrayIndex(key) {
-  const index = Number(key) >>> 0
-  return index !== 4294967295 && `${index}` === key
-}
-
-const missingArgument = (method, position, type) =>
-  `Failed to execute '${method}' on 'KvNamespace': parameter ${position} is not of type '${type}'.`
-
-// Whether `text` is the standard base64 form of `bytes` (padding optional). Node's decoder
-// skips what it cannot read, so the bytes are encoded again and compared.
-function isBase64Of(text, bytes) {
-  return bytes.toString('base64').replace(/=+$/, '') === text.replace(/={1,2}$/, '')
-}
-
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
 const snapshotHandles = new WeakMap()
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
-
-// The text of `bytes`, or null when they are not UTF-8 (dump() then gives base64).
-function utf8OrNull(bytes) {
-  try {
-    return strictUtf8.decode(bytes)
-  } catch {
-    return null
-  }
-}
-
-const isObject = (value) =>
-  value !== null && (typeof value === 'object' || typeof value === 'function')
-
-// The runtime's int32 conversion of numeric options: fractions truncated, NaN and ±Infinity
-// become 0, anything else out of range is a TypeError.
-function toInt32(value, TypeErrorInRealm) {
-  const number = +value
-  if (!Number.isFinite(number)) return 0
-  const int = Math.trunc(number)
-  if (int < INT32_MIN || int > INT32_MAX) throw new TypeErrorInRealm(MESSAGES.int32Range)
-  return int | 0
-}
-
-// A `put` body as the native side takes it: a string, a Uint8Array over the caller's bytes
-// (copied before anything reads them later), or a stream to drain.
-function toBody(value, TypeErrorInRealm) {
-  if (typeof value === 'string') return value
-  if (!isObject(value)) return `${value}`
-  if (types.isArrayBuffer(value)) return new Uint8Array(value)
-  if (ArrayBuffer.isView(value))
-    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
-  if (typeof value.getReader === 'function') return value
-  throw new TypeErrorInRealm(MESSAGES.bodyType)
-}
-
-// Reads a stream to the end. Past `limit` bytes it only counts, so an oversized stream is not
-// held in memory: `bytes` is then null and `length` the full length. `readers` maps the
-// stream's reader, while it is read, to why it was cancelled (null until it is): close()
-// cancels it there, and as a cancelled read looks like the stream's end, that is looked at
-// after every read.
-async function drain(stream, limit, TypeErrorInRealm, readers) {
-  const reader = stream.getReader()
-  readers.set(reader, null)
-  const chunks = []
-  let length = 0
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      const cancelled = readers.get(reader)
-      if (cancelled !== null) throw cancelled
-      if (done) break
-      const chunk = types.isArrayBuffer(value)
-        ? new Uint8Array(value)
-        : ArrayBuffer.isView(value)
-          ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
-          : null
-      if (chunk === null) throw new TypeErrorInRealm(MESSAGES.bodyType)
-      length += chunk.byteLength
-      if (length <= limit) chunks.push(chunk.slice())
-      else chunks.length = 0
-    }
-  } finally {
-    readers.delete(reader)
-  }
-  return { bytes: length <= limit ? Buffer.concat(chunks, length) : null, length }
-}
 
 /**
  * Builds the `KV` class for one realm: every value, Map, stream, promise and error it hands
@@ -153,15 +38,21 @@ function createKV(realm) {
     Promise: PromiseInRealm,
     TypeError: TypeErrorInRealm,
     Error: ErrorInRealm,
-    ArrayBuffer: ArrayBufferInRealm,
-    Uint8Array: Uint8ArrayInRealm,
-    JSON: JSONInRealm,
     Map: MapInRealm,
     Object: ObjectInRealm,
     Array: ArrayInRealm,
   } = realm
-  const ReadableStreamInRealm = realm.ReadableStream || NodeReadableStream
   const done = () => undefined
+  const {
+    NO_GET_OPTIONS,
+    readGetOptions,
+    readListOptions,
+    readPutOptions,
+    readBulkEntries,
+    serialiseMetadata,
+  } = argumentsFor(realm)
+  const { readerFor, parseJson, parseMetadata, withMetadata, listResult, dumpedEntry } =
+    resultsFor(realm)
 
   // Native errors carry in `code` the class to throw; rebuild them here.
   function fromNative(error) {
@@ -185,178 +76,6 @@ function createKV(realm) {
 
   // Settles with `undefined` when a pool task that yields nothing does, or with its error.
   const completion = (task) => task.then(check).then(done)
-
-  // The native side hands over each value in a Buffer of its own. When that Buffer's memory
-  // already belongs to the caller's realm it is used as it is; otherwise (a Jest test realm,
-  // a vm context) it is copied into one that does.
-  function toArrayBuffer(bytes) {
-    const { buffer } = bytes
-    if (
-      buffer instanceof ArrayBufferInRealm &&
-      bytes.byteOffset === 0 &&
-      bytes.byteLength === buffer.byteLength
-    ) {
-      return buffer
-    }
-    const copy = new ArrayBufferInRealm(bytes.byteLength)
-    new Uint8ArrayInRealm(copy).set(bytes)
-    return copy
-  }
-
-  function toStream(bytes) {
-    const chunk = new Uint8ArrayInRealm(toArrayBuffer(bytes))
-    return new ReadableStreamInRealm({
-      type: 'bytes',
-      start(controller) {
-        if (chunk.byteLength > 0) controller.enqueue(chunk)
-        controller.close()
-      },
-    })
-  }
-
-  const unknownType = () => {
-    throw new TypeErrorInRealm(MESSAGES.unknownType)
-  }
-  const parseJson = (text) => JSONInRealm.parse(text)
-  const parseMetadata = (json) => (json == null ? null : JSONInRealm.parse(json))
-
-  // How a stored value becomes what `type` asks for. Text and JSON are read as strings,
-  // the others as bytes. Production checks the type only once a value is found.
-  const READERS = {
-    text: { asText: true, convert: (text) => text },
-    json: { asText: true, convert: parseJson },
-    arrayBuffer: { asText: false, convert: toArrayBuffer },
-    stream: { asText: false, convert: toStream },
-  }
-  const UNKNOWN_READER = { asText: false, convert: unknownType }
-  const readerFor = (type) => (Object.hasOwn(READERS, type) ? READERS[type] : UNKNOWN_READER)
-
-  function withMetadata(value, metadata, cacheStatus = true) {
-    const result = new ObjectInRealm()
-    result.value = value
-    result.metadata = metadata
-    // Bulk entries have no cacheStatus, single reads always do.
-    if (cacheStatus) result.cacheStatus = null
-    return result
-  }
-
-  function listResult([names, lengths, expirations, metadata, cursor]) {
-    const keys = new ArrayInRealm()
-    for (let i = 0, start = 0; i < lengths.length; i++) {
-      const key = new ObjectInRealm()
-      key.name = names.slice(start, (start += lengths[i]))
-      if (expirations != null && expirations[i] !== null) key.expiration = expirations[i]
-      if (metadata != null && metadata[i] !== null) key.metadata = JSONInRealm.parse(metadata[i])
-      keys.push(key)
-    }
-    const result = new ObjectInRealm()
-    result.keys = keys
-    result.list_complete = cursor === null
-    if (cursor !== null) result.cursor = cursor
-    result.cacheStatus = null
-    return result
-  }
-
-  // One entry of `wrangler kv bulk put`'s JSON format, as dump() writes it.
-  function dumpedEntry([key, bytes, expiration, metadata]) {
-    const entry = new ObjectInRealm()
-    entry.key = key
-    const text = utf8OrNull(bytes)
-    entry.value = text ?? bytes.toString('base64')
-    if (expiration !== null) entry.expiration = expiration
-    if (metadata !== null) entry.metadata = JSONInRealm.parse(metadata)
-    if (text === null) entry.base64 = true
-    return entry
-  }
-
-  // Checks and converts bulkPut's entries into the parallel arrays the native side takes.
-  function readBulkEntries(entries) {
-    if (!Array.isArray(entries)) {
-      throw new TypeErrorInRealm(
-        'bulkPut() takes an array of { key, value, expiration?, expiration_ttl?, metadata?, base64? } entries.',
-      )
-    }
-    const columns = { keys: [], values: [], expirations: [], ttls: [], metadata: [] }
-    entries.forEach((entry, index) => {
-      const refuse = (problem, Class = TypeErrorInRealm) => {
-        const key =
-          isObject(entry) && typeof entry.key === 'string'
-            ? ` (key ${JSON.stringify(entry.key)})`
-            : ''
-        return new Class(`Entry ${index}${key} was refused, so nothing was written: ${problem}`)
-      }
-      if (!isObject(entry)) throw refuse('it is not an object.')
-      const { key, value, expiration, expiration_ttl: ttl, metadata, base64 } = entry
-      if (typeof key !== 'string') throw refuse('its "key" is not a string.')
-      if (typeof value !== 'string') throw refuse('its "value" is not a string.')
-      if (base64 !== undefined && typeof base64 !== 'boolean') {
-        throw refuse('its "base64" is not a boolean.')
-      }
-      const bytes = Buffer.from(value, base64 ? 'base64' : 'utf8')
-      if (base64 && !isBase64Of(value, bytes)) throw refuse('its "value" is not valid base64.')
-      const int = (option) =>
-        option === undefined || option === null ? null : toInt32(option, TypeErrorInRealm)
-      try {
-        columns.expirations.push(int(expiration))
-        columns.ttls.push(int(ttl))
-        columns.metadata.push(serialiseMetadata(metadata) ?? null)
-      } catch (error) {
-        throw refuse(
-          error.message,
-          error instanceof TypeErrorInRealm ? TypeErrorInRealm : ErrorInRealm,
-        )
-      }
-      columns.keys.push(key)
-      columns.values.push(bytes)
-    })
-    return columns
-  }
-
-  // The runtime's conversion of get's and getWithMetadata's second argument.
-  const NO_GET_OPTIONS = Object.freeze({ type: undefined, cacheTtl: undefined })
-
-  function readGetOptions(typeOrOptions) {
-    let type
-    let cacheTtl
-    if (isObject(typeOrOptions)) {
-      const { type: requested, cacheTtl: ttl } = typeOrOptions
-      if (requested !== undefined) type = `${requested}`
-      if (ttl !== undefined) cacheTtl = toInt32(ttl, TypeErrorInRealm)
-    } else if (typeOrOptions !== undefined && typeOrOptions !== null) {
-      type = `${typeOrOptions}`
-    }
-    return { type, cacheTtl }
-  }
-
-  function readListOptions(options) {
-    if (options === undefined || options === null) return { prefix: '', limit: 0, cursor: null }
-    if (!isObject(options)) throw new TypeErrorInRealm(missingArgument('list', 1, 'ListOptions'))
-    const { cursor, limit, prefix } = options
-    return {
-      cursor: cursor === undefined || cursor === null ? null : `${cursor}`,
-      limit: limit === undefined ? 0 : toInt32(limit, TypeErrorInRealm),
-      prefix: prefix === undefined || prefix === null ? '' : `${prefix}`,
-    }
-  }
-
-  function serialiseMetadata(metadata) {
-    if (metadata === undefined || metadata === null) return undefined
-    const json = JSONInRealm.stringify(metadata)
-    if (json === undefined) throw new ErrorInRealm(MESSAGES.metadataUnserialisable)
-    return json
-  }
-
-  function readPutOptions(options) {
-    if (options === undefined || options === null) return {}
-    if (!isObject(options)) throw new TypeErrorInRealm(missingArgument('put', 3, 'PutOptions'))
-    const { expiration, expirationTtl, metadata } = options
-    return {
-      expiration: expiration === undefined ? undefined : toInt32(expiration, TypeErrorInRealm),
-      expirationTtl:
-        expirationTtl === undefined ? undefined : toInt32(expirationTtl, TypeErrorInRealm),
-      metadata,
-    }
-  }
 
   /**
    * A Workers KV namespace (`KVNamespace`), in memory or stored on disk with sled.
@@ -875,36 +594,5 @@ function forRealm(realm) {
 }
 
 const KV = forRealm(globalThis)
-
-const SIGNALS = ['SIGINT', 'SIGTERM']
-let flushingOnSignals = false
-
-// Flushes every store, then lets the signal do what it would have done: when nobody else
-// listens for it, the process ends by it (exit status 128 + its number), as without us; when
-// the program has handlers of its own, they decide.
-function flushThenPassOn(signal) {
-  try {
-    native.flushAllStores()
-  } catch (error) {
-    process.stderr.write(`kv-binding: could not flush on ${signal}: ${error.message}\n`)
-  }
-  if (process.listenerCount(signal) === 1) {
-    for (const other of SIGNALS) process.removeListener(other, flushThenPassOn)
-    flushingOnSignals = false
-    process.kill(process.pid, signal)
-  }
-}
-
-/**
- * Makes Ctrl-C (SIGINT) and SIGTERM flush every open store before the process ends, so that
- * writes of the last flush window (`flushEveryMs`) are not lost. The process then ends as it
- * would have: by the signal, or as the program's own handlers for it decide. Calling it again
- * does nothing.
- */
-function flushOnSignals() {
-  if (flushingOnSignals) return
-  flushingOnSignals = true
-  for (const signal of SIGNALS) process.on(signal, flushThenPassOn)
-}
 
 module.exports = { KV, forRealm, flushOnSignals }

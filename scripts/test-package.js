@@ -24,7 +24,11 @@ const EXPECTED_FILES = [
   'index.js',
   'index.mjs',
   'jest-environment.js',
+  'lib/arguments.js',
+  'lib/native.js',
   'lib/order.js',
+  'lib/results.js',
+  'lib/signals.js',
   'package.json',
 ]
 
