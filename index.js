@@ -471,13 +471,17 @@ function createKV(realm) {
      */
     dump(options) {
       let onDamaged
-      if (options !== undefined && options !== null) {
-        onDamaged = isObject(options) ? options.onDamaged : null
-        if (onDamaged !== undefined && typeof onDamaged !== 'function') {
-          return PromiseInRealm.reject(
-            new TypeErrorInRealm('dump() takes { onDamaged?: (key, error) => void }.'),
-          )
+      try {
+        if (options !== undefined && options !== null) {
+          onDamaged = isObject(options) ? options.onDamaged : null
+          if (onDamaged !== undefined && typeof onDamaged !== 'function') {
+            throw new TypeErrorInRealm('dump() takes { onDamaged?: (key, error) => void }.')
+          }
         }
+      } catch (error) {
+        // Reading the options may throw too (a getter): dump rejects, as every method but
+        // get and getWithMetadata does.
+        return PromiseInRealm.reject(error)
       }
       return this.#schedule(EVERYTHING, () => {
         const task = this.#native.dumpAsync(this.#now(), onDamaged !== undefined)

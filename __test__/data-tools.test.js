@@ -117,6 +117,18 @@ describe.each(backends)('%s backend', (_name, open) => {
   })
 
   describe('dump', () => {
+    test('rejects, never throws, when reading its options throws', async () => {
+      const options = {
+        get onDamaged() {
+          throw new Error('a getter says no')
+        },
+      }
+      let pending
+      expect(() => (pending = kv.dump(options))).not.toThrow()
+      await expect(pending).rejects.toThrow('a getter says no')
+      await expect(kv.dump({ onDamaged: 1 })).rejects.toThrow(TypeError)
+    })
+
     test('gives every live entry in the format bulkPut takes, so it recreates a namespace', async () => {
       await kv.put('text', 'hello', { metadata: { m: [1] } })
       await kv.put('bytes', new Uint8Array([0, 128, 255]))
