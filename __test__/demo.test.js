@@ -73,6 +73,19 @@ describe.each(stores)('demo worker on the %s backend', (_name, kvOptions) => {
     expect(ip.status).toBe(400)
   })
 
+  test('an upload that stalls half-way holds up no other request', async () => {
+    const http = require('node:http')
+    const stalled = http.request(`${base}/flags`, { method: 'PUT' })
+    stalled.on('error', () => {})
+    stalled.write('{"newCheckout":')
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const checkout = await call('/checkout')
+    expect(checkout.status).toBe(200)
+    const login = await call('/login?user=bob', { method: 'POST' })
+    expect(login.status).toBe(200)
+    stalled.destroy()
+  })
+
   test('a body larger than a KV value gets 413 before it is read', async () => {
     const declared = await call('/flags', { method: 'PUT', body: Buffer.alloc(MAX_BODY + 1, 32) })
     expect(declared.status).toBe(413)
