@@ -157,6 +157,24 @@ describe.each(backends)('%s backend', (_name, open) => {
       await expect(kv.get('key')).resolves.toBe('later')
     })
 
+    test('a bulk read waits for earlier writes to its keys, and only those', async () => {
+      await kv.put('other', 'O')
+      const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
+      const streamed = kv.put('key', stream)
+      await expect(kv.get(['other', 'unrelated'])).resolves.toEqual(
+        new Map([
+          ['other', 'O'],
+          ['unrelated', null],
+        ]),
+      )
+      const both = kv.getWithMetadata(['key', 'other'])
+      end()
+      await streamed
+      const read = await both
+      expect(read.get('key')).toEqual({ value: 'streamed', metadata: null })
+      expect(read.get('other')).toEqual({ value: 'O', metadata: null })
+    })
+
     test('snapshot() and clear() see every write issued before them', async () => {
       const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
       const streamed = kv.put('key', stream)
