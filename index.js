@@ -11,6 +11,7 @@ const native = require('./lib/native.js')
 const {
   MESSAGES,
   argumentsFor,
+  cancelQuietly,
   drain,
   isObject,
   missingArgument,
@@ -86,8 +87,8 @@ function createKV(realm) {
     #omitIndexKeys
     // Which operations wait for which (see lib/order.js).
     #order = new Order(PromiseInRealm, fromNative)
-    // The readers of streams that puts are reading, for close() to cancel.
-    #readers = new Map()
+    // What stops each stream that a put is reading, for close() (see drain()).
+    #readers = new Set()
     // With `durable`, writes resolve only after a flush that started after them. One flush
     // runs at a time; writes that arrive meanwhile share the next one.
     #durable = false
@@ -301,7 +302,7 @@ function createKV(realm) {
         // must settle, whatever the stream does.
         if (this.#closing !== null) {
           const error = this.#closedMidStream()
-          body.cancel(error).catch(done)
+          cancelQuietly(body, error)
           throw error
         }
         return new Later(
@@ -548,11 +549,7 @@ function createKV(realm) {
      */
     close() {
       if (this.#closing === null) {
-        for (const reader of this.#readers.keys()) {
-          const error = this.#closedMidStream()
-          this.#readers.set(reader, error)
-          reader.cancel(error).catch(done)
-        }
+        for (const stop of this.#readers) stop(this.#closedMidStream())
         this.#closing = this.#schedule(
           EVERYTHING,
           () => new Later(completion(this.#native.close())),

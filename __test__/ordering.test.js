@@ -122,6 +122,21 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(cancelled).toBeInstanceOf(Error)
     })
 
+    test('close() settles even for a stream-like object that never answers nor cancels', async () => {
+      const silent = { getReader: () => ({ read: () => new Promise(() => {}) }) }
+      const refusing = {
+        getReader: () => ({
+          read: () => new Promise(() => {}),
+          cancel: () => {
+            throw new Error('no')
+          },
+        }),
+      }
+      const puts = [silent, refusing].map((body, i) => rejection(kv.put(`k${i}`, body)))
+      await expect(kv.close()).resolves.toBeUndefined()
+      for (const put of puts) expect((await put).code).toBe('ERR_KV_CLOSED')
+    })
+
     test('a stream put waiting behind another when close() is called is not read either', async () => {
       const first = rejection(kv.put('slow', endlessStream()))
       let pulled = false

@@ -55,21 +55,36 @@ function toBody(value, TypeErrorInRealm) {
   throw new TypeErrorInRealm(MESSAGES.bodyType)
 }
 
+// Cancels a stream or reader with `reason`, whatever it is: a duck-typed one may have no
+// cancel(), or one that throws or rejects, and none of that may stop close() from settling.
+function cancelQuietly(target, reason) {
+  try {
+    Promise.resolve(target.cancel(reason)).catch(() => {})
+  } catch {
+    // Nothing more can be done for it.
+  }
+}
+
 // Reads a stream to the end. Past `limit` bytes it only counts, so an oversized stream is not
-// held in memory: `bytes` is then null and `length` the full length. `readers` maps the
-// stream's reader, while it is read, to why it was cancelled (null until it is): close()
-// cancels it there, and as a cancelled read looks like the stream's end, that is looked at
-// after every read.
+// held in memory: `bytes` is then null and `length` the full length. While it reads,
+// `readers` holds a function that stops it: the read in progress is given up at once (a
+// stream may never answer, or not honour cancel()), drain rejects with the reason, and the
+// stream is cancelled.
 async function drain(stream, limit, TypeErrorInRealm, readers) {
   const reader = stream.getReader()
-  readers.set(reader, null)
+  let stop
+  const stopped = new Promise((_, reject) => (stop = reject))
+  stopped.catch(() => {})
+  const cancel = (reason) => {
+    stop(reason)
+    cancelQuietly(reader, reason)
+  }
+  readers.add(cancel)
   const chunks = []
   let length = 0
   try {
     for (;;) {
-      const { done, value } = await reader.read()
-      const cancelled = readers.get(reader)
-      if (cancelled !== null) throw cancelled
+      const { done, value } = await Promise.race([reader.read(), stopped])
       if (done) break
       const chunk = types.isArrayBuffer(value)
         ? new Uint8Array(value)
@@ -82,7 +97,7 @@ async function drain(stream, limit, TypeErrorInRealm, readers) {
       else chunks.length = 0
     }
   } finally {
-    readers.delete(reader)
+    readers.delete(cancel)
   }
   return { bytes: length <= limit ? Buffer.concat(chunks, length) : null, length }
 }
@@ -194,4 +209,12 @@ function argumentsFor(realm) {
   }
 }
 
-module.exports = { MESSAGES, argumentsFor, drain, isObject, missingArgument, toBody }
+module.exports = {
+  MESSAGES,
+  argumentsFor,
+  cancelQuietly,
+  drain,
+  isObject,
+  missingArgument,
+  toBody,
+}
