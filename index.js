@@ -25,6 +25,11 @@ const { flushOnSignals } = require('./lib/signals.js')
 // a stream is only counted, not kept, past the value limit.
 const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
 
+// Whether an option is a whole number from `min` to `max`: counts and sizes cross to the
+// native side as integers, where a fraction or an out-of-range number would be cut or wrapped.
+const isWhole = (value, min, max = Number.MAX_SAFE_INTEGER) =>
+  Number.isSafeInteger(value) && value >= min && value <= max
+
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
 const snapshotHandles = new WeakMap()
 
@@ -122,10 +127,7 @@ function createKV(realm) {
       if (bulkIndexKeys !== 'omit' && bulkIndexKeys !== 'keep') {
         throw new TypeErrorInRealm('The bulkIndexKeys option must be "omit" or "keep".')
       }
-      if (
-        listPageCap !== undefined &&
-        !(Number.isInteger(listPageCap) && listPageCap >= 1 && listPageCap <= MAX_LIST_KEYS)
-      ) {
+      if (listPageCap !== undefined && !isWhole(listPageCap, 1, MAX_LIST_KEYS)) {
         throw new TypeErrorInRealm(
           `The listPageCap option must be a whole number of keys from 1 to ${MAX_LIST_KEYS}.`,
         )
@@ -146,18 +148,12 @@ function createKV(realm) {
       if (typeof namespace !== 'string') {
         throw new TypeErrorInRealm('The namespace option must be a string.')
       }
-      if (
-        cacheCapacity !== undefined &&
-        !(Number.isSafeInteger(cacheCapacity) && cacheCapacity >= 0)
-      ) {
+      if (cacheCapacity !== undefined && !isWhole(cacheCapacity, 0)) {
         throw new TypeErrorInRealm(
           'The cacheCapacity option must be a whole number of bytes, 0 or more.',
         )
       }
-      if (
-        flushEveryMs !== undefined &&
-        !(Number.isSafeInteger(flushEveryMs) && flushEveryMs >= 0)
-      ) {
+      if (flushEveryMs !== undefined && !isWhole(flushEveryMs, 0)) {
         throw new TypeErrorInRealm(
           'The flushEveryMs option must be a whole number of milliseconds, 0 (no background flush) or more.',
         )
