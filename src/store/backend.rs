@@ -168,13 +168,12 @@ impl Backend for MemoryBackend {
         expiration: Option<i64>,
         metadata: Option<&str>,
     ) -> Result<()> {
-        let entry = Entry {
+        self.put_all(&[PutEntry {
+            key,
+            value,
             expiration,
-            metadata: metadata.map(IVec::from),
-            value: Value::Loaded(IVec::from(value)),
-        };
-        self.write().insert(IVec::from(key), entry);
-        Ok(())
+            metadata,
+        }])
     }
 
     fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
