@@ -95,7 +95,8 @@ function holdStore(dir) {
   const root = JSON.stringify(path.resolve(__dirname, '..'))
   const child = spawn(process.execPath, [
     '-e',
-    `new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+    // Held by a global: a KV that nothing refers to is closed when it is garbage-collected.
+    `globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
      console.log('open')
      setInterval(() => {}, 1000)`,
   ])

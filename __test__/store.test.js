@@ -207,7 +207,7 @@ describe('a directory in use by another process', () => {
       new Promise((resolve) => {
         const racing = spawn(process.execPath, [
           '-e',
-          `try { new (require(${root}).KV)({ path: ${JSON.stringify(dir)} }); console.log('open') }
+          `try { globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} }); console.log('open') }
            catch (error) { console.log(error.message) }
            setTimeout(() => {}, 1000)`,
         ])
