@@ -16,6 +16,11 @@ export declare class NativeNamespace {
   /** Namespace `name` of the sled store in directory `path`. */
   static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null): NativeNamespace
   /**
+   * Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
+   * Nothing is sent before the first operation.
+   */
+  static connect(url: string, name: string, cluster: boolean, keyPrefix: string, timeoutMs: number, partitions?: number | undefined | null, listPageCap?: number | undefined | null): NativeNamespace
+  /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).
    */
@@ -32,56 +37,60 @@ export declare class NativeNamespace {
    */
   getWithMetadata(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Read<[JsValueOf, string | undefined | null]>
   /**
-   * Reads `key` on the thread pool; resolves `[value, metadata]` (text when `asText`,
+   * Reads `key` off the JS thread; resolves `[value, metadata]` (text when `asText`,
    * otherwise a Buffer) or `null`.
    */
-  readAsync(key: string, asText: boolean, now: number): Promise<unknown>
+  readAsync(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Promise<[string | Buffer, string | null] | null | Failure>
   /**
    * Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
    * or `null` for the whole read when the values are too long to read in-line (then call
    * `getBulkAsync`).
    */
   getBulk(keys: Array<string>, kind: string | undefined | null, cacheTtl: number | undefined | null, now: number): BulkEntries | null
-  /** `getBulk` on the thread pool, with no bound on value lengths. */
-  getBulkAsync(keys: Array<string>, kind: string | undefined | null, cacheTtl: number | undefined | null, now: number): Promise<unknown>
+  /** `getBulk` off the JS thread, with no bound on value lengths. */
+  getBulkAsync(keys: Array<string>, kind: string | undefined | null, cacheTtl: number | undefined | null, now: number): Promise<Array<[string, string | null] | null> | Failure>
   /** Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`. */
   list(prefix: string, limit: number, cursor: string | undefined | null, now: number): ListPage
+  /** `list` off the JS thread. */
+  listAsync(prefix: string, limit: number, cursor: string | undefined | null, now: number): Promise<ListPage | Failure>
   /** Writes a string value in-line. */
   putText(key: string, value: string, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
   /** Writes a byte value in-line. */
   putBytes(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
   /**
-   * Writes a byte value on the thread pool. The caller must not change `value` until the
+   * Writes a byte value off the JS thread. The caller must not change `value` until the
    * promise settles (index.js passes a private copy).
    */
-  putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<unknown>
+  putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<void | Failure>
   /**
-   * Writes many entries on the thread pool, all or none (`putMany` in the core). The
+   * Writes many entries off the JS thread, all or none (`putMany` in the core). The
    * arrays run in parallel, one element per entry.
    */
-  putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<unknown>
+  putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<void | Failure>
   /**
-   * Every live entry, read on the thread pool: `[entries, damaged]`, with
+   * Every live entry, read off the JS thread: `[entries, damaged]`, with
    * `[key, value, expiration, metadata]` for each entry. A damaged entry fails the dump,
    * unless `skipDamaged`: then it is left out and listed in `damaged` as
    * `[key, message]`.
    */
-  dumpAsync(now: number, skipDamaged: boolean): Promise<unknown>
-  /** Takes a snapshot of the namespace on the thread pool. */
-  snapshotAsync(): Promise<unknown>
-  /** Puts the namespace back to `snapshot`, on the thread pool. */
-  restoreAsync(snapshot: NativeSnapshot): Promise<unknown>
-  /** Deletes every entry, on the thread pool. */
-  clearAsync(): Promise<unknown>
+  dumpAsync(now: number, skipDamaged: boolean): Promise<[Array<[string, Buffer, number | null, string | null]>, Array<[string, string]>] | Failure>
+  /** Takes a snapshot of the namespace off the JS thread. */
+  snapshotAsync(): Promise<NativeSnapshot | Failure>
+  /** Puts the namespace back to `snapshot`, off the JS thread. */
+  restoreAsync(snapshot: NativeSnapshot): Promise<void | Failure>
+  /** Deletes every entry, off the JS thread. */
+  clearAsync(): Promise<void | Failure>
   /** Deletes `key` in-line. */
   delete(key: string): void
-  /** Makes every write so far durable, on the thread pool. */
-  flush(): Promise<unknown>
+  /** Deletes `key` off the JS thread. */
+  deleteAsync(key: string): Promise<void | Failure>
+  /** Makes every write so far durable, off the JS thread. */
+  flush(): Promise<void | Failure>
   /**
    * Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
-   * is fine. The last handle of a store closes it on the pool, after the flush.
+   * is fine. The last handle of a store closes it off the JS thread, after the flush.
    */
-  close(): Promise<unknown>
+  close(): Promise<void | Failure>
 }
 
 /** The contents of a namespace at one moment, held by `snapshot()` for `restore()`. */
@@ -122,6 +131,9 @@ export declare const MAX_BULK_KEYS: number
 
 /** The most keys a `list` page holds, and so the largest `listPageCap`. */
 export declare const MAX_LIST_KEYS: number
+
+/** The most partitions a Redis namespace can be split into. */
+export declare const MAX_PARTITIONS: number
 
 /** The largest value `put` takes, in bytes; index.js stops buffering a stream past it. */
 export declare const MAX_VALUE_SIZE: number

@@ -842,5 +842,6 @@ module.exports.flushAllStores = nativeBinding.flushAllStores
 module.exports.IN_LINE_MAX = nativeBinding.IN_LINE_MAX
 module.exports.MAX_BULK_KEYS = nativeBinding.MAX_BULK_KEYS
 module.exports.MAX_LIST_KEYS = nativeBinding.MAX_LIST_KEYS
+module.exports.MAX_PARTITIONS = nativeBinding.MAX_PARTITIONS
 module.exports.MAX_VALUE_SIZE = nativeBinding.MAX_VALUE_SIZE
 module.exports.validatePutKey = nativeBinding.validatePutKey

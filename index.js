@@ -88,6 +88,8 @@ function createKV(realm) {
    */
   class KV {
     #native
+    // Whether every call goes off the JS thread (Redis), rather than in-line when it can.
+    #remote = false
     #clock
     #omitIndexKeys
     // Which operations wait for which (see lib/order.js).
@@ -103,9 +105,10 @@ function createKV(realm) {
     #closing = null
 
     /**
-     * @param {{ path?: string, namespace?: string, clock?: () => number,
+     * @param {{ path?: string, url?: string, namespace?: string, clock?: () => number,
      *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep',
-     *   listPageCap?: number, durable?: boolean }} [options]
+     *   listPageCap?: number, durable?: boolean, cluster?: boolean, keyPrefix?: string,
+     *   timeoutMs?: number, partitions?: number }} [options]
      */
     constructor(options = {}) {
       if (!isObject(options)) {
@@ -113,6 +116,7 @@ function createKV(realm) {
       }
       const {
         path,
+        url,
         namespace = 'default',
         clock,
         cacheCapacity,
@@ -138,6 +142,14 @@ function createKV(realm) {
       this.#durable = durable
       this.#clock = clock || (() => realm.Date.now())
       this.#omitIndexKeys = bulkIndexKeys === 'omit'
+      if (url !== undefined) {
+        if (path !== undefined) {
+          throw new TypeErrorInRealm('Give either the path option or the url option, not both.')
+        }
+        this.#native = connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative)
+        this.#remote = true
+        return
+      }
       if (path === undefined) {
         this.#native = native.NativeNamespace.inMemory(listPageCap)
         return
@@ -226,12 +238,16 @@ function createKV(realm) {
 
     // Resolves the pool's `[value, metadata]` (or null) for a value too long to read in-line.
     #readOnPool(name, asText, now) {
-      return this.#native.readAsync(name, asText, now).then(check)
+      return this.#native.readAsync(name, undefined, asText, now).then(check)
     }
 
     #get(name, type, cacheTtl) {
       const { asText, convert } = readerFor(type)
       const now = this.#now()
+      if (this.#remote) {
+        const pending = this.#readRemote(name, cacheTtl, asText, now)
+        return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
+      }
       const found = asText
         ? this.#native.getText(name, cacheTtl, now)
         : this.#native.getBytes(name, cacheTtl, now)
@@ -250,10 +266,16 @@ function createKV(realm) {
         pair === null
           ? withMetadata(null, null)
           : withMetadata(convert(pair[0]), parseMetadata(pair[1]))
+      if (this.#remote) return new Later(this.#readRemote(name, cacheTtl, asText, now).then(build))
       const found = this.#native.getWithMetadata(name, cacheTtl, asText, now)
       if (typeof found === 'number')
         return new Later(this.#readOnPool(name, asText, now).then(build))
       return build(found)
+    }
+
+    // A read from Redis, which checks the key and cacheTtl as the in-line read does.
+    #readRemote(name, cacheTtl, asText, now) {
+      return this.#native.readAsync(name, cacheTtl, asText, now).then(check)
     }
 
     #getBulk(names, type, cacheTtl, metadataWanted) {
@@ -274,7 +296,7 @@ function createKV(realm) {
         }
         return map
       }
-      const entries = this.#native.getBulk(names, type, cacheTtl, now)
+      const entries = this.#remote ? null : this.#native.getBulk(names, type, cacheTtl, now)
       if (entries === null) {
         const pending = this.#native.getBulkAsync(names, type, cacheTtl, now)
         return new Later(pending.then(check).then(build))
@@ -285,7 +307,7 @@ function createKV(realm) {
     #write(name, body, options, metadata) {
       if (typeof body === 'string') {
         // A string's UTF-8 form is at most three bytes per UTF-16 unit.
-        if (body.length * 3 <= IN_LINE_MAX) {
+        if (body.length * 3 <= IN_LINE_MAX && !this.#remote) {
           const { expiration, expirationTtl } = options
           return this.#native.putText(name, body, expiration, expirationTtl, metadata, this.#now())
         }
@@ -318,7 +340,7 @@ function createKV(realm) {
     // Writes bytes that nobody else will change.
     #putBytes(name, bytes, { expiration, expirationTtl }, metadata) {
       const now = this.#now()
-      if (bytes.byteLength <= IN_LINE_MAX) {
+      if (bytes.byteLength <= IN_LINE_MAX && !this.#remote) {
         return this.#native.putBytes(name, bytes, expiration, expirationTtl, metadata, now)
       }
       const task = this.#native.putAsync(name, bytes, expiration, expirationTtl, metadata, now)
@@ -380,9 +402,13 @@ function createKV(realm) {
         return PromiseInRealm.reject(error)
       }
       const { prefix, limit, cursor } = query
-      return this.#schedule(prefixScope(prefix), () =>
-        listResult(this.#native.list(prefix, limit, cursor, this.#now())),
-      )
+      return this.#schedule(prefixScope(prefix), () => {
+        if (this.#remote) {
+          const pending = this.#native.listAsync(prefix, limit, cursor, this.#now())
+          return new Later(pending.then(check).then(listResult))
+        }
+        return listResult(this.#native.list(prefix, limit, cursor, this.#now()))
+      })
     }
 
     /**
@@ -416,7 +442,9 @@ function createKV(realm) {
       // written before this call returns are copied, so that a caller who changes or
       // transfers them afterwards changes nothing stored.
       if (typeof body !== 'string' && ArrayBuffer.isView(body)) {
-        if (!this.#order.idle || body.byteLength > IN_LINE_MAX) body = body.slice()
+        if (this.#remote || !this.#order.idle || body.byteLength > IN_LINE_MAX) {
+          body = body.slice()
+        }
       }
       return this.#scheduleWrite(name, this.#write, name, body, putOptions, metadata)
     }
@@ -436,6 +464,7 @@ function createKV(realm) {
     }
 
     #delete(name) {
+      if (this.#remote) return new Later(completion(this.#native.deleteAsync(name)))
       this.#native.delete(name)
     }
 
@@ -568,6 +597,54 @@ function createKV(realm) {
   }
 
   return KV
+}
+
+// How long a Redis operation may wait for the server, unless the timeoutMs option says.
+const DEFAULT_TIMEOUT_MS = 5000
+
+/**
+ * Opens namespace `namespace` on Redis from the KV options: `url` and its companions
+ * `cluster`, `keyPrefix`, `timeoutMs` and `partitions`.
+ */
+function connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative) {
+  const { cluster = false, keyPrefix = 'kv:', timeoutMs = DEFAULT_TIMEOUT_MS, partitions } = options
+  if (typeof url !== 'string' || url === '') {
+    throw new TypeErrorInRealm(
+      'The url option must be a Redis URL such as "redis://localhost:6379".',
+    )
+  }
+  if (typeof namespace !== 'string') {
+    throw new TypeErrorInRealm('The namespace option must be a string.')
+  }
+  if (typeof cluster !== 'boolean') {
+    throw new TypeErrorInRealm('The cluster option must be true or false.')
+  }
+  if (typeof keyPrefix !== 'string') {
+    throw new TypeErrorInRealm('The keyPrefix option must be a string, such as "kv:".')
+  }
+  if (!isWhole(timeoutMs, 1, 2 ** 31 - 1)) {
+    throw new TypeErrorInRealm(
+      'The timeoutMs option must be a whole number of milliseconds, 1 or more.',
+    )
+  }
+  if (partitions !== undefined && !isWhole(partitions, 1, native.MAX_PARTITIONS)) {
+    throw new TypeErrorInRealm(
+      `The partitions option must be a whole number from 1 to ${native.MAX_PARTITIONS}.`,
+    )
+  }
+  try {
+    return native.NativeNamespace.connect(
+      url,
+      namespace,
+      cluster,
+      keyPrefix,
+      timeoutMs,
+      partitions,
+      listPageCap,
+    )
+  } catch (error) {
+    throw fromNative(error)
+  }
 }
 
 const classes = new WeakMap()

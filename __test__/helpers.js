@@ -35,6 +35,40 @@ const backends = [
   ],
 ]
 
+// The Redis servers of this run (see redis/setup.js): each test file writes under a key
+// prefix of its own, and each KV gets a namespace of its own.
+const REDIS_PREFIX = `kvtest:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
+const { KV_TEST_REDIS_URL, KV_TEST_REDIS_CLUSTER_URL } = process.env
+if (KV_TEST_REDIS_URL) {
+  backends.push([
+    'redis',
+    (options = {}) =>
+      track(
+        new KV({
+          url: KV_TEST_REDIS_URL,
+          keyPrefix: REDIS_PREFIX,
+          namespace: `ns${counter++}`,
+          ...options,
+        }),
+      ),
+  ])
+}
+if (KV_TEST_REDIS_CLUSTER_URL) {
+  backends.push([
+    'redis cluster',
+    (options = {}) =>
+      track(
+        new KV({
+          url: KV_TEST_REDIS_CLUSTER_URL,
+          cluster: true,
+          keyPrefix: REDIS_PREFIX,
+          namespace: `ns${counter++}`,
+          ...options,
+        }),
+      ),
+  ])
+}
+
 function track(kv) {
   opened.push(kv)
   return kv

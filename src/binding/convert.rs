@@ -167,15 +167,15 @@ pub(super) fn js_pair((value, metadata): OwnedPair) -> (Either<String, Buffer>, 
 /// one string, cut into keys by `lengths` (UTF-16 units each): one string crosses instead of a
 /// thousand. `expirations` and `metadata` are parallel arrays, `null` when no key on the page
 /// has any; `cursor` is `null` on the last page.
-pub(super) type ListPage<'env> = (
-    JsString<'env>,
+pub(super) type ListPage = (
+    String,
     Uint32Array,
     Option<Vec<Option<f64>>>,
     Option<Vec<Option<String>>>,
     Option<String>,
 );
 
-pub(super) fn list_page<'env>(env: &'env Env, page: store::ListPage) -> Result<ListPage<'env>> {
+pub(super) fn list_page(page: store::ListPage) -> ListPage {
     let keys = &page.keys;
     let mut names = String::with_capacity(keys.iter().map(|key| key.name.len()).sum());
     let mut lengths = Vec::with_capacity(keys.len());
@@ -199,13 +199,13 @@ pub(super) fn list_page<'env>(env: &'env Env, page: store::ListPage) -> Result<L
             .map(|key| key.metadata.as_deref().map(text_of))
             .collect()
     });
-    Ok((
-        js_text(env, names.as_bytes())?,
+    (
+        names,
         Uint32Array::new(lengths),
         expirations,
         metadata,
         page.cursor,
-    ))
+    )
 }
 
 /// Bulk read results in request order: `[text, metadata]`, or `null` for a missing key.

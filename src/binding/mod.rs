@@ -14,16 +14,16 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{self, BulkEntry, Namespace, Op, PutOptions, StoreConfig, Value};
+use crate::store::{self, BulkEntry, Namespace, Op, PutOptions, RedisConfig, StoreConfig, Value};
 
 mod convert;
 mod tasks;
 
 use convert::{
-    bulk_entries, js_text, js_value, list_page, napi_failure, BulkEntries, JsValueOf, ListPage,
-    Read, Text,
+    bulk_entries, js_pair, js_text, js_value, list_page, napi_failure, owned_pair, text_of,
+    BulkEntries, JsValueOf, ListPage, OwnedPair, Read, Text,
 };
-use tasks::{chore, BulkTask, Chore, DumpTask, ReadTask, SnapshotTask};
+use tasks::{nothing, start, Pending};
 
 /// Values longer than this many bytes are read and written on the libuv thread pool, so no
 /// call holds the event loop for long. index.js routes writes by the same bound.
@@ -38,6 +38,10 @@ pub const MAX_VALUE_SIZE: u32 = store::limits::MAX_VALUE_SIZE as u32;
 /// the array, before the core refuses it.
 #[napi]
 pub const MAX_BULK_KEYS: u32 = store::limits::MAX_BULK_KEYS as u32;
+
+/// The most partitions a Redis namespace can be split into.
+#[napi]
+pub const MAX_PARTITIONS: u32 = store::MAX_PARTITIONS;
 
 /// The most keys a `list` page holds, and so the largest `listPageCap`.
 #[napi]
@@ -142,10 +146,19 @@ extern "C" fn flush_at_exit() {
 /// Node-API cleanup hooks. A C `atexit` handler runs on every normal exit, so writes acknowledged
 /// before it are flushed.
 #[napi_derive::module_init]
-fn flush_stores_at_exit() {
+fn init() {
     // SAFETY: `flush_at_exit` is a plain function that never unwinds (`guarded` catches panics).
     unsafe {
         atexit(flush_at_exit);
+    }
+    // Redis I/O needs little: one worker thread drives every connection of the process.
+    if let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("kv-binding-io")
+        .enable_all()
+        .build()
+    {
+        napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }
 
@@ -184,6 +197,33 @@ impl NativeNamespace {
             config.flush_every_ms = (ms > 0.0).then_some(ms as u64);
         }
         let namespace = guarded(|| Namespace::open(Path::new(&path), &name, &config))
+            .map_err(js_error)?
+            .with_list_page_cap(list_page_cap.map(|cap| cap as usize));
+        Ok(Self {
+            inner: Some(Arc::new(namespace)),
+        })
+    }
+
+    /// Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
+    /// Nothing is sent before the first operation.
+    #[napi(factory, catch_unwind)]
+    pub fn connect(
+        url: String,
+        name: String,
+        cluster: bool,
+        key_prefix: String,
+        timeout_ms: u32,
+        partitions: Option<u32>,
+        list_page_cap: Option<u32>,
+    ) -> Result<Self> {
+        let config = RedisConfig {
+            url,
+            cluster,
+            key_prefix,
+            timeout: std::time::Duration::from_millis(u64::from(timeout_ms)),
+            partitions,
+        };
+        let namespace = guarded(|| Namespace::connect(&name, config))
             .map_err(js_error)?
             .with_list_page_cap(list_page_cap.map(|cap| cap as usize));
         Ok(Self {
@@ -271,16 +311,28 @@ impl NativeNamespace {
         Ok(Either3::A((js_value(env, bytes, as_text)?, metadata)))
     }
 
-    /// Reads `key` on the thread pool; resolves `[value, metadata]` (text when `asText`,
+    /// Reads `key` off the JS thread; resolves `[value, metadata]` (text when `asText`,
     /// otherwise a Buffer) or `null`.
-    #[napi]
-    pub fn read_async(&self, key: String, as_text: bool, now: f64) -> Result<AsyncTask<ReadTask>> {
-        Ok(AsyncTask::new(ReadTask {
-            namespace: self.namespace()?.clone(),
-            key,
-            as_text,
-            now: now_ms(now),
-        }))
+    #[napi(ts_return_type = "Promise<[string | Buffer, string | null] | null | Failure>")]
+    pub fn read_async<'env>(
+        &self,
+        env: &'env Env,
+        key: String,
+        cache_ttl: Option<i32>,
+        as_text: bool,
+        now: f64,
+    ) -> Result<Pending<'env, Option<OwnedPair>, Option<JsPair>>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                let entry = namespace
+                    .get_async(&key, cache_ttl, u64::MAX, now_ms(now))
+                    .await?;
+                Ok(entry.and_then(|entry| owned_pair(entry, as_text)))
+            }
+        };
+        start(env, &namespace, work, |pair| pair.map(js_pair))
     }
 
     /// Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
@@ -308,38 +360,64 @@ impl NativeNamespace {
         .map_err(js_error)
     }
 
-    /// `getBulk` on the thread pool, with no bound on value lengths.
-    #[napi]
-    pub fn get_bulk_async(
+    /// `getBulk` off the JS thread, with no bound on value lengths.
+    #[napi(ts_return_type = "Promise<Array<[string, string | null] | null> | Failure>")]
+    pub fn get_bulk_async<'env>(
         &self,
+        env: &'env Env,
         keys: Vec<String>,
         kind: Option<String>,
         cache_ttl: Option<i32>,
         now: f64,
-    ) -> Result<AsyncTask<BulkTask>> {
-        Ok(AsyncTask::new(BulkTask {
-            namespace: self.namespace()?.clone(),
-            keys,
-            kind,
-            cache_ttl,
-            now: now_ms(now),
-        }))
+    ) -> Result<Pending<'env, Vec<Option<store::Entry>>, BulkEntries>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                let entries = namespace
+                    .get_bulk_async(&keys, kind.as_deref(), cache_ttl, u64::MAX, now_ms(now))
+                    .await?;
+                Ok(entries.unwrap_or_default())
+            }
+        };
+        start(env, &namespace, work, bulk_entries)
     }
 
     /// Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`.
     #[napi(catch_unwind)]
-    pub fn list<'env>(
+    pub fn list(
+        &self,
+        prefix: String,
+        limit: i32,
+        cursor: Option<String>,
+        now: f64,
+    ) -> Result<ListPage> {
+        let namespace = self.namespace()?;
+        let page = guarded(|| namespace.list(&prefix, limit, cursor.as_deref(), now_ms(now)))
+            .map_err(js_error)?;
+        Ok(list_page(page))
+    }
+
+    /// `list` off the JS thread.
+    #[napi(ts_return_type = "Promise<ListPage | Failure>")]
+    pub fn list_async<'env>(
         &self,
         env: &'env Env,
         prefix: String,
         limit: i32,
         cursor: Option<String>,
         now: f64,
-    ) -> Result<ListPage<'env>> {
-        let namespace = self.namespace()?;
-        let page = guarded(|| namespace.list(&prefix, limit, cursor.as_deref(), now_ms(now)))
-            .map_err(js_error)?;
-        list_page(env, page)
+    ) -> Result<Pending<'env, store::ListPage, ListPage>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                namespace
+                    .list_async(&prefix, limit, cursor.as_deref(), now_ms(now))
+                    .await
+            }
+        };
+        start(env, &namespace, work, list_page)
     }
 
     /// Writes a string value in-line.
@@ -374,88 +452,158 @@ impl NativeNamespace {
         guarded(|| namespace.put(&key, value, &options, now_ms(now))).map_err(js_error)
     }
 
-    /// Writes a byte value on the thread pool. The caller must not change `value` until the
+    /// Writes a byte value off the JS thread. The caller must not change `value` until the
     /// promise settles (index.js passes a private copy).
-    #[napi]
-    pub fn put_async(
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_async<'env>(
         &self,
+        env: &'env Env,
         key: String,
         value: Uint8Array,
         expiration: Option<i32>,
         expiration_ttl: Option<i32>,
         metadata: Option<String>,
         now: f64,
-    ) -> Result<AsyncTask<Chore>> {
+    ) -> Result<Pending<'env, (), ()>> {
         let namespace = self.namespace()?.clone();
         let options = put_options(expiration, expiration_ttl, metadata);
-        Ok(chore(move || {
-            namespace.put(&key, &value, &options, now_ms(now))
-        }))
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                namespace
+                    .put_async(&key, &value, &options, now_ms(now))
+                    .await
+            }
+        };
+        start(env, &namespace, work, nothing)
     }
 
-    /// Writes many entries on the thread pool, all or none (`putMany` in the core). The
+    /// Writes many entries off the JS thread, all or none (`putMany` in the core). The
     /// arrays run in parallel, one element per entry.
-    #[napi]
-    pub fn put_many_async(
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_many_async<'env>(
         &self,
+        env: &'env Env,
         keys: Vec<String>,
         values: Vec<Buffer>,
         expirations: Vec<Option<i32>>,
         expiration_ttls: Vec<Option<i32>>,
         metadata: Vec<Option<String>>,
         now: f64,
-    ) -> Result<AsyncTask<Chore>> {
+    ) -> Result<Pending<'env, (), ()>> {
         let namespace = self.namespace()?.clone();
-        Ok(chore(move || {
-            let entries: Vec<BulkEntry<'_>> = keys
-                .iter()
-                .zip(&values)
-                .zip(expirations.into_iter().zip(expiration_ttls))
-                .zip(metadata)
-                .map(|(((key, value), (expiration, ttl)), metadata)| BulkEntry {
-                    key,
-                    value,
-                    options: put_options(expiration, ttl, metadata),
-                })
-                .collect();
-            namespace.put_many(&entries, now_ms(now))
-        }))
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                let entries: Vec<BulkEntry<'_>> = keys
+                    .iter()
+                    .zip(&values)
+                    .zip(expirations.into_iter().zip(expiration_ttls))
+                    .zip(metadata)
+                    .map(|(((key, value), (expiration, ttl)), metadata)| BulkEntry {
+                        key,
+                        value,
+                        options: put_options(expiration, ttl, metadata),
+                    })
+                    .collect();
+                namespace.put_many_async(&entries, now_ms(now)).await
+            }
+        };
+        start(env, &namespace, work, nothing)
     }
 
-    /// Every live entry, read on the thread pool: `[entries, damaged]`, with
+    /// Every live entry, read off the JS thread: `[entries, damaged]`, with
     /// `[key, value, expiration, metadata]` for each entry. A damaged entry fails the dump,
     /// unless `skipDamaged`: then it is left out and listed in `damaged` as
     /// `[key, message]`.
-    #[napi]
-    pub fn dump_async(&self, now: f64, skip_damaged: bool) -> Result<AsyncTask<DumpTask>> {
-        Ok(AsyncTask::new(DumpTask {
-            namespace: self.namespace()?.clone(),
-            now: now_ms(now),
-            skip_damaged,
-        }))
+    #[napi(
+        ts_return_type = "Promise<[Array<[string, Buffer, number | null, string | null]>, Array<[string, string]>] | Failure>"
+    )]
+    pub fn dump_async<'env>(
+        &self,
+        env: &'env Env,
+        now: f64,
+        skip_damaged: bool,
+    ) -> Result<Pending<'env, Dump, (Vec<Dumped>, Damaged)>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move {
+                let mut damaged = Vec::new();
+                let entries = {
+                    let mut skip = |key: sled::IVec, error: store::Error| {
+                        damaged.push((text_of(&key), error.to_string()));
+                    };
+                    let skip: Option<&mut store::DamageSink<'_>> =
+                        if skip_damaged { Some(&mut skip) } else { None };
+                    namespace.dump_async(now_ms(now), skip).await?
+                };
+                let entries = entries
+                    .into_iter()
+                    .filter_map(|(key, entry)| {
+                        let expiration = entry.expiration.map(|seconds| seconds as f64);
+                        let (value, metadata) = owned_pair(entry, false)?;
+                        let Either::B(bytes) = value else {
+                            return None;
+                        };
+                        Some((text_of(&key), bytes, expiration, metadata))
+                    })
+                    .collect();
+                Ok((entries, damaged))
+            }
+        };
+        start(env, &namespace, work, |(entries, damaged): Dump| {
+            let entries = entries
+                .into_iter()
+                .map(|(key, bytes, expiration, metadata)| (key, bytes.into(), expiration, metadata))
+                .collect();
+            (entries, damaged)
+        })
     }
 
-    /// Takes a snapshot of the namespace on the thread pool.
-    #[napi]
-    pub fn snapshot_async(&self) -> Result<AsyncTask<SnapshotTask>> {
-        Ok(AsyncTask::new(SnapshotTask {
-            namespace: self.namespace()?.clone(),
-        }))
+    /// Takes a snapshot of the namespace off the JS thread.
+    #[napi(ts_return_type = "Promise<NativeSnapshot | Failure>")]
+    pub fn snapshot_async<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<Pending<'env, store::Snapshot, NativeSnapshot>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.snapshot_async().await }
+        };
+        start(env, &namespace, work, |snapshot| NativeSnapshot {
+            inner: Arc::new(snapshot),
+        })
     }
 
-    /// Puts the namespace back to `snapshot`, on the thread pool.
-    #[napi]
-    pub fn restore_async(&self, snapshot: &NativeSnapshot) -> Result<AsyncTask<Chore>> {
+    /// Puts the namespace back to `snapshot`, off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn restore_async<'env>(
+        &self,
+        env: &'env Env,
+        snapshot: &NativeSnapshot,
+    ) -> Result<Pending<'env, (), ()>> {
         let namespace = self.namespace()?.clone();
         let snapshot = snapshot.inner.clone();
-        Ok(chore(move || namespace.restore(&snapshot)))
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.restore_async(&snapshot).await }
+        };
+        start(env, &namespace, work, nothing)
     }
 
-    /// Deletes every entry, on the thread pool.
-    #[napi]
-    pub fn clear_async(&self) -> Result<AsyncTask<Chore>> {
+    /// Deletes every entry, off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn clear_async<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
         let namespace = self.namespace()?.clone();
-        Ok(chore(move || namespace.clear()))
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.clear_async().await }
+        };
+        start(env, &namespace, work, nothing)
     }
 
     /// Deletes `key` in-line.
@@ -465,21 +613,52 @@ impl NativeNamespace {
         guarded(|| namespace.delete(&key)).map_err(js_error)
     }
 
-    /// Makes every write so far durable, on the thread pool.
-    #[napi]
-    pub fn flush(&self) -> Result<AsyncTask<Chore>> {
+    /// Deletes `key` off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn delete_async<'env>(&self, env: &'env Env, key: String) -> Result<Pending<'env, (), ()>> {
         let namespace = self.namespace()?.clone();
-        Ok(chore(move || namespace.flush()))
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.delete_async(&key).await }
+        };
+        start(env, &namespace, work, nothing)
+    }
+
+    /// Makes every write so far durable, off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn flush<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
+        let namespace = self.namespace()?.clone();
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.flush_async().await }
+        };
+        start(env, &namespace, work, nothing)
     }
 
     /// Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
-    /// is fine. The last handle of a store closes it on the pool, after the flush.
-    #[napi]
-    pub fn close(&mut self) -> AsyncTask<Chore> {
-        let namespace = self.inner.take();
-        chore(move || namespace.map_or(Ok(()), |namespace| namespace.flush()))
+    /// is fine. The last handle of a store closes it off the JS thread, after the flush.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn close<'env>(&mut self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
+        let Some(namespace) = self.inner.take() else {
+            // Closed already: nothing to flush, and any namespace's pool will do.
+            return start(env, &Namespace::in_memory(), async { Ok(()) }, nothing);
+        };
+        let work = {
+            let namespace = namespace.clone();
+            async move { namespace.flush_async().await }
+        };
+        start(env, &namespace, work, nothing)
     }
 }
+
+/// One dumped entry as the job makes it: key, value, expiration, metadata.
+type Dump = (Vec<(String, Vec<u8>, Option<f64>, Option<String>)>, Damaged);
+/// One dumped entry as JS gets it.
+type Dumped = (String, Buffer, Option<f64>, Option<String>);
+/// An entry a dump left out: key, and why.
+type Damaged = Vec<(String, String)>;
+/// A value and its metadata as JS gets them.
+type JsPair = (Either<String, Buffer>, Option<String>);
 
 /// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
 #[napi]

@@ -109,10 +109,10 @@ pub struct PutEntry<'a> {
 }
 
 /// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
-pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + 'a;
+pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + Send + 'a;
 
 /// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
-pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + 'a;
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + Send + 'a;
 
 /// Where a scan starts: strictly after `after` when that is inside or past the prefix range,
 /// otherwise at the prefix itself.

@@ -43,6 +43,9 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
     /// The store's directory cannot be used (permissions, not a directory, full disk...).
     Storage { path: PathBuf, detail: String },
+    /// The Redis server at `endpoint` (host and port, never credentials) did not answer, or
+    /// refused the connection or the credentials.
+    Unavailable { endpoint: String, detail: String },
     /// An argument that no production API shape accepts (our own options, namespace names...).
     Invalid(String),
     /// A bug: a panic caught at the boundary. The message says what panicked.
@@ -92,6 +95,7 @@ impl Error {
             Error::Locked { .. } => Some("ERR_KV_LOCKED"),
             Error::Corrupt { .. } => Some("ERR_KV_CORRUPT"),
             Error::Storage { .. } => Some("ERR_KV_STORAGE"),
+            Error::Unavailable { .. } => Some("ERR_KV_UNAVAILABLE"),
             Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
             Error::Internal(_) => Some("ERR_KV_INTERNAL"),
             Error::Entry { source, .. } => source.code(),
@@ -146,6 +150,11 @@ impl fmt::Display for Error {
                     path.display()
                 )
             }
+            Error::Unavailable { endpoint, detail } => write!(
+                f,
+                "The Redis server at {endpoint} is unavailable: {detail}. kv-binding reconnects \
+                 by itself; try the operation again."
+            ),
             Error::Internal(message) => write!(f, "Internal error in kv-binding: {message}"),
             Error::Entry { index, key, source } => write!(
                 f,

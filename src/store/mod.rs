@@ -11,13 +11,17 @@ mod files;
 pub mod limits;
 mod namespace;
 pub mod record;
+mod redis_backend;
 mod sled_backend;
+mod storage;
 mod validate;
 
 pub use backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
+pub use redis_backend::{RedisConfig, MAX_PARTITIONS, REDIS_FORMAT};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
+pub use storage::complete_local;
 pub use validate::{
     check_put, is_expired, now_seconds, validate_bulk, validate_cache_ttl, validate_key,
     validate_list, validate_put, BulkType, PutOptions,

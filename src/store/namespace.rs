@@ -7,10 +7,12 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry};
+use super::backend::{DamageSink, Entry, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
+use super::redis_backend::{RedisBackend, RedisConfig};
 use super::sled_backend::{SledBackend, StoreConfig};
+use super::storage::Storage;
 use super::validate::{
     check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key, validate_list,
     BulkType, PutOptions,
@@ -21,6 +23,10 @@ pub const MAX_NAMESPACE_SIZE: usize = 256;
 
 /// One KV namespace: what a `KVNamespace` binding talks to.
 ///
+/// Each operation is an `async fn` (`get_async`, `put_async`...), the one place its semantics
+/// live. On a local backend (memory, sled) the same operation also has a plain form (`get`,
+/// `put`...) that runs it on the calling thread; on Redis only the `async` forms work.
+///
 /// ```
 /// use kv_binding::store::{Namespace, PutOptions, Value};
 /// let kv = Namespace::in_memory();
@@ -30,30 +36,42 @@ pub const MAX_NAMESPACE_SIZE: usize = 256;
 /// assert_eq!(entry.value, Value::Loaded("hello".into()));
 /// ```
 pub struct Namespace {
-    backend: Box<dyn Backend>,
+    storage: Storage,
     page_cap: Option<usize>,
 }
 
 impl Namespace {
     /// An isolated namespace in memory.
     pub fn in_memory() -> Self {
-        Self {
-            backend: Box::new(MemoryBackend::new()),
-            page_cap: None,
-        }
+        Self::with_storage(Storage::Local(Box::new(MemoryBackend::new())))
     }
 
     /// Namespace `name` of the sled store in directory `path` (created if missing).
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
-        if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
-            return Err(Error::Invalid(format!(
-                "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."
-            )));
-        }
-        Ok(Self {
-            backend: Box::new(SledBackend::open(path, name, config)?),
+        check_namespace_name(name)?;
+        Ok(Self::with_storage(Storage::Local(Box::new(
+            SledBackend::open(path, name, config)?,
+        ))))
+    }
+
+    /// Namespace `name` on the Redis server or cluster `config` names. Nothing is sent until
+    /// the first operation, which connects.
+    pub fn connect(name: &str, config: RedisConfig) -> Result<Self> {
+        check_namespace_name(name)?;
+        let backend = RedisBackend::new(name, config)?;
+        Ok(Self::with_storage(Storage::Remote(Box::new(backend))))
+    }
+
+    fn with_storage(storage: Storage) -> Self {
+        Self {
+            storage,
             page_cap: None,
-        })
+        }
+    }
+
+    /// Whether the plain (not `async`) forms of the operations work: memory and sled.
+    pub fn is_local(&self) -> bool {
+        self.storage.is_local()
     }
 
     /// Caps the pages `list` returns at `cap` keys, whatever `limit` asks for: a test then
@@ -65,7 +83,7 @@ impl Namespace {
 
     /// Reads `key`. Expired entries read as missing and are reclaimed on the way. Values longer
     /// than `max_len` come back as [`Value::Deferred`], for the caller to read elsewhere.
-    pub fn get(
+    pub async fn get_async(
         &self,
         key: &str,
         cache_ttl: Option<i32>,
@@ -74,40 +92,68 @@ impl Namespace {
     ) -> Result<Option<Entry>> {
         validate_key(Op::Get, key)?;
         validate_cache_ttl(Op::Get, cache_ttl)?;
-        self.read(key, max_len, now_ms)
-    }
-
-    fn read(&self, key: &str, max_len: u64, now_ms: i64) -> Result<Option<Entry>> {
-        match self.backend.get(key.as_bytes(), max_len)? {
+        match self.storage.get(key.as_bytes(), max_len).await? {
             Some(entry) if is_expired(entry.expiration, now_ms) => {
-                self.backend.delete_expired(key.as_bytes(), now_ms)?;
+                self.storage
+                    .delete_expired(&[key.as_bytes()], now_ms)
+                    .await?;
                 Ok(None)
             }
             found => Ok(found),
         }
     }
 
+    /// `entries` (read for `keys`) with the expired ones as `None`, reclaimed on the way.
+    async fn live(
+        &self,
+        keys: &[&[u8]],
+        mut entries: Vec<Option<Entry>>,
+        now_ms: i64,
+    ) -> Result<Vec<Option<Entry>>> {
+        let mut expired = Vec::new();
+        for (key, entry) in keys.iter().zip(&mut entries) {
+            if entry
+                .as_ref()
+                .is_some_and(|entry| is_expired(entry.expiration, now_ms))
+            {
+                *entry = None;
+                expired.push(*key);
+            }
+        }
+        if !expired.is_empty() {
+            self.storage.delete_expired(&expired, now_ms).await?;
+        }
+        Ok(entries)
+    }
+
     /// Writes `value` with `options`, replacing value, metadata and expiration at once.
-    pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
+    pub async fn put_async(
+        &self,
+        key: &str,
+        value: &[u8],
+        options: &PutOptions,
+        now_ms: i64,
+    ) -> Result<()> {
         let expiration = check_put(key, options, value.len(), now_ms)?;
-        self.backend.put(
-            key.as_bytes(),
+        let entry = PutEntry {
+            key: key.as_bytes(),
             value,
             expiration,
-            options.metadata.as_deref(),
-        )
+            metadata: options.metadata.as_deref(),
+        };
+        self.storage.put_all(&[entry]).await
     }
 
     /// Deletes `key`. Deleting a missing key succeeds.
-    pub fn delete(&self, key: &str) -> Result<()> {
+    pub async fn delete_async(&self, key: &str) -> Result<()> {
         validate_key(Op::Delete, key)?;
-        self.backend.delete(key.as_bytes())
+        self.storage.delete(key.as_bytes()).await
     }
 
     /// Reads up to 100 keys at once, in request order (`None` for missing or expired keys).
     /// Every value must be at most `max_len` bytes and all together too, or the read is
     /// refused with `Ok(None)` for the caller to redo elsewhere with a higher bound.
-    pub fn get_bulk(
+    pub async fn get_bulk_async(
         &self,
         keys: &[String],
         kind: Option<&str>,
@@ -116,20 +162,18 @@ impl Namespace {
         now_ms: i64,
     ) -> Result<Option<Vec<Option<Entry>>>> {
         let kind = validate_bulk(keys, kind, cache_ttl)?;
-        let mut entries = Vec::with_capacity(keys.len());
+        let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let found = self.storage.get_many(&keys, max_len).await?;
+        let entries = self.live(&keys, found, now_ms).await?;
         let mut total: u64 = 0;
-        for key in keys {
-            let entry = self.read(key, max_len, now_ms)?;
-            if let Some(entry) = &entry {
-                let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) else {
-                    return Ok(None);
-                };
-                total += len;
-                if total > max_len {
-                    return Ok(None);
-                }
+        for entry in entries.iter().flatten() {
+            let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) else {
+                return Ok(None);
+            };
+            total += len;
+            if total > max_len {
+                return Ok(None);
             }
-            entries.push(entry);
         }
         // Deferred values returned above, so every value here has its bytes.
         let texts = entries
@@ -166,7 +210,7 @@ impl Namespace {
 
     /// Lists keys in UTF-8 byte order: up to `limit` (0 or less: 1000) keys starting with
     /// `prefix`, after `cursor`. Never reads values; expired keys are skipped and reclaimed.
-    pub fn list(
+    pub async fn list_async(
         &self,
         prefix: &str,
         limit: i32,
@@ -184,28 +228,32 @@ impl Namespace {
         let mut keys = Vec::new();
         let mut expired = Vec::new();
         let mut more = false;
-        self.backend.scan(
-            prefix.as_bytes(),
-            after.as_deref(),
-            &mut |key, expiration, metadata| {
-                if is_expired(expiration, now_ms) {
-                    expired.push(key.to_vec());
-                    return true;
-                }
-                if keys.len() == limit {
-                    more = true;
-                    return false;
-                }
-                keys.push(ListedKey {
-                    name: IVec::from(key),
-                    expiration,
-                    metadata: metadata.cloned(),
-                });
-                true
-            },
-        )?;
-        for key in expired {
-            self.backend.delete_expired(&key, now_ms)?;
+        self.storage
+            .scan(
+                prefix.as_bytes(),
+                after.as_deref(),
+                limit + 1,
+                &mut |key, expiration, metadata| {
+                    if is_expired(expiration, now_ms) {
+                        expired.push(key.to_vec());
+                        return true;
+                    }
+                    if keys.len() == limit {
+                        more = true;
+                        return false;
+                    }
+                    keys.push(ListedKey {
+                        name: IVec::from(key),
+                        expiration,
+                        metadata: metadata.cloned(),
+                    });
+                    true
+                },
+            )
+            .await?;
+        if !expired.is_empty() {
+            let expired: Vec<&[u8]> = expired.iter().map(Vec::as_slice).collect();
+            self.storage.delete_expired(&expired, now_ms).await?;
         }
         let cursor = match keys.last() {
             Some(last) if more => Some(BASE64.encode(&last.name)),
@@ -217,8 +265,9 @@ impl Namespace {
     /// Writes every entry, or none: all are checked as `put` checks them, against the one
     /// instant `now_ms`, before any is written, and the first refused one is reported with its
     /// index and key; then all are written in one atomic step, so a failure while writing
-    /// (a full disk) leaves none written either.
-    pub fn put_many(&self, entries: &[BulkEntry<'_>], now_ms: i64) -> Result<()> {
+    /// (a full disk) leaves none written either. (On a Redis Cluster, one step per partition:
+    /// see the README.)
+    pub async fn put_many_async(&self, entries: &[BulkEntry<'_>], now_ms: i64) -> Result<()> {
         let mut checked = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             let refused = |source| Error::Entry {
@@ -235,43 +284,128 @@ impl Namespace {
                 metadata: entry.options.metadata.as_deref(),
             });
         }
-        self.backend.put_all(&checked)
+        self.storage.put_all(&checked).await
     }
 
     /// Every live entry in key order, values loaded. A damaged entry fails the dump, unless
     /// `skip` is given: then it is left out and handed to `skip` with its key, so that what
     /// can still be read is saved.
-    pub fn dump(
+    pub async fn dump_async(
         &self,
         now_ms: i64,
         skip: Option<&mut DamageSink<'_>>,
     ) -> Result<Vec<(IVec, Entry)>> {
-        let mut entries = self.backend.entries(skip)?;
+        let mut entries = self.storage.entries(skip).await?;
         entries.retain(|(_, entry)| !is_expired(entry.expiration, now_ms));
         Ok(entries)
     }
 
     /// Everything in the namespace now, expired entries included, to `restore` later.
-    pub fn snapshot(&self) -> Result<Snapshot> {
+    pub async fn snapshot_async(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            entries: self.backend.entries(None)?,
+            entries: self.storage.entries(None).await?,
         })
     }
 
     /// Makes the namespace hold exactly what `snapshot` held.
-    pub fn restore(&self, snapshot: &Snapshot) -> Result<()> {
-        self.backend.replace_all(&snapshot.entries)
+    pub async fn restore_async(&self, snapshot: &Snapshot) -> Result<()> {
+        self.storage.replace_all(&snapshot.entries).await
     }
 
     /// Deletes every entry.
-    pub fn clear(&self) -> Result<()> {
-        self.backend.replace_all(&[])
+    pub async fn clear_async(&self) -> Result<()> {
+        self.storage.replace_all(&[]).await
     }
 
-    /// Makes every write so far durable (a no-op in memory).
-    pub fn flush(&self) -> Result<()> {
-        self.backend.flush()
+    /// Makes every write so far durable (a no-op in memory; on Redis, the server's
+    /// configuration decides).
+    pub async fn flush_async(&self) -> Result<()> {
+        self.storage.flush().await
     }
+}
+
+/// The plain forms of the operations, for a local namespace: each runs its `async` form on
+/// the calling thread (see [`Storage::local`]).
+impl Namespace {
+    pub fn get(
+        &self,
+        key: &str,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<Option<Entry>> {
+        self.storage
+            .local(self.get_async(key, cache_ttl, max_len, now_ms))
+    }
+
+    pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
+        self.storage
+            .local(self.put_async(key, value, options, now_ms))
+    }
+
+    pub fn delete(&self, key: &str) -> Result<()> {
+        self.storage.local(self.delete_async(key))
+    }
+
+    pub fn get_bulk(
+        &self,
+        keys: &[String],
+        kind: Option<&str>,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Option<Entry>>>> {
+        self.storage
+            .local(self.get_bulk_async(keys, kind, cache_ttl, max_len, now_ms))
+    }
+
+    pub fn list(
+        &self,
+        prefix: &str,
+        limit: i32,
+        cursor: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ListPage> {
+        self.storage
+            .local(self.list_async(prefix, limit, cursor, now_ms))
+    }
+
+    pub fn put_many(&self, entries: &[BulkEntry<'_>], now_ms: i64) -> Result<()> {
+        self.storage.local(self.put_many_async(entries, now_ms))
+    }
+
+    pub fn dump(
+        &self,
+        now_ms: i64,
+        skip: Option<&mut DamageSink<'_>>,
+    ) -> Result<Vec<(IVec, Entry)>> {
+        self.storage.local(self.dump_async(now_ms, skip))
+    }
+
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        self.storage.local(self.snapshot_async())
+    }
+
+    pub fn restore(&self, snapshot: &Snapshot) -> Result<()> {
+        self.storage.local(self.restore_async(snapshot))
+    }
+
+    pub fn clear(&self) -> Result<()> {
+        self.storage.local(self.clear_async())
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.storage.local(self.flush_async())
+    }
+}
+
+fn check_namespace_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
+        return Err(Error::Invalid(format!(
+            "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."
+        )));
+    }
+    Ok(())
 }
 
 /// One key of a `list` page.

@@ -1,0 +1,808 @@
+//! A namespace kept on a Redis or Valkey server, or spread over a Redis Cluster.
+//!
+//! A namespace is split into partitions: key `k` belongs to partition `crc32(k) % partitions`.
+//! Everything of one partition shares the hash tag `{<namespace>:<partition>}`, so that it
+//! lives in one cluster slot and one server-side script can change it atomically:
+//!
+//! ```text
+//! <prefix><namespace>:layout        string  {"format":1,"partitions":P}, written once
+//! <prefix>{<namespace>:<p>}:i       zset    every key of the partition, score 0 (byte order)
+//! <prefix>{<namespace>:<p>}:m       hash    key -> CRC-32 + record without value (for list)
+//! <prefix>{<namespace>:<p>}:v:<key> string  CRC-32 + record with value (for get)
+//! ```
+//!
+//! Records are the sled backend's format (`record::encode`), with the value in-line, behind a
+//! big-endian CRC-32 of the record's bytes, so a damaged or foreign value reads as
+//! `ERR_KV_CORRUPT`, never as wrong data. Every write is one Lua script, which Redis runs
+//! atomically: an entry's index member, list record and value change together or not at all.
+//! Expiry is the KV clock's decision alone; no Redis TTL is set.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script};
+use sled::IVec;
+use tokio::sync::OnceCell;
+
+use super::backend::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
+use super::error::{Error, Result};
+use super::record::{self, Body};
+use super::validate::is_expired;
+
+/// The layout this build writes and reads (the `format` of the layout key).
+pub const REDIS_FORMAT: u32 = 1;
+
+/// How many keys one round trip of `list` or `dump` fetches from a partition, at most.
+const BATCH_MAX: usize = 1001;
+
+/// How to reach a namespace on Redis.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`; with `cluster`, any node of the cluster.
+    pub url: String,
+    pub cluster: bool,
+    /// Put in front of every Redis key kv-binding writes.
+    pub key_prefix: String,
+    /// How long an operation may wait for the server before it fails.
+    pub timeout: Duration,
+    /// Partitions of a namespace that does not exist yet (`None`: 1 on a single server, 16 on
+    /// a cluster). An existing namespace keeps the layout it was created with.
+    pub partitions: Option<u32>,
+}
+
+/// The longest a namespace can be split.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// A multiplexed connection: concurrent calls share it and are pipelined.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+enum Client {
+    Single(redis::Client, ConnectionManagerConfig),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection and the layout of the namespace, settled on the first operation.
+struct Connected {
+    connection: Connection,
+    partitions: u32,
+}
+
+/// One namespace on Redis.
+pub struct RedisBackend {
+    client: Client,
+    connected: OnceCell<Connected>,
+    /// `host:port` (or socket path) of the server, for messages: never the credentials.
+    endpoint: String,
+    /// The password, scrubbed from any message that might repeat it.
+    secret: Option<String>,
+    name: String,
+    prefix: String,
+    timeout: Duration,
+    cluster: bool,
+    new_partitions: u32,
+    scripts: Scripts,
+}
+
+/// The server-side scripts, each loaded once per server and then run by its SHA-1.
+struct Scripts {
+    write: Script,
+    delete_if: Script,
+    scan: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            write: Script::new(WRITE),
+            delete_if: Script::new(DELETE_IF),
+            scan: Script::new(SCAN),
+        }
+    }
+}
+
+/// Clears the partitions named first, then writes entries, all in one atomic step.
+/// KEYS: index and meta key of each partition to clear, then index, meta and value key of
+/// each entry. ARGV: how many partitions to clear, the value-key prefix of each, then key,
+/// list record and value record of each entry.
+const WRITE: &str = r"
+local cleared = tonumber(ARGV[1])
+for p = 1, cleared do
+  local values = ARGV[1 + p]
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[2 * p - 1], 0, -1)) do
+    redis.call('DEL', values .. key)
+  end
+  redis.call('DEL', KEYS[2 * p - 1], KEYS[2 * p])
+end
+local k, a = 2 * cleared, 1 + cleared
+for j = 1, (#ARGV - a) / 3 do
+  local key = ARGV[a + 3 * j - 2]
+  redis.call('ZADD', KEYS[k + 3 * j - 2], 0, key)
+  redis.call('HSET', KEYS[k + 3 * j - 1], key, ARGV[a + 3 * j - 1])
+  redis.call('SET', KEYS[k + 3 * j], ARGV[a + 3 * j])
+end
+return 0
+";
+
+/// Deletes each entry whose list record is still the one given (empty: delete whatever is
+/// there). KEYS: index, meta and value key of each entry. ARGV: key and record of each.
+const DELETE_IF: &str = r"
+for j = 1, #ARGV / 2 do
+  local key, seen = ARGV[2 * j - 1], ARGV[2 * j]
+  if seen == '' or redis.call('HGET', KEYS[3 * j - 1], key) == seen then
+    redis.call('ZREM', KEYS[3 * j - 2], key)
+    redis.call('HDEL', KEYS[3 * j - 1], key)
+    redis.call('DEL', KEYS[3 * j])
+  end
+end
+return 0
+";
+
+/// Up to ARGV[2] keys of a partition from ARGV[1] (a ZRANGEBYLEX bound) on, with their list
+/// records. KEYS: index and meta key.
+const SCAN: &str = r"
+local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+if #keys == 0 then return {} end
+local records = redis.call('HMGET', KEYS[2], unpack(keys))
+local out = {}
+for i = 1, #keys do
+  out[2 * i - 1] = keys[i]
+  out[2 * i] = records[i]
+end
+return out
+";
+
+impl RedisBackend {
+    /// A backend for namespace `name`; no connection is made until the first operation.
+    pub fn new(name: &str, config: RedisConfig) -> Result<Self> {
+        let bad_url = || {
+            Error::Invalid(
+                "The url option must be a Redis URL: redis://[user:password@]host:port[/db] \
+                 (or redis+unix:///path/to/socket)."
+                    .to_owned(),
+            )
+        };
+        let single = redis::Client::open(config.url.as_str()).map_err(|_| bad_url())?;
+        let info = single.get_connection_info();
+        let endpoint = info.addr().to_string();
+        let secret = info
+            .redis_settings()
+            .password()
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        let client = if config.cluster {
+            let cluster = ClusterClientBuilder::new(vec![config.url.as_str()])
+                .connection_timeout(config.timeout)
+                .response_timeout(config.timeout)
+                .retries(2)
+                .build()
+                .map_err(|_| bad_url())?;
+            Client::Cluster(cluster)
+        } else {
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.timeout))
+                .set_response_timeout(Some(config.timeout))
+                .set_number_of_retries(0)
+                .set_max_delay(Duration::from_millis(200));
+            Client::Single(single, manager_config)
+        };
+        let new_partitions = config
+            .partitions
+            .unwrap_or(if config.cluster { 16 } else { 1 });
+        if !(1..=MAX_PARTITIONS).contains(&new_partitions) {
+            return Err(Error::Invalid(format!(
+                "The partitions option must be a whole number from 1 to {MAX_PARTITIONS}."
+            )));
+        }
+        Ok(Self {
+            client,
+            connected: OnceCell::new(),
+            endpoint,
+            secret,
+            name: name.to_owned(),
+            prefix: config.key_prefix,
+            timeout: config.timeout,
+            cluster: config.cluster,
+            new_partitions,
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// Runs `work` on the connection within the timeout, connecting first when needed.
+    async fn with<T, F>(&self, work: impl FnOnce(Connection, u32) -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let run = async {
+            let connected = self.connected.get_or_try_init(|| self.connect()).await?;
+            work(connected.connection.clone(), connected.partitions).await
+        };
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Unavailable {
+                endpoint: self.endpoint.clone(),
+                detail: format!("no answer within {} ms", self.timeout.as_millis()),
+            }),
+        }
+    }
+
+    async fn connect(&self) -> Result<Connected> {
+        let mut connection = match &self.client {
+            Client::Single(client, config) => Connection::Single(
+                ConnectionManager::new_with_config(client.clone(), config.clone())
+                    .await
+                    .map_err(|e| self.error(e))?,
+            ),
+            Client::Cluster(cluster) => Connection::Cluster(
+                cluster
+                    .get_async_connection()
+                    .await
+                    .map_err(|e| self.error(e))?,
+            ),
+        };
+        let layout_key = format!("{}{}:layout", self.prefix, self.name);
+        let fresh = format!(
+            r#"{{"format":{REDIS_FORMAT},"partitions":{}}}"#,
+            self.new_partitions
+        );
+        let (_, layout): (Option<String>, Option<Vec<u8>>) = redis::pipe()
+            .cmd("SET")
+            .arg(&layout_key)
+            .arg(&fresh)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&layout_key)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.error(e))?;
+        let partitions = self.read_layout(layout.as_deref().unwrap_or_default())?;
+        Ok(Connected {
+            connection,
+            partitions,
+        })
+    }
+
+    fn read_layout(&self, bytes: &[u8]) -> Result<u32> {
+        let layout: Option<(u64, u64)> = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|layout| Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?)));
+        let Some((format, partitions)) = layout else {
+            return Err(self.corrupt(format!(
+                "its layout key \"{}{}:layout\" does not hold a kv-binding layout",
+                self.prefix, self.name
+            )));
+        };
+        if format != u64::from(REDIS_FORMAT) {
+            return Err(self.corrupt(format!(
+                "it was written in layout format {format}, which this version of kv-binding \
+                 does not know (it writes format {REDIS_FORMAT}); use the version that wrote it"
+            )));
+        }
+        match u32::try_from(partitions) {
+            Ok(partitions) if (1..=MAX_PARTITIONS).contains(&partitions) => Ok(partitions),
+            _ => Err(self.corrupt(format!("its layout names {partitions} partitions"))),
+        }
+    }
+
+    /// Where messages say the namespace is.
+    fn place(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "redis at {} (namespace {:?}, key prefix {:?})",
+            self.endpoint, self.name, self.prefix
+        ))
+    }
+
+    fn corrupt(&self, detail: String) -> Error {
+        Error::Corrupt {
+            path: self.place(),
+            detail,
+        }
+    }
+
+    fn damaged(&self, key: &[u8], what: &str) -> Error {
+        self.corrupt(format!(
+            "the entry for key {:?} {what}",
+            String::from_utf8_lossy(key)
+        ))
+    }
+
+    /// A client error as the core's error: the server out of reach (or refusing our
+    /// credentials) is `Unavailable`; anything else the server answers is `Storage`.
+    fn error(&self, error: RedisError) -> Error {
+        let mut detail = error.to_string();
+        if let Some(secret) = &self.secret {
+            detail = detail.replace(secret.as_str(), "***");
+        }
+        let code = error.code().unwrap_or_default();
+        let unreachable = error.is_io_error()
+            || error.is_timeout()
+            || error.is_connection_refusal()
+            || error.is_connection_dropped()
+            || matches!(
+                error.kind(),
+                ErrorKind::AuthenticationFailed | ErrorKind::ClusterConnectionNotFound
+            )
+            || matches!(
+                code,
+                "NOAUTH" | "WRONGPASS" | "LOADING" | "CLUSTERDOWN" | "MASTERDOWN" | "TRYAGAIN"
+            );
+        if unreachable {
+            if matches!(code, "NOAUTH" | "WRONGPASS")
+                || error.kind() == ErrorKind::AuthenticationFailed
+            {
+                detail = format!(
+                    "the server refused the credentials (check the user and password in the \
+                     url): {detail}"
+                );
+            }
+            Error::Unavailable {
+                endpoint: self.endpoint.clone(),
+                detail,
+            }
+        } else {
+            Error::Storage {
+                path: self.place(),
+                detail,
+            }
+        }
+    }
+
+    fn partition_of(key: &[u8], partitions: u32) -> u32 {
+        crc32fast::hash(key) % partitions
+    }
+
+    /// The start of every Redis key of partition `p`.
+    fn base(&self, p: u32) -> String {
+        format!("{}{{{}:{p}}}:", self.prefix, self.name)
+    }
+
+    fn index_key(&self, p: u32) -> String {
+        self.base(p) + "i"
+    }
+
+    fn meta_key(&self, p: u32) -> String {
+        self.base(p) + "m"
+    }
+
+    fn value_key(&self, p: u32, key: &[u8]) -> Vec<u8> {
+        let mut out = (self.base(p) + "v:").into_bytes();
+        out.extend_from_slice(key);
+        out
+    }
+
+    /// The three Redis keys an entry lives under: index, meta, value.
+    fn entry_keys(&self, key: &[u8], partitions: u32) -> (String, String, Vec<u8>) {
+        let p = Self::partition_of(key, partitions);
+        (self.index_key(p), self.meta_key(p), self.value_key(p, key))
+    }
+
+    /// `bytes` behind their CRC-32, as every record is stored.
+    fn sealed(bytes: Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(bytes.len() + 4);
+        out.extend_from_slice(&crc32fast::hash(&bytes).to_be_bytes());
+        out.extend_from_slice(&bytes);
+        out
+    }
+
+    /// The record inside a stored `bytes`, once its CRC-32 holds.
+    fn unsealed<'a>(&self, key: &[u8], bytes: &'a [u8]) -> Result<&'a [u8]> {
+        let (crc, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or_else(|| self.damaged(key, "is too short to be a kv-binding record"))?;
+        if u32::from_be_bytes(*crc) != crc32fast::hash(body) {
+            return Err(self.damaged(key, "does not match its checksum"));
+        }
+        Ok(body)
+    }
+
+    /// Decodes a list record: expiration and metadata.
+    fn listed(&self, key: &[u8], bytes: &[u8]) -> Result<(Option<i64>, Option<IVec>)> {
+        let body = self.unsealed(key, bytes)?;
+        let record = record::decode(body).map_err(|e| self.damaged(key, e.0))?;
+        let metadata = record.metadata.map(|range| IVec::from(&body[range]));
+        Ok((record.expiration, metadata))
+    }
+
+    /// Decodes a value record into an entry; the value's bytes are moved, not copied.
+    fn entry(&self, key: &[u8], mut bytes: Vec<u8>) -> Result<Entry> {
+        let body = self.unsealed(key, &bytes)?;
+        let record = record::decode(body).map_err(|e| self.damaged(key, e.0))?;
+        let Body::Inline(range) = record.body else {
+            return Err(self.damaged(key, "points to a value outside Redis"));
+        };
+        let metadata = record.metadata.map(|m| IVec::from(&body[m]));
+        let expiration = record.expiration;
+        bytes.truncate(4 + range.end);
+        bytes.drain(..4 + range.start);
+        Ok(Entry {
+            expiration,
+            metadata,
+            value: Value::Owned(bytes),
+        })
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.with(|mut connection, partitions| async move {
+            let (_, _, value_key) = self.entry_keys(key, partitions);
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(value_key)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error(e))?;
+            bytes.map(|bytes| self.entry(key, bytes)).transpose()
+        })
+        .await
+    }
+
+    pub async fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>> {
+        self.with(|connection, partitions| async move {
+            // Sent together on the one connection: a single round trip's wait.
+            try_join_all(keys.iter().map(|key| {
+                let mut connection = connection.clone();
+                async move {
+                    let (_, _, value_key) = self.entry_keys(key, partitions);
+                    let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(value_key)
+                        .query_async(&mut connection)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    bytes.map(|bytes| self.entry(key, bytes)).transpose()
+                }
+            }))
+            .await
+        })
+        .await
+    }
+
+    pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
+        self.write(
+            false,
+            entries
+                .iter()
+                .map(|entry| (entry.key, entry.expiration, entry.metadata, entry.value)),
+        )
+        .await
+    }
+
+    /// Writes entries (key, expiration, metadata, value), after clearing the namespace when
+    /// `clear`: one script on a single server, one per partition on a cluster.
+    async fn write<'e>(
+        &self,
+        clear: bool,
+        entries: impl Iterator<Item = (&'e [u8], Option<i64>, Option<&'e str>, &'e [u8])>,
+    ) -> Result<()> {
+        let entries: Vec<_> = entries.collect();
+        self.with(|connection, partitions| async move {
+            // One group per script call: every partition on a single server, where one
+            // script may touch any key; one partition per call on a cluster.
+            let mut groups: BTreeMap<u32, redis::ScriptInvocation<'_>> = BTreeMap::new();
+            let group_of = |p: u32| if self.cluster { p } else { 0 };
+            let mut cleared: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            if clear {
+                for p in 0..partitions {
+                    cleared.entry(group_of(p)).or_default().push(p);
+                }
+            }
+            for (&group, parts) in &cleared {
+                let invocation = groups
+                    .entry(group)
+                    .or_insert_with(|| self.scripts.write.prepare_invoke());
+                invocation.arg(parts.len());
+                for &p in parts {
+                    invocation.key(self.index_key(p)).key(self.meta_key(p));
+                    invocation.arg(self.base(p) + "v:");
+                }
+            }
+            for (key, expiration, metadata, value) in &entries {
+                let p = Self::partition_of(key, partitions);
+                let invocation = groups.entry(group_of(p)).or_insert_with(|| {
+                    let mut invocation = self.scripts.write.prepare_invoke();
+                    invocation.arg(0);
+                    invocation
+                });
+                let (index, meta, value_key) = self.entry_keys(key, partitions);
+                invocation.key(index).key(meta).key(value_key);
+                invocation
+                    .arg(*key)
+                    .arg(Self::sealed(record::encode(
+                        *expiration,
+                        *metadata,
+                        b"",
+                        None,
+                    )))
+                    .arg(Self::sealed(record::encode(
+                        *expiration,
+                        *metadata,
+                        value,
+                        None,
+                    )));
+            }
+            try_join_all(groups.values().map(|invocation| {
+                let mut connection = connection.clone();
+                async move {
+                    invocation
+                        .invoke_async::<()>(&mut connection)
+                        .await
+                        .map_err(|e| self.error(e))
+                }
+            }))
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        self.delete_if(&[(key, Vec::new())]).await
+    }
+
+    /// Deletes entries (key, and the list record it must still have; empty: any).
+    async fn delete_if(&self, entries: &[(&[u8], Vec<u8>)]) -> Result<()> {
+        self.with(|connection, partitions| async move {
+            let mut groups: BTreeMap<u32, redis::ScriptInvocation<'_>> = BTreeMap::new();
+            for (key, seen) in entries {
+                let p = Self::partition_of(key, partitions);
+                let invocation = groups
+                    .entry(if self.cluster { p } else { 0 })
+                    .or_insert_with(|| self.scripts.delete_if.prepare_invoke());
+                let (index, meta, value_key) = self.entry_keys(key, partitions);
+                invocation.key(index).key(meta).key(value_key);
+                invocation.arg(*key).arg(seen.as_slice());
+            }
+            try_join_all(groups.values().map(|invocation| {
+                let mut connection = connection.clone();
+                async move {
+                    invocation
+                        .invoke_async::<()>(&mut connection)
+                        .await
+                        .map_err(|e| self.error(e))
+                }
+            }))
+            .await
+            .map(drop)
+        })
+        .await
+    }
+
+    /// Removes the keys whose entries are expired at `now_ms`, each only if nobody has
+    /// written it since it was read here.
+    pub async fn delete_expired(&self, keys: &[&[u8]], now_ms: i64) -> Result<()> {
+        let records: Vec<Option<Vec<u8>>> = self
+            .with(|connection, partitions| async move {
+                try_join_all(keys.iter().map(|key| {
+                    let mut connection = connection.clone();
+                    async move {
+                        let (_, meta, _) = self.entry_keys(key, partitions);
+                        redis::cmd("HGET")
+                            .arg(meta)
+                            .arg(*key)
+                            .query_async(&mut connection)
+                            .await
+                            .map_err(|e| self.error(e))
+                    }
+                }))
+                .await
+            })
+            .await?;
+        let mut expired = Vec::new();
+        for (key, record) in keys.iter().zip(records) {
+            let Some(record) = record else { continue };
+            // A damaged record is not ours to remove: reading the key reports it.
+            if let Ok((expiration, _)) = self.listed(key, &record) {
+                if is_expired(expiration, now_ms) {
+                    expired.push((*key, record));
+                }
+            }
+        }
+        if expired.is_empty() {
+            return Ok(());
+        }
+        self.delete_if(&expired).await
+    }
+
+    /// One batch of partition `p`: up to `count` keys from `start` (a ZRANGEBYLEX bound),
+    /// with their list records.
+    async fn scan_batch(
+        &self,
+        mut connection: Connection,
+        p: u32,
+        start: Vec<u8>,
+        count: usize,
+    ) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
+        let flat: Vec<Option<Vec<u8>>> = self
+            .scripts
+            .scan
+            .key(self.index_key(p))
+            .key(self.meta_key(p))
+            .arg(start)
+            .arg(count)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::with_capacity(flat.len() / 2);
+        let mut items = flat.into_iter();
+        while let (Some(key), Some(record)) = (items.next(), items.next()) {
+            let key = key.ok_or_else(|| self.corrupt("a partition index holds a nil".into()))?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        want: usize,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        self.with(|connection, partitions| async move {
+            let first = |after: Option<&[u8]>| -> Vec<u8> {
+                match after {
+                    Some(after) if after >= prefix => [b"(", after].concat(),
+                    _ => [b"[", prefix].concat(),
+                }
+            };
+            // Each partition in a buffer, refilled when empty; the smallest head is next.
+            let count = (want * 2 / partitions as usize).clamp(16, BATCH_MAX);
+            let mut parts: Vec<Part> = (0..partitions)
+                .map(|_| Part {
+                    buffer: std::collections::VecDeque::new(),
+                    next: Some(first(after)),
+                })
+                .collect();
+            loop {
+                let empty: Vec<u32> = (0..partitions)
+                    .filter(|&p| {
+                        let part = &parts[p as usize];
+                        part.buffer.is_empty() && part.next.is_some()
+                    })
+                    .collect();
+                let batches = try_join_all(empty.iter().map(|&p| {
+                    let start = parts[p as usize].next.clone().unwrap_or_default();
+                    self.scan_batch(connection.clone(), p, start, count)
+                }))
+                .await?;
+                for (&p, batch) in empty.iter().zip(batches) {
+                    let part = &mut parts[p as usize];
+                    let full = batch.len() == count;
+                    part.next = match batch.last() {
+                        Some((last, _)) if full && last.starts_with(prefix) => {
+                            Some([b"(", last.as_slice()].concat())
+                        }
+                        _ => None,
+                    };
+                    part.buffer.extend(
+                        batch
+                            .into_iter()
+                            .take_while(|(key, _)| key.starts_with(prefix)),
+                    );
+                }
+                let head = parts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, part)| part.buffer.front().map(|(key, _)| (key, p)))
+                    .min();
+                let Some((_, p)) = head else {
+                    return Ok(());
+                };
+                let Some((key, record)) = parts[p].buffer.pop_front() else {
+                    return Ok(());
+                };
+                let record = record.ok_or_else(|| self.damaged(&key, "has no list record"))?;
+                let (expiration, metadata) = self.listed(&key, &record)?;
+                if !visit(&key, expiration, metadata.as_ref()) {
+                    return Ok(());
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn entries(
+        &self,
+        mut skip: Option<&mut DamageSink<'_>>,
+    ) -> Result<Vec<(IVec, Entry)>> {
+        let found: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
+            .with(|connection, partitions| async move {
+                let mut found = Vec::new();
+                for p in 0..partitions {
+                    let keys: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                        .arg(self.index_key(p))
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut connection.clone())
+                        .await
+                        .map_err(|e| self.error(e))?;
+                    for chunk in keys.chunks(256) {
+                        let values = try_join_all(chunk.iter().map(|key| {
+                            let mut connection = connection.clone();
+                            async move {
+                                redis::cmd("GET")
+                                    .arg(self.value_key(p, key))
+                                    .query_async::<Option<Vec<u8>>>(&mut connection)
+                                    .await
+                                    .map_err(|e| self.error(e))
+                            }
+                        }))
+                        .await?;
+                        found.extend(chunk.iter().cloned().zip(values));
+                    }
+                }
+                Ok(found)
+            })
+            .await?;
+        let mut entries = Vec::with_capacity(found.len());
+        for (key, bytes) in found {
+            // Deleted between the index read and the value read.
+            let Some(bytes) = bytes else { continue };
+            match (self.entry(&key, bytes), skip.as_deref_mut()) {
+                (Ok(entry), _) => entries.push((IVec::from(key), entry)),
+                (Err(error @ Error::Corrupt { .. }), Some(skip)) => skip(IVec::from(key), error),
+                (Err(error), _) => return Err(error),
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
+
+    pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
+        self.write(
+            true,
+            entries.iter().map(|(key, entry)| {
+                (
+                    key.as_ref(),
+                    entry.expiration,
+                    entry
+                        .metadata
+                        .as_ref()
+                        .map(|m| std::str::from_utf8(m).unwrap_or_default()),
+                    entry.value.bytes().unwrap_or_default(),
+                )
+            }),
+        )
+        .await
+    }
+}
+
+/// One partition during a scan: fetched keys not yet visited, and where to fetch next
+/// (`None` once it has no more keys under the prefix).
+struct Part {
+    buffer: std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
+    next: Option<Vec<u8>>,
+}
