@@ -66,7 +66,27 @@ export interface KVOptions {
    * isolated from every other `KV`.
    */
   path?: string
-  /** Namespace within the store at `path` (default `"default"`). */
+  /**
+   * A Redis or Valkey server to keep the namespace on, shared by every process that opens it:
+   * `redis://[user:password@]host:port[/db]`. With `cluster: true`, any node of a Redis
+   * Cluster. Nothing is sent before the first operation. Not with `path`.
+   */
+  url?: string
+  /** `url` names a node of a Redis Cluster, whose other nodes are found from it. */
+  cluster?: boolean
+  /** Put in front of every Redis key this namespace writes (default `"kv:"`). */
+  keyPrefix?: string
+  /**
+   * How long a Redis operation may wait for the server before it rejects with
+   * `ERR_KV_UNAVAILABLE` (default 5000 ms).
+   */
+  timeoutMs?: number
+  /**
+   * How many partitions a new Redis namespace is split into (default 1 on a single server, 16
+   * on a cluster); an existing namespace keeps its own.
+   */
+  partitions?: number
+  /** Namespace within the store at `path` or on the server at `url` (default `"default"`). */
   namespace?: string
   /**
    * Milliseconds since the UNIX epoch, read at every call. Default: `Date.now()` of the realm

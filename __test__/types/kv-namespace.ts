@@ -45,6 +45,17 @@ async function overloads(env: { KV: KVNamespace }) {
   await kv.put('k', new Map())
   // @ts-expect-error: a key outside the namespace's Key type
   await typed.get('user:3')
+  const shared = new KV({
+    url: 'redis://localhost:6379',
+    cluster: false,
+    keyPrefix: 'app:',
+    timeoutMs: 1000,
+    partitions: 4,
+    namespace: 'SESSIONS',
+  })
+  await shared.close()
+  // @ts-expect-error: the timeout is a number of milliseconds
+  new KV({ url: 'redis://localhost:6379', timeoutMs: '1s' })
   // @ts-expect-error: unknown constructor option
   new KV({ pth: '.kv' })
 }

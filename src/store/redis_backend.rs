@@ -281,12 +281,14 @@ impl RedisBackend {
             r#"{{"format":{REDIS_FORMAT},"partitions":{}}}"#,
             self.new_partitions
         );
-        let (_, layout): (Option<String>, Option<Vec<u8>>) = redis::pipe()
-            .cmd("SET")
+        let _: Option<String> = redis::cmd("SET")
             .arg(&layout_key)
             .arg(&fresh)
             .arg("NX")
-            .cmd("GET")
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.error(e))?;
+        let layout: Option<Vec<u8>> = redis::cmd("GET")
             .arg(&layout_key)
             .query_async(&mut connection)
             .await

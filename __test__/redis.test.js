@@ -1,0 +1,296 @@
+'use strict'
+
+// What only the Redis backend has: sharing between processes, failures of the server and of
+// the network, credentials, durability with AOF, and damage found in what Redis hands back.
+// The conformance suites run on Redis too (see helpers.js); the servers here are private to
+// this file, so that they can be stopped, restarted and killed.
+
+const path = require('node:path')
+const { spawn, spawnSync } = require('node:child_process')
+const { KV } = require('..')
+const { rejection } = require('./helpers')
+const { has, freePort, startServer, stop } = require('./redis/servers')
+
+const available = has('redis-server') && has('redis-cli')
+if (!available) {
+  if (process.env.CI === 'true') throw new Error('redis-server is required under CI=true')
+  console.log('kv-binding: redis-server is not installed here, so redis.test.js is skipped.')
+}
+const describeRedis = available ? describe : describe.skip
+
+// Servers are started, stopped and restarted here: more than Jest's default 5 s.
+jest.setTimeout(30_000)
+
+const ROOT = JSON.stringify(path.resolve(__dirname, '..'))
+
+function redisCli(port, ...args) {
+  const result = spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' })
+  if (result.status !== 0) throw new Error(`redis-cli failed: ${result.stderr}`)
+  return result.stdout.trim()
+}
+
+/** Runs `script` in another Node process with `KV` in scope; resolves its stdout. */
+function inChild(script) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [
+      '-e',
+      `const { KV } = require(${ROOT});
+       (async () => { ${script} })().catch((error) => { console.error(error); process.exit(1) })`,
+    ])
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (chunk) => (out += chunk))
+    child.stderr.on('data', (chunk) => (err += chunk))
+    child.once('exit', (code) =>
+      code === 0 ? resolve(out.trim()) : reject(new Error(`child failed: ${err}`)),
+    )
+  })
+}
+
+describeRedis('Redis', () => {
+  let server
+  let url
+  const opened = []
+  const open = (options = {}) => {
+    const kv = new KV({ url, timeoutMs: 2000, ...options })
+    opened.push(kv)
+    return kv
+  }
+
+  beforeAll(async () => {
+    server = await startServer(['--appendonly', 'no'])
+    url = `redis://127.0.0.1:${server.port}`
+  })
+  afterAll(async () => {
+    await Promise.all(opened.map((kv) => kv.close()))
+    await stop([server])
+  })
+
+  test('processes on one namespace see each other’s writes at once', async () => {
+    const kv = open({ namespace: 'shared' })
+    await kv.put('from-parent', 'hello')
+    const writers = [1, 2, 3].map((n) =>
+      inChild(`
+        const kv = new KV({ url: ${JSON.stringify(url)}, namespace: 'shared' })
+        console.log(await kv.get('from-parent'))
+        await Promise.all(Array.from({ length: 50 }, (_, i) => kv.put('w${n}:' + i, String(i))))
+        await kv.close()`),
+    )
+    expect(await Promise.all(writers)).toEqual(['hello', 'hello', 'hello'])
+    const page = await kv.list({ prefix: 'w' })
+    expect(page.keys).toHaveLength(150)
+    await expect(kv.get('w2:49')).resolves.toBe('49')
+  })
+
+  test('the key prefix keeps namespaces apart; the same prefix and name share', async () => {
+    const a = open({ namespace: 'apart', keyPrefix: 'one:' })
+    const b = open({ namespace: 'apart', keyPrefix: 'two:' })
+    const a2 = open({ namespace: 'apart', keyPrefix: 'one:' })
+    await a.put('k', 'from one')
+    await expect(b.get('k')).resolves.toBeNull()
+    await expect(a2.get('k')).resolves.toBe('from one')
+    expect(redisCli(server.port, 'exists', 'one:{apart:0}:v:k')).toBe('1')
+  })
+
+  test('the layout is written once, and Redis never expires a key itself', async () => {
+    const kv = open({ namespace: 'layout' })
+    await kv.put('soon', 'v', { expiration: Math.floor(Date.now() / 1000) + 60 })
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:layout:layout'))).toEqual({
+      format: 1,
+      partitions: 1,
+    })
+    // The KV clock alone decides expiry: Redis holds no TTL that could hide a live key.
+    expect(redisCli(server.port, 'ttl', 'kv:{layout:0}:v:soon')).toBe('-1')
+    const split = open({ namespace: 'split', partitions: 4 })
+    await split.put('x', '1')
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:split:layout')).partitions).toBe(4)
+    // Later opens keep the layout the namespace was made with.
+    const again = open({ namespace: 'split', partitions: 9 })
+    await expect(again.get('x')).resolves.toBe('1')
+  })
+
+  test('a layout of another format is refused, not misread', async () => {
+    redisCli(server.port, 'set', 'kv:future:layout', '{"format":2,"partitions":1}')
+    const error = await rejection(open({ namespace: 'future' }).get('k'))
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain('layout format 2')
+  })
+
+  test('a damaged or foreign value reads as ERR_KV_CORRUPT naming the key', async () => {
+    const kv = open({ namespace: 'damaged' })
+    await kv.put('good', 'fine')
+    await kv.put('bad', 'will be overwritten')
+    redisCli(server.port, 'set', 'kv:{damaged:0}:v:bad', 'not a record')
+    const error = await rejection(kv.get('bad'))
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain('"bad"')
+    await expect(kv.get('good')).resolves.toBe('fine')
+    // One changed byte behind a valid-looking header fails its checksum.
+    redisCli(server.port, 'setrange', 'kv:{damaged:0}:v:good', '6', 'X')
+    expect((await rejection(kv.get('good'))).message).toContain('checksum')
+    const dumped = []
+    await kv.dump({ onDamaged: (key) => dumped.push(key) })
+    expect(dumped.sort()).toEqual(['bad', 'good'])
+  })
+
+  test('a bad URL is a TypeError that does not repeat the URL', () => {
+    let error
+    try {
+      new KV({ url: 'http://user:hunter2@example.com' })
+    } catch (e) {
+      error = e
+    }
+    expect(error).toBeInstanceOf(TypeError)
+    expect(error.code).toBe('ERR_KV_INVALID_ARGUMENT')
+    expect(error.message).not.toContain('hunter2')
+    expect(() => new KV({ url, path: '/tmp/x' })).toThrow(TypeError)
+    expect(() => new KV({ url, timeoutMs: 0 })).toThrow('timeoutMs')
+    expect(() => new KV({ url, partitions: 2000 })).toThrow('partitions')
+  })
+})
+
+describeRedis('Redis failures', () => {
+  test('an unreachable server rejects within the timeout, naming the host and never the password', async () => {
+    const port = await freePort()
+    const kv = new KV({ url: `redis://app:s3cret-pw@127.0.0.1:${port}`, timeoutMs: 300 })
+    const started = Date.now()
+    const error = await rejection(kv.put('k', 'v'))
+    expect(Date.now() - started).toBeLessThan(5000)
+    expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+    expect(error.message).toContain(`127.0.0.1:${port}`)
+    expect(error.message).not.toContain('s3cret-pw')
+    expect(JSON.stringify(error)).not.toContain('s3cret-pw')
+    await kv.close()
+  })
+
+  test('credentials: none, wrong and right', async () => {
+    const server = await startServer(['--requirepass', 'right-pw'])
+    try {
+      const base = `127.0.0.1:${server.port}`
+      const none = new KV({ url: `redis://${base}`, timeoutMs: 2000 })
+      const noneError = await rejection(none.get('k'))
+      expect(noneError.code).toBe('ERR_KV_UNAVAILABLE')
+      expect(noneError.message).toContain('credentials')
+      const wrong = new KV({ url: `redis://:wrong-pw@${base}`, timeoutMs: 2000 })
+      const wrongError = await rejection(wrong.get('k'))
+      expect(wrongError.code).toBe('ERR_KV_UNAVAILABLE')
+      expect(wrongError.message).not.toContain('wrong-pw')
+      const right = new KV({ url: `redis://:right-pw@${base}`, timeoutMs: 2000 })
+      await right.put('k', 'v')
+      await expect(right.get('k')).resolves.toBe('v')
+      await Promise.all([none.close(), wrong.close(), right.close()])
+    } finally {
+      await stop([server])
+    }
+  })
+
+  test('a server stopped mid-run: operations reject in bounded time, then reconnect by themselves', async () => {
+    let server = await startServer(['--appendonly', 'no'])
+    const { port } = server
+    const kv = new KV({ url: `redis://127.0.0.1:${port}`, timeoutMs: 500 })
+    try {
+      await kv.put('before', '1')
+      await stop([server])
+      const started = Date.now()
+      const results = await Promise.allSettled([kv.get('before'), kv.put('during', '2')])
+      expect(Date.now() - started).toBeLessThan(5000)
+      for (const result of results) {
+        expect(result.status).toBe('rejected')
+        expect(result.reason.code).toBe('ERR_KV_UNAVAILABLE')
+      }
+      server = await startServer(['--appendonly', 'no'], port)
+      // The data went with the server (no persistence); the connection comes back.
+      let value
+      for (let i = 0; i < 50; i++) {
+        try {
+          value = await kv.get('before')
+          break
+        } catch (error) {
+          expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
+      expect(value).toBeNull()
+      await kv.put('after', '3')
+      await expect(kv.get('after')).resolves.toBe('3')
+    } finally {
+      await kv.close()
+      await stop([server])
+    }
+  })
+
+  test('with appendfsync always, SIGKILL of the server loses no acknowledged write', async () => {
+    const aof = ['--appendonly', 'yes', '--appendfsync', 'always']
+    const first = await startServer(aof)
+    const kv = new KV({ url: `redis://127.0.0.1:${first.port}`, timeoutMs: 2000 })
+    const acknowledged = []
+    let stopped = false
+    const writing = (async () => {
+      for (let i = 0; !stopped; i++) {
+        try {
+          await kv.put(`key-${i}`, `value-${i}`, { metadata: { i } })
+          acknowledged.push(i)
+        } catch (error) {
+          expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+          return
+        }
+      }
+    })()
+    while (acknowledged.length < 200) await new Promise((resolve) => setTimeout(resolve, 10))
+    first.child.kill('SIGKILL')
+    await new Promise((resolve) => first.child.once('exit', resolve))
+    stopped = true
+    await writing
+    // Same directory, same port: the AOF is replayed.
+    const second = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(first.port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        first.dir,
+        '--save',
+        '',
+        ...aof,
+      ],
+      { stdio: 'ignore' },
+    )
+    try {
+      let entries
+      for (let i = 0; i < 100 && entries === undefined; i++) {
+        try {
+          entries = await kv.dump()
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
+      const stored = new Set(entries.map((entry) => entry.key))
+      for (const i of acknowledged) expect(stored.has(`key-${i}`)).toBe(true)
+      const last = acknowledged[acknowledged.length - 1]
+      await expect(kv.getWithMetadata(`key-${last}`)).resolves.toMatchObject({
+        value: `value-${last}`,
+        metadata: { i: last },
+      })
+    } finally {
+      await kv.close()
+      await stop([{ child: second, dir: first.dir }])
+    }
+  })
+
+  test('close() settles while the server does not answer', async () => {
+    const server = await startServer(['--appendonly', 'no'])
+    const kv = new KV({ url: `redis://127.0.0.1:${server.port}`, timeoutMs: 400 })
+    await kv.put('k', 'v')
+    server.child.kill('SIGSTOP')
+    try {
+      const pending = kv.get('k')
+      await kv.close()
+      expect((await rejection(pending)).code).toBe('ERR_KV_UNAVAILABLE')
+    } finally {
+      server.child.kill('SIGCONT')
+      await stop([server])
+    }
+  })
+})
