@@ -80,6 +80,8 @@ export declare class NativeNamespace {
   restoreAsync(snapshot: NativeSnapshot): Promise<void | Failure>
   /** Deletes every entry, off the JS thread. */
   clearAsync(): Promise<void | Failure>
+  /** Deletes every entry and every trace of the namespace in its store, off the JS thread. */
+  removeAsync(): Promise<void | Failure>
   /** Deletes `key` in-line. */
   delete(key: string): void
   /** Deletes `key` off the JS thread. */

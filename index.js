@@ -30,6 +30,10 @@ const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
 const isWhole = (value, min, max = Number.MAX_SAFE_INTEGER) =>
   Number.isSafeInteger(value) && value >= min && value <= max
 
+// The key of the method that deletes a namespace with every trace of it (its Redis layout
+// too): for the Jest environment's per-file namespaces, not part of the public API.
+const REMOVE = Symbol('kv-binding: remove namespace')
+
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
 const snapshotHandles = new WeakMap()
 
@@ -557,6 +561,11 @@ function createKV(realm) {
       return this.#scheduleWrite(EVERYTHING, () => new Later(completion(this.#native.clearAsync())))
     }
 
+    // Deletes every entry and every trace of the namespace in its store (see REMOVE).
+    [REMOVE]() {
+      return this.#schedule(EVERYTHING, () => new Later(completion(this.#native.removeAsync())))
+    }
+
     /** Resolves once every write issued before it is durable on disk. */
     flush() {
       return this.#schedule(EVERYTHING, () => new Later(completion(this.#native.flush())))
@@ -669,4 +678,4 @@ function forRealm(realm) {
 
 const KV = forRealm(globalThis)
 
-module.exports = { KV, forRealm, flushOnSignals }
+module.exports = { KV, forRealm, flushOnSignals, REMOVE }

@@ -8,12 +8,13 @@
 //     kvNamespaces: ['KV', 'SESSIONS'],          // default ['KV']
 //     kvSeed: { KV: 'fixtures/kv.json' },        // `wrangler kv bulk put` JSON, from rootDir
 //     kvPersist: '.kv-test',                     // optional: sled stores instead of memory
-//   }
+//     kvUrl: 'redis://localhost:6379',           // optional: Redis instead (kvCluster: true
+//   }                                            //   for a Redis Cluster)
 
 const fs = require('node:fs')
 const path = require('node:path')
 const { TestEnvironment } = require('jest-environment-node')
-const { forRealm } = require('./index.js')
+const { forRealm, REMOVE } = require('./index.js')
 
 const NAME = 'kv-binding/jest-environment'
 
@@ -22,6 +23,8 @@ function readOptions(config) {
     kvNamespaces = ['KV'],
     kvSeed = {},
     kvPersist,
+    kvUrl,
+    kvCluster = false,
   } = config.projectConfig.testEnvironmentOptions ?? {}
   const fail = (message) => {
     throw new TypeError(`${NAME}: ${message}`)
@@ -39,6 +42,13 @@ function readOptions(config) {
   if (kvPersist !== undefined && (typeof kvPersist !== 'string' || kvPersist === '')) {
     fail('kvPersist must be a directory path.')
   }
+  if (kvUrl !== undefined && (typeof kvUrl !== 'string' || kvUrl === '')) {
+    fail('kvUrl must be a Redis URL, such as "redis://localhost:6379".')
+  }
+  if (kvUrl !== undefined && kvPersist !== undefined) {
+    fail('give kvPersist or kvUrl, not both.')
+  }
+  if (typeof kvCluster !== 'boolean') fail('kvCluster must be true or false.')
   const rootDir = config.projectConfig.rootDir
   return {
     names: kvNamespaces,
@@ -48,6 +58,7 @@ function readOptions(config) {
     // One directory per Jest worker, so parallel workers never contend for a store's lock.
     persistDir:
       kvPersist && path.resolve(rootDir, kvPersist, `worker-${process.env.JEST_WORKER_ID ?? '1'}`),
+    redis: kvUrl && { url: kvUrl, cluster: kvCluster },
   }
 }
 
@@ -91,11 +102,17 @@ class KVEnvironment extends TestEnvironment {
     // its constructors for every value, Map, promise and error.
     const KV = forRealm(this.global)
     const env = new this.global.Object()
-    const { names, seeds } = this.#options
+    const { names, seeds, redis } = this.#options
     let { persistDir } = this.#options
+    // On Redis, a key prefix of this test file's own (worker, process, and a random part), so
+    // that parallel workers and runs never meet; teardown removes everything under it.
+    const keyPrefix =
+      redis &&
+      `kv-jest:${process.env.JEST_WORKER_ID ?? '1'}:${process.pid}:${Math.random().toString(36).slice(2, 10)}:`
     for (const name of names) {
       let kv
       if (persistDir) ({ kv, dir: persistDir } = openPersisted(KV, persistDir, name))
+      else if (redis) kv = new KV({ ...redis, keyPrefix, namespace: name })
       else kv = new KV()
       this.#namespaces.push({ kv })
       // A persisted store keeps what the last test file of this worker left: start clean.
@@ -122,7 +139,8 @@ class KVEnvironment extends TestEnvironment {
   }
 
   async teardown() {
-    await Promise.all(this.#namespaces.map(({ kv }) => kv.close()))
+    const removed = this.#options.redis ? this.#namespaces.map(({ kv }) => kv[REMOVE]()) : []
+    await Promise.all([...removed, ...this.#namespaces.map(({ kv }) => kv.close())])
     this.#namespaces = []
     await super.teardown()
   }

@@ -57,3 +57,47 @@ test('an unreadable seed file fails setup with its path', async () => {
   )
   await env.teardown()
 })
+
+const redisUrl = process.env.KV_TEST_REDIS_URL
+// Without redis-server, Jest's globalSetup has said so once and left the URL unset.
+const testRedis = redisUrl ? test : test.skip
+
+testRedis(
+  'kvUrl: each test file gets namespaces of its own on Redis, removed at teardown',
+  async () => {
+    const { spawnSync } = require('node:child_process')
+    const port = new URL(redisUrl).port
+    const keys = (pattern) =>
+      spawnSync('redis-cli', ['-p', port, '--scan', '--pattern', pattern], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter(Boolean)
+    const root = tempDir()
+    require('node:fs').writeFileSync(
+      path.join(root, 'seed.json'),
+      JSON.stringify([{ key: 'seeded', value: 'from the seed' }]),
+    )
+    const options = { kvNamespaces: ['KV'], kvSeed: { KV: 'seed.json' }, kvUrl: redisUrl }
+    const first = environment(options, root)
+    const second = environment(options, root)
+    await first.setup()
+    await second.setup()
+    const [a, b] = [first.global.env.KV, second.global.env.KV]
+    await a.put('only-in-first', 'x')
+    await expect(b.get('only-in-first')).resolves.toBeNull()
+    await expect(b.get('seeded')).resolves.toBe('from the seed')
+    // A test's writes are undone before the next test.
+    await first.handleTestEvent({ name: 'test_start' })
+    await expect(a.get('only-in-first')).resolves.toBeNull()
+    expect(keys('kv-jest:*').length).toBeGreaterThan(0)
+    await first.teardown()
+    await second.teardown()
+    expect(keys('kv-jest:*')).toEqual([])
+  },
+)
+
+test('kvUrl is a Redis URL, and not with kvPersist', () => {
+  expect(() => environment({ kvUrl: 42 }, tempDir())).toThrow('kvUrl must be a Redis URL')
+  expect(() => environment({ kvUrl: 'redis://x', kvPersist: 'dir' }, tempDir())).toThrow(
+    'give kvPersist or kvUrl, not both.',
+  )
+})

@@ -231,6 +231,22 @@ impl NativeNamespace {
         })
     }
 
+    /// Starts `work` on this namespace off the JS thread (see [`tasks::start`]).
+    fn off_thread<'env, T, V, F>(
+        &self,
+        env: &'env Env,
+        work: impl FnOnce(Arc<Namespace>) -> F,
+        finish: fn(T) -> V,
+    ) -> Result<Pending<'env, T, V>>
+    where
+        F: std::future::Future<Output = store::Result<T>> + Send + 'static,
+        T: Send + 'static,
+        V: ToNapiValue + TypeName + 'static,
+    {
+        let namespace = self.namespace()?;
+        start(env, namespace, work(namespace.clone()), finish)
+    }
+
     fn namespace(&self) -> Result<&Arc<Namespace>> {
         self.inner
             .as_ref()
@@ -322,17 +338,16 @@ impl NativeNamespace {
         as_text: bool,
         now: f64,
     ) -> Result<Pending<'env, Option<OwnedPair>, Option<JsPair>>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 let entry = namespace
                     .get_async(&key, cache_ttl, u64::MAX, now_ms(now))
                     .await?;
                 Ok(entry.and_then(|entry| owned_pair(entry, as_text)))
-            }
-        };
-        start(env, &namespace, work, |pair| pair.map(js_pair))
+            },
+            |pair| pair.map(js_pair),
+        )
     }
 
     /// Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
@@ -370,17 +385,16 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         now: f64,
     ) -> Result<Pending<'env, Vec<Option<store::Entry>>, BulkEntries>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 let entries = namespace
                     .get_bulk_async(&keys, kind.as_deref(), cache_ttl, u64::MAX, now_ms(now))
                     .await?;
                 Ok(entries.unwrap_or_default())
-            }
-        };
-        start(env, &namespace, work, bulk_entries)
+            },
+            bulk_entries,
+        )
     }
 
     /// Lists up to `limit` keys (0 or less: 1000) that start with `prefix`, after `cursor`.
@@ -408,16 +422,15 @@ impl NativeNamespace {
         cursor: Option<String>,
         now: f64,
     ) -> Result<Pending<'env, store::ListPage, ListPage>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 namespace
                     .list_async(&prefix, limit, cursor.as_deref(), now_ms(now))
                     .await
-            }
-        };
-        start(env, &namespace, work, list_page)
+            },
+            list_page,
+        )
     }
 
     /// Writes a string value in-line.
@@ -466,17 +479,16 @@ impl NativeNamespace {
         metadata: Option<String>,
         now: f64,
     ) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
         let options = put_options(expiration, expiration_ttl, metadata);
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 namespace
                     .put_async(&key, &value, &options, now_ms(now))
                     .await
-            }
-        };
-        start(env, &namespace, work, nothing)
+            },
+            nothing,
+        )
     }
 
     /// Writes many entries off the JS thread, all or none (`putMany` in the core). The
@@ -493,10 +505,9 @@ impl NativeNamespace {
         metadata: Vec<Option<String>>,
         now: f64,
     ) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 let entries: Vec<BulkEntry<'_>> = keys
                     .iter()
                     .zip(&values)
@@ -509,9 +520,9 @@ impl NativeNamespace {
                     })
                     .collect();
                 namespace.put_many_async(&entries, now_ms(now)).await
-            }
-        };
-        start(env, &namespace, work, nothing)
+            },
+            nothing,
+        )
     }
 
     /// Every live entry, read off the JS thread: `[entries, damaged]`, with
@@ -527,10 +538,9 @@ impl NativeNamespace {
         now: f64,
         skip_damaged: bool,
     ) -> Result<Pending<'env, Dump, (Vec<Dumped>, Damaged)>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move {
+        self.off_thread(
+            env,
+            |namespace| async move {
                 let mut damaged = Vec::new();
                 let entries = {
                     let mut skip = |key: sled::IVec, error: store::Error| {
@@ -552,15 +562,17 @@ impl NativeNamespace {
                     })
                     .collect();
                 Ok((entries, damaged))
-            }
-        };
-        start(env, &namespace, work, |(entries, damaged): Dump| {
-            let entries = entries
-                .into_iter()
-                .map(|(key, bytes, expiration, metadata)| (key, bytes.into(), expiration, metadata))
-                .collect();
-            (entries, damaged)
-        })
+            },
+            |(entries, damaged): Dump| {
+                let entries = entries
+                    .into_iter()
+                    .map(|(key, bytes, expiration, metadata)| {
+                        (key, bytes.into(), expiration, metadata)
+                    })
+                    .collect();
+                (entries, damaged)
+            },
+        )
     }
 
     /// Takes a snapshot of the namespace off the JS thread.
@@ -569,14 +581,13 @@ impl NativeNamespace {
         &self,
         env: &'env Env,
     ) -> Result<Pending<'env, store::Snapshot, NativeSnapshot>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move { namespace.snapshot_async().await }
-        };
-        start(env, &namespace, work, |snapshot| NativeSnapshot {
-            inner: Arc::new(snapshot),
-        })
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.snapshot_async().await },
+            |snapshot| NativeSnapshot {
+                inner: Arc::new(snapshot),
+            },
+        )
     }
 
     /// Puts the namespace back to `snapshot`, off the JS thread.
@@ -586,24 +597,32 @@ impl NativeNamespace {
         env: &'env Env,
         snapshot: &NativeSnapshot,
     ) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
         let snapshot = snapshot.inner.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move { namespace.restore_async(&snapshot).await }
-        };
-        start(env, &namespace, work, nothing)
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.restore_async(&snapshot).await },
+            nothing,
+        )
     }
 
     /// Deletes every entry, off the JS thread.
     #[napi(ts_return_type = "Promise<void | Failure>")]
     pub fn clear_async<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move { namespace.clear_async().await }
-        };
-        start(env, &namespace, work, nothing)
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.clear_async().await },
+            nothing,
+        )
+    }
+
+    /// Deletes every entry and every trace of the namespace in its store, off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn remove_async<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.remove_async().await },
+            nothing,
+        )
     }
 
     /// Deletes `key` in-line.
@@ -616,23 +635,21 @@ impl NativeNamespace {
     /// Deletes `key` off the JS thread.
     #[napi(ts_return_type = "Promise<void | Failure>")]
     pub fn delete_async<'env>(&self, env: &'env Env, key: String) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move { namespace.delete_async(&key).await }
-        };
-        start(env, &namespace, work, nothing)
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.delete_async(&key).await },
+            nothing,
+        )
     }
 
     /// Makes every write so far durable, off the JS thread.
     #[napi(ts_return_type = "Promise<void | Failure>")]
     pub fn flush<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {
-        let namespace = self.namespace()?.clone();
-        let work = {
-            let namespace = namespace.clone();
-            async move { namespace.flush_async().await }
-        };
-        start(env, &namespace, work, nothing)
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.flush_async().await },
+            nothing,
+        )
     }
 
     /// Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice

@@ -317,6 +317,12 @@ impl Namespace {
         self.storage.replace_all(&[]).await
     }
 
+    /// Deletes every entry and every trace of the namespace in its store (on Redis, its
+    /// layout key): for namespaces made for one test run.
+    pub async fn remove_async(&self) -> Result<()> {
+        self.storage.remove().await
+    }
+
     /// Makes every write so far durable (a no-op in memory; on Redis, the server's
     /// configuration decides).
     pub async fn flush_async(&self) -> Result<()> {

@@ -783,6 +783,19 @@ impl RedisBackend {
         Ok(entries)
     }
 
+    /// Removes every Redis key of the namespace, its layout included.
+    pub async fn remove(&self) -> Result<()> {
+        self.write(true, std::iter::empty()).await?;
+        self.with(|mut connection, _| async move {
+            redis::cmd("DEL")
+                .arg(format!("{}{}:layout", self.prefix, self.name))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(|e| self.error(e))
+        })
+        .await
+    }
+
     pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
         self.write(
             true,

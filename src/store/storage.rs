@@ -118,6 +118,14 @@ impl Storage {
         }
     }
 
+    /// Deletes every entry and, on Redis, the namespace's layout too.
+    pub async fn remove(&self) -> Result<()> {
+        match self {
+            Storage::Local(backend) => backend.replace_all(&[]),
+            Storage::Remote(redis) => Box::pin(redis.remove()).await,
+        }
+    }
+
     pub async fn flush(&self) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.flush(),
