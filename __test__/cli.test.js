@@ -247,3 +247,34 @@ test('a store in use by another process gets a clear message', async () => {
     holder.kill('SIGKILL')
   }
 })
+
+const redisUrl = process.env.KV_TEST_REDIS_URL
+// Without redis-server, Jest's globalSetup has said so once and left the URL unset.
+const testRedis = redisUrl ? test : test.skip
+
+testRedis('--url reads and writes a namespace on Redis that KV shares', async () => {
+  const keyPrefix = `cli-test-${process.pid}:`
+  const run = (args, input) => {
+    const result = spawnSync(
+      process.execPath,
+      [BIN, '--url', redisUrl, '--key-prefix', keyPrefix, ...args],
+      { input, encoding: 'utf8' },
+    )
+    return { status: result.status, stdout: result.stdout, stderr: result.stderr }
+  }
+  expect(run(['put', 'greeting', 'hello'])).toMatchObject({ status: 0 })
+  const kv = new KV({ url: redisUrl, keyPrefix, namespace: 'KV' })
+  try {
+    await expect(kv.get('greeting')).resolves.toBe('hello')
+    await kv.put('from-kv', 'written by KV')
+    expect(run(['get', 'from-kv'])).toEqual({ status: 0, stdout: 'written by KV', stderr: '' })
+    expect(run(['list']).stdout).toBe('from-kv\ngreeting\n')
+  } finally {
+    await kv.close()
+  }
+  const both = spawnSync(process.execPath, [BIN, '--url', redisUrl, '--path', dir, 'list'], {
+    encoding: 'utf8',
+  })
+  expect(both.status).toBe(2)
+  expect(both.stderr).toContain('give --path or --url, not both')
+})

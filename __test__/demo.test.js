@@ -10,6 +10,17 @@ const stores = [
   ['memory', () => ({})],
   ['sled', () => ({ path: tempDir(), namespace: 'KV' })],
 ]
+// Without redis-server, Jest's globalSetup has said so once and left the URL unset.
+if (process.env.KV_TEST_REDIS_URL) {
+  stores.push([
+    'redis',
+    () => ({
+      url: process.env.KV_TEST_REDIS_URL,
+      keyPrefix: `demo-${process.pid}:`,
+      namespace: 'KV',
+    }),
+  ])
+}
 
 describe.each(stores)('demo worker on the %s backend', (_name, kvOptions) => {
   let demo

@@ -6,10 +6,10 @@ const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { KV } = require('..')
 
-const USAGE = `Usage: kv-binding [--path DIR] [--namespace NS] <command> [arguments]
+const USAGE = `Usage: kv-binding [--path DIR | --url URL] [--namespace NS] <command> [arguments]
 
-Reads and writes a kv-binding store (the sled store that \`new KV({ path, namespace })\` and
-\`npm start\` use).
+Reads and writes a kv-binding store: the sled store that \`new KV({ path, namespace })\` and
+\`npm start\` use, or with --url a namespace on Redis (\`new KV({ url, namespace })\`).
 
 Commands:
   list [--prefix P] [--limit N] [--json]   keys, one per line (--json: name, expiration, metadata)
@@ -28,6 +28,10 @@ Commands:
 
 Options:
   --path DIR        store directory (default .kv)
+  --url URL         a Redis server instead: redis://[user:password@]host:port[/db], or
+                    the KV_URL environment variable
+  --cluster         URL is a node of a Redis Cluster
+  --key-prefix P    the Redis key prefix (default kv:)
   --namespace NS    namespace in the store (default KV, the demo worker's binding)
   --progress        show a progress bar on import and export even when stderr is not a terminal
   -h, --help        this help
@@ -36,13 +40,29 @@ Exit status: 0 on success, 1 when the key is missing or the operation fails, 2 o
 
 class UsageError extends Error {}
 
+/** The KV options for the store the command line names: a directory, or Redis. */
+function storeOptions(options) {
+  const { url, path: dir, namespace, cluster } = options
+  if (url === undefined || url === '') {
+    if (cluster || options['key-prefix'] !== undefined) {
+      throw new UsageError('--cluster and --key-prefix go with --url')
+    }
+    return { path: dir ?? '.kv', namespace }
+  }
+  if (dir !== undefined) throw new UsageError('give --path or --url, not both')
+  return { url, namespace, cluster, keyPrefix: options['key-prefix'] }
+}
+
 function parse(argv) {
   try {
     return parseArgs({
       args: argv,
       allowPositionals: true,
       options: {
-        path: { type: 'string', default: '.kv' },
+        path: { type: 'string' },
+        url: { type: 'string', default: process.env.KV_URL },
+        cluster: { type: 'boolean', default: false },
+        'key-prefix': { type: 'string' },
         namespace: { type: 'string', default: 'KV' },
         prefix: { type: 'string' },
         limit: { type: 'string' },
@@ -338,7 +358,7 @@ async function main(argv) {
   }
   if (command === undefined) throw new UsageError('no command given')
   if (!Object.hasOwn(commands, command)) throw new UsageError(`unknown command "${command}"`)
-  const kv = new KV({ path: options.path, namespace: options.namespace })
+  const kv = new KV(storeOptions(options))
   try {
     return (await commands[command](kv, args, options)) ?? 0
   } finally {

@@ -3,9 +3,10 @@
 // Runs examples/worker.js inside edge-runtime (a Node-based worker emulator) with `env.KV`
 // backed by kv-binding, and serves it over HTTP.
 //
-//   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv]
+//   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv | --url redis://...]
 //
-// Environment: PORT, HOST, KV_PATH, RATE_LIMIT (requests a minute per IP, default 100).
+// Environment: PORT, HOST, KV_PATH, KV_URL (Redis instead of a directory: every demo process
+// pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100).
 
 const fs = require('node:fs')
 const http = require('node:http')
@@ -139,23 +140,42 @@ async function startDemo({ port = 8787, host = '127.0.0.1', kvOptions = {}, rate
   }
 }
 
+/** `url` without its password, for printing. */
+function redacted(url) {
+  try {
+    const parsed = new URL(url)
+    if (parsed.password) parsed.password = '***'
+    return parsed.href
+  } catch {
+    return 'the given URL'
+  }
+}
+
 async function main() {
   const { values } = parseArgs({
     options: {
       port: { type: 'string', default: process.env.PORT || '8787' },
       host: { type: 'string', default: process.env.HOST || '127.0.0.1' },
       path: { type: 'string', default: process.env.KV_PATH || '.kv' },
+      url: { type: 'string', default: process.env.KV_URL || undefined },
     },
   })
+  // Redis when a URL is given: the namespace is then shared by every process that names it.
+  const kvOptions = values.url
+    ? { url: values.url, namespace: 'KV' }
+    : { path: values.path, namespace: 'KV' }
+  const where = values.url
+    ? `on Redis at ${redacted(values.url)}`
+    : `in ${path.resolve(values.path)}`
   const rateLimit = Number(process.env.RATE_LIMIT || 100)
   const demo = await startDemo({
     port: Number(values.port),
     host: values.host,
-    kvOptions: { path: values.path, namespace: 'KV' },
+    kvOptions,
     rateLimit,
   })
   const url = demo.url.replace(/\/$/, '')
-  console.log(`kv-binding demo worker on ${url} (data in ${path.resolve(values.path)})`)
+  console.log(`kv-binding demo worker on ${url} (data ${where})`)
   console.log(
     `  curl -i -X POST '${url}/login?user=alice'    then  curl -i ${url}/me --cookie session=...`,
   )
