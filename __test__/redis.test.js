@@ -124,6 +124,7 @@ describeRedis('Redis', () => {
     const error = await rejection(kv.get('bad'))
     expect(error.code).toBe('ERR_KV_CORRUPT')
     expect(error.message).toContain('"bad"')
+    expect(error.message).toContain(`"damaged" on the Redis server at 127.0.0.1:${server.port}`)
     await expect(kv.get('good')).resolves.toBe('fine')
     // One changed byte behind a valid-looking header fails its checksum.
     redisCli(server.port, 'setrange', 'kv:{damaged:0}:v:good', '6', 'X')
@@ -131,6 +132,23 @@ describeRedis('Redis', () => {
     const dumped = []
     await kv.dump({ onDamaged: (key) => dumped.push(key) })
     expect(dumped.sort()).toEqual(['bad', 'good'])
+  })
+
+  test('a server error (a key of ours holding something else) is ERR_KV_STORAGE, nothing changed', async () => {
+    const kv = open({ namespace: 'clash' })
+    await kv.put('kept', 'v')
+    redisCli(server.port, 'del', 'kv:{clash:0}:m')
+    redisCli(server.port, 'set', 'kv:{clash:0}:m', 'not a hash')
+    const error = await rejection(kv.put('new', 'x'))
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain(`"clash" on the Redis server at 127.0.0.1:${server.port}`)
+    expect(error.message).toContain('WRONGTYPE')
+    // The script refused before its first write: the index did not gain the key either.
+    expect(redisCli(server.port, 'zrange', 'kv:{clash:0}:i', '0', '-1')).toBe('kept')
+    expect((await rejection(kv.delete('kept'))).code).toBe('ERR_KV_STORAGE')
+    expect((await rejection(kv.clear())).code).toBe('ERR_KV_STORAGE')
+    expect(redisCli(server.port, 'zrange', 'kv:{clash:0}:i', '0', '-1')).toBe('kept')
+    expect(redisCli(server.port, 'exists', 'kv:{clash:0}:v:kept')).toBe('1')
   })
 
   test('a bad URL is a TypeError that does not repeat the URL', () => {

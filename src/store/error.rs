@@ -41,6 +41,12 @@ pub enum Error {
     Locked { path: PathBuf, pid: Option<u32> },
     /// The store exists but cannot be read.
     Corrupt { path: PathBuf, detail: String },
+    /// What Redis holds for a namespace cannot be read: `place` says which server, namespace
+    /// and key prefix.
+    CorruptRemote { place: String, detail: String },
+    /// The Redis server answered an operation on the namespace at `place` with an error
+    /// (out of memory, a read-only replica, a key of ours holding something else...).
+    StorageRemote { place: String, detail: String },
     /// The store's directory cannot be used (permissions, not a directory, full disk...).
     Storage { path: PathBuf, detail: String },
     /// The Redis server at `endpoint` (host and port, never credentials) did not answer, or
@@ -93,8 +99,8 @@ impl Error {
             Error::Type(_) | Error::Service { .. } => None,
             Error::Closed => Some("ERR_KV_CLOSED"),
             Error::Locked { .. } => Some("ERR_KV_LOCKED"),
-            Error::Corrupt { .. } => Some("ERR_KV_CORRUPT"),
-            Error::Storage { .. } => Some("ERR_KV_STORAGE"),
+            Error::Corrupt { .. } | Error::CorruptRemote { .. } => Some("ERR_KV_CORRUPT"),
+            Error::Storage { .. } | Error::StorageRemote { .. } => Some("ERR_KV_STORAGE"),
             Error::Unavailable { .. } => Some("ERR_KV_UNAVAILABLE"),
             Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
             Error::Internal(_) => Some("ERR_KV_INTERNAL"),
@@ -143,6 +149,14 @@ impl fmt::Display for Error {
                  delete the directory and it will be created afresh.",
                 path.display()
             ),
+            Error::CorruptRemote { place, detail } => write!(
+                f,
+                "The namespace {place} cannot be read: {detail}. Delete or rewrite the damaged \
+                 key to go on; dump({{ onDamaged }}) saves everything else."
+            ),
+            Error::StorageRemote { place, detail } => {
+                write!(f, "The namespace {place} cannot be used: {detail}")
+            }
             Error::Storage { path, detail } => {
                 write!(
                     f,

@@ -18,7 +18,6 @@
 //! Expiry is the KV clock's decision alone; no Redis TTL is set.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -130,12 +129,29 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            write: Script::new(WRITE),
-            delete_if: Script::new(DELETE_IF),
+            write: Script::new(&[CHECK_TYPES, WRITE].concat()),
+            delete_if: Script::new(&[CHECK_TYPES, DELETE_IF].concat()),
             scan: Script::new(SCAN),
         }
     }
 }
+
+/// Checks, before anything is written, that the index and list-record keys of each entry
+/// hold what they should (or nothing): Redis does not undo a script's earlier writes when a
+/// later command fails, so a type clash must stop the script before its first write.
+/// `KEYS[first]`, `KEYS[first + step]`... up to `last` are index keys, each followed by its
+/// meta key.
+const CHECK_TYPES: &str = r"
+local function check_types(first, last, step)
+  for j = first, last, step do
+    local index, meta = redis.call('TYPE', KEYS[j]).ok, redis.call('TYPE', KEYS[j + 1]).ok
+    if (index ~= 'zset' and index ~= 'none') or (meta ~= 'hash' and meta ~= 'none') then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[j] .. ' or ' .. KEYS[j + 1] ..
+        ' holds something other than a kv-binding index')
+    end
+  end
+end
+";
 
 /// Clears the partitions named first, then writes entries, all in one atomic step.
 /// KEYS: index and meta key of each partition to clear, then index, meta and value key of
@@ -143,6 +159,9 @@ impl Scripts {
 /// list record and value record of each entry.
 const WRITE: &str = r"
 local cleared = tonumber(ARGV[1])
+local k, a = 2 * cleared, 1 + cleared
+local clash = check_types(1, k, 2) or check_types(k + 1, #KEYS, 3)
+if clash then return clash end
 for p = 1, cleared do
   local values = ARGV[1 + p]
   for _, key in ipairs(redis.call('ZRANGE', KEYS[2 * p - 1], 0, -1)) do
@@ -150,7 +169,6 @@ for p = 1, cleared do
   end
   redis.call('DEL', KEYS[2 * p - 1], KEYS[2 * p])
 end
-local k, a = 2 * cleared, 1 + cleared
 for j = 1, (#ARGV - a) / 3 do
   local key = ARGV[a + 3 * j - 2]
   redis.call('ZADD', KEYS[k + 3 * j - 2], 0, key)
@@ -163,6 +181,8 @@ return 0
 /// Deletes each entry whose list record is still the one given (empty: delete whatever is
 /// there). KEYS: index, meta and value key of each entry. ARGV: key and record of each.
 const DELETE_IF: &str = r"
+local clash = check_types(1, #KEYS, 3)
+if clash then return clash end
 for j = 1, #ARGV / 2 do
   local key, seen = ARGV[2 * j - 1], ARGV[2 * j]
   if seen == '' or redis.call('HGET', KEYS[3 * j - 1], key) == seen then
@@ -323,16 +343,16 @@ impl RedisBackend {
     }
 
     /// Where messages say the namespace is.
-    fn place(&self) -> PathBuf {
-        PathBuf::from(format!(
-            "redis at {} (namespace {:?}, key prefix {:?})",
-            self.endpoint, self.name, self.prefix
-        ))
+    fn place(&self) -> String {
+        format!(
+            "{:?} on the Redis server at {} (key prefix {:?})",
+            self.name, self.endpoint, self.prefix
+        )
     }
 
     fn corrupt(&self, detail: String) -> Error {
-        Error::Corrupt {
-            path: self.place(),
+        Error::CorruptRemote {
+            place: self.place(),
             detail,
         }
     }
@@ -378,8 +398,8 @@ impl RedisBackend {
                 detail,
             }
         } else {
-            Error::Storage {
-                path: self.place(),
+            Error::StorageRemote {
+                place: self.place(),
                 detail,
             }
         }
@@ -775,7 +795,9 @@ impl RedisBackend {
             let Some(bytes) = bytes else { continue };
             match (self.entry(&key, bytes), skip.as_deref_mut()) {
                 (Ok(entry), _) => entries.push((IVec::from(key), entry)),
-                (Err(error @ Error::Corrupt { .. }), Some(skip)) => skip(IVec::from(key), error),
+                (Err(error @ Error::CorruptRemote { .. }), Some(skip)) => {
+                    skip(IVec::from(key), error)
+                }
                 (Err(error), _) => return Err(error),
             }
         }
