@@ -43,9 +43,14 @@ const { ADAPTERS } = require('./adapters')
 const keys = Number(options.keys ?? (options.quick ? 10_000 : 100_000))
 const miniflareKeys = Number(options['miniflare-keys'] ?? Math.min(keys, 10_000))
 const largeListKeys = Number(options['large-list-keys'] ?? (options.quick ? 100 : 1000))
-const libs = options.libs?.split(',') ?? Object.keys(ADAPTERS)
+let libs = options.libs?.split(',') ?? Object.keys(ADAPTERS)
 for (const lib of libs) {
   if (!ADAPTERS[lib]) throw new Error(`unknown library ${lib}; known: ${Object.keys(ADAPTERS)}`)
+}
+const servers = require('../__test__/redis/servers')
+if (libs.some((lib) => ADAPTERS[lib].redis) && !servers.has('redis-server')) {
+  console.log('redis-server is not installed: the Redis libraries are left out.')
+  libs = libs.filter((lib) => !ADAPTERS[lib].redis)
 }
 const BASE = 'kv-binding'
 
@@ -107,7 +112,22 @@ async function main() {
       `${os.cpus().length} × ${os.cpus()[0].model}, Node ${process.version}, ${os.platform()} ${os.arch()}`,
   )
   const results = []
-  for (const lib of libs) results.push(...(await runLib(lib)))
+  // One private Redis server for every Redis library, emptied between them.
+  let redis = null
+  if (libs.some((lib) => ADAPTERS[lib].redis)) {
+    redis = await servers.startServer(['--appendonly', 'no'])
+    process.env.KV_BENCH_REDIS_URL = `redis://127.0.0.1:${redis.port}`
+  }
+  try {
+    for (const lib of libs) {
+      if (ADAPTERS[lib].redis) {
+        require('node:child_process').spawnSync('redis-cli', ['-p', String(redis.port), 'flushall'])
+      }
+      results.push(...(await runLib(lib)))
+    }
+  } finally {
+    if (redis) await servers.stop([redis])
+  }
   const find = (lib, phase) => results.find((r) => r.lib === lib && r.phase === phase)
 
   const timed = [...new Set(results.filter((r) => r.opsPerSec).map((r) => r.phase))]
