@@ -5,9 +5,25 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use kv_binding::store::{Entry, Namespace, PutOptions, StoreConfig, Value};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use kv_binding::store::{Entry, Namespace, PutOptions, RedisConfig, StoreConfig, Value};
 use proptest::prelude::*;
 use tempfile::TempDir;
+
+/// Runs every operation: a local namespace's complete at once, a Redis one's on the network.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+});
+
+fn wait<T>(work: impl std::future::Future<Output = T>) -> T {
+    RUNTIME.block_on(work)
+}
 
 const START_MS: i64 = 1_900_000_000_000;
 
@@ -99,7 +115,7 @@ fn run(open: &dyn Fn() -> Vec<Namespace>, reopens: bool, ops: &[Op]) -> Result<(
                     metadata: metadata.clone(),
                     ..PutOptions::default()
                 };
-                namespace.put(key, &value, &options, now).unwrap();
+                wait(namespace.put_async(key, &value, &options, now)).unwrap();
                 let expiration = ttl.map(|ttl| now.div_euclid(1000) + i64::from(ttl));
                 model.insert(
                     key.as_bytes().to_vec(),
@@ -111,11 +127,11 @@ fn run(open: &dyn Fn() -> Vec<Namespace>, reopens: bool, ops: &[Op]) -> Result<(
                 );
             }
             Op::Delete(key) => {
-                namespace.delete(key).unwrap();
+                wait(namespace.delete_async(key)).unwrap();
                 model.remove(key.as_bytes());
             }
             Op::Get(key) => {
-                let got = namespace.get(key, None, u64::MAX, now).unwrap();
+                let got = wait(namespace.get_async(key, None, u64::MAX, now)).unwrap();
                 let want = model
                     .get(key.as_bytes())
                     .filter(|s| s.expiration.is_none_or(|e| now < e * 1000));
@@ -144,9 +160,8 @@ fn run(open: &dyn Fn() -> Vec<Namespace>, reopens: bool, ops: &[Op]) -> Result<(
                 for pages in 1.. {
                     // A cursor that does not move on would page forever.
                     prop_assert!(pages <= want.len() + 1, "list {:?} does not end", prefix);
-                    let page = namespace
-                        .list(prefix, *limit, cursor.as_deref(), now)
-                        .unwrap();
+                    let page =
+                        wait(namespace.list_async(prefix, *limit, cursor.as_deref(), now)).unwrap();
                     let page_size = if *limit <= 0 { 1000 } else { *limit as usize };
                     prop_assert!(page.keys.len() <= page_size);
                     listed.extend(page.keys);
@@ -216,4 +231,38 @@ proptest! {
         };
         run(&open, true, &ops)?;
     }
+}
+
+/// Two handles on one Redis namespace split into 3 partitions (so that list merges them); a
+/// reopen connects afresh. The server is this test's own, stopped when it ends.
+#[test]
+fn redis_handles_match_the_model() {
+    let Some(server) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: common::cases(64),
+        ..ProptestConfig::default()
+    });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&proptest::collection::vec(op(), 1..120), |ops| {
+            let case = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let name = format!("model-{case}");
+            let open = || {
+                let handle = || {
+                    let config = RedisConfig {
+                        url: server.url.clone(),
+                        cluster: false,
+                        key_prefix: "kv:".into(),
+                        timeout: Duration::from_secs(5),
+                        partitions: Some(3),
+                    };
+                    Namespace::connect(&name, config).unwrap()
+                };
+                vec![handle(), handle()]
+            };
+            run(&open, true, &ops)
+        })
+        .unwrap();
 }
