@@ -9,7 +9,7 @@ const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { KV } = require('..')
 const { rejection } = require('./helpers')
-const { has, freePort, startServer, stop } = require('./redis/servers')
+const { has, freePort, startServer, startCluster, stop } = require('./redis/servers')
 
 const available = has('redis-server') && has('redis-cli')
 if (!available) {
@@ -309,6 +309,83 @@ describeRedis('Redis failures', () => {
     } finally {
       server.child.kill('SIGCONT')
       await stop([server])
+    }
+  })
+})
+
+/** How many hash slots the cluster node `id` serves, as the node at `port` sees it. */
+function slotsOf(port, id) {
+  const line = redisCli(port, 'cluster', 'nodes')
+    .split('\n')
+    .find((entry) => entry.startsWith(id))
+  return line
+    .split(' ')
+    .slice(8)
+    .filter((range) => /^\d/.test(range))
+    .reduce((sum, range) => {
+      const [first, last = first] = range.split('-').map(Number)
+      return sum + last - first + 1
+    }, 0)
+}
+
+describeRedis('Redis Cluster', () => {
+  test('a resharding in flight: reads and writes go on, following MOVED and ASK', async () => {
+    const nodes = await startCluster()
+    const [from, to] = nodes.map((node) => redisCli(node.port, 'cluster', 'myid'))
+    const slotsBefore = slotsOf(nodes[1].port, to)
+    const kv = new KV({ url: `redis://127.0.0.1:${nodes[0].port}`, cluster: true, timeoutMs: 5000 })
+    try {
+      const written = new Map()
+      for (let i = 0; i < 200; i++) {
+        await kv.put(`key-${i}`, `first-${i}`)
+        written.set(`key-${i}`, `first-${i}`)
+      }
+      // Moves a third of the slots from the first node to the second while we work.
+      const reshard = new Promise((resolve, reject) => {
+        const child = spawn(
+          'redis-cli',
+          [
+            '--cluster',
+            'reshard',
+            `127.0.0.1:${nodes[0].port}`,
+            '--cluster-from',
+            from,
+            '--cluster-to',
+            to,
+            '--cluster-slots',
+            '2000',
+            '--cluster-yes',
+            '--cluster-pipeline',
+            '1',
+          ],
+          { stdio: 'ignore' },
+        )
+        child.once('exit', (code) =>
+          code === 0 ? resolve() : reject(new Error(`reshard: ${code}`)),
+        )
+      })
+      let done = false
+      reshard.finally(() => (done = true)).catch(() => {})
+      let rounds = 0
+      while (!done || rounds < 3) {
+        for (let i = 0; i < 200; i += 7) {
+          const key = `key-${i}`
+          await expect(kv.get(key)).resolves.toBe(written.get(key))
+          const value = `round-${rounds}-${i}`
+          await kv.put(key, value)
+          written.set(key, value)
+        }
+        rounds++
+      }
+      await reshard
+      const page = await kv.list()
+      expect(page.keys).toHaveLength(200)
+      for (const [key, value] of written) await expect(kv.get(key)).resolves.toBe(value)
+      // The slots did move, and our partitions with them.
+      expect(slotsOf(nodes[1].port, to) - slotsBefore).toBe(2000)
+    } finally {
+      await kv.close()
+      await stop(nodes)
     }
   })
 })
