@@ -17,6 +17,7 @@ use napi_derive::napi;
 use crate::store::{self, BulkEntry, Namespace, Op, PutOptions, RedisConfig, StoreConfig, Value};
 
 mod convert;
+mod settle;
 mod tasks;
 
 use convert::{

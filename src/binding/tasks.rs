@@ -5,10 +5,8 @@
 //! failure resolves a [`Failure`], which keeps the error's code.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 
-use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
 
 use super::{guarded, Failure};
@@ -44,7 +42,7 @@ impl<T: Send + 'static, V: ToNapiValue + TypeName + 'static> Task for PoolJob<T,
     }
 }
 
-fn outcome<T, V>(output: store::Result<T>, finish: fn(T) -> V) -> Outcome<V> {
+pub(super) fn outcome<T, V>(output: store::Result<T>, finish: fn(T) -> V) -> Outcome<V> {
     match output {
         Ok(value) => Either::A(finish(value)),
         Err(error) => Either::B(error.into()),
@@ -69,19 +67,9 @@ where
             finish,
         })));
     }
-    let guarded_work = async move {
-        let output = AssertUnwindSafe(work).catch_unwind().await;
-        Ok(output.unwrap_or_else(|panic| {
-            Err(store::Error::Internal(
-                store::panic_message(panic.as_ref()).to_string(),
-            ))
-        }))
-    };
-    env.spawn_future_with_callback(guarded_work, move |_env, output| {
-        Ok(outcome(output, finish))
-    })
-    .map(Either::B)
-    .map_err(super::convert::napi_failure)
+    super::settle::spawn(env, work, finish)
+        .map(Either::B)
+        .map_err(super::convert::napi_failure)
 }
 
 /// A job that yields nothing.
