@@ -19,7 +19,7 @@ export declare class NativeNamespace {
    * Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
    * Nothing is sent before the first operation.
    */
-  static connect(url: string, name: string, cluster: boolean, keyPrefix: string, timeoutMs: number, partitions?: number | undefined | null, listPageCap?: number | undefined | null): NativeNamespace
+  static connect(url: string, name: string, cluster: boolean, keyPrefix: string, timeoutMs: number, partitions?: number | undefined | null, listPageCap?: number | undefined | null, tlsCa?: string | undefined | null, tlsCert?: string | undefined | null, tlsKey?: string | undefined | null): NativeNamespace
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).

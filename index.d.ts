@@ -74,6 +74,11 @@ export interface KVOptions {
   url?: string
   /** `url` names a node of a Redis Cluster, whose other nodes are found from it. */
   cluster?: boolean
+  /**
+   * For a `rediss://` URL: PEM text of the authorities to trust instead of the system's
+   * (`ca`), and a client certificate with its key for servers that ask for one.
+   */
+  tls?: { ca?: string; cert?: string; key?: string }
   /** Put in front of every Redis key this namespace writes (default `"kv:"`). */
   keyPrefix?: string
   /**

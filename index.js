@@ -616,7 +616,13 @@ const DEFAULT_TIMEOUT_MS = 5000
  * `cluster`, `keyPrefix`, `timeoutMs` and `partitions`.
  */
 function connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative) {
-  const { cluster = false, keyPrefix = 'kv:', timeoutMs = DEFAULT_TIMEOUT_MS, partitions } = options
+  const {
+    cluster = false,
+    keyPrefix = 'kv:',
+    timeoutMs = DEFAULT_TIMEOUT_MS,
+    partitions,
+    tls = {},
+  } = options
   if (typeof url !== 'string' || url === '') {
     throw new TypeErrorInRealm(
       'The url option must be a Redis URL such as "redis://localhost:6379".',
@@ -641,6 +647,20 @@ function connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNat
       `The partitions option must be a whole number from 1 to ${native.MAX_PARTITIONS}.`,
     )
   }
+  const { ca, cert, key } = isObject(tls) ? tls : { ca: 0 }
+  const isPem = (text, label) =>
+    text === undefined || (typeof text === 'string' && label.test(text))
+  const certificate = /-----BEGIN CERTIFICATE-----/
+  if (
+    !isPem(ca, certificate) ||
+    !isPem(cert, certificate) ||
+    !isPem(key, /-----BEGIN [A-Z ]*PRIVATE KEY-----/) ||
+    (cert === undefined) !== (key === undefined)
+  ) {
+    throw new TypeErrorInRealm(
+      'The tls option must be { ca?, cert?, key? } with PEM text, and key with cert.',
+    )
+  }
   try {
     return native.NativeNamespace.connect(
       url,
@@ -650,6 +670,9 @@ function connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNat
       timeoutMs,
       partitions,
       listPageCap,
+      ca,
+      cert,
+      key,
     )
   } catch (error) {
     throw fromNative(error)

@@ -389,3 +389,110 @@ describeRedis('Redis Cluster', () => {
     }
   })
 })
+
+/** A throwaway authority, and a server and a client certificate it signed, made by openssl. */
+function certificates(dir) {
+  const openssl = (...args) => {
+    const result = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+    if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${result.stderr}`)
+  }
+  const fs = require('node:fs')
+  openssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kv-binding test authority',
+  )
+  fs.writeFileSync(path.join(dir, 'san.cnf'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  for (const name of ['server', 'client']) {
+    openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/CN=${name}`,
+    )
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      `${name}.crt`,
+      '-days',
+      '2',
+      '-extfile',
+      'san.cnf',
+    )
+  }
+  const read = (file) => fs.readFileSync(path.join(dir, file), 'utf8')
+  return { ca: read('ca.crt'), cert: read('client.crt'), key: read('client.key') }
+}
+
+describeRedis('Redis over TLS', () => {
+  test('rediss:// with the authority given; refused without it; client certificates', async () => {
+    const tlsPort = await freePort()
+    const dir = require('node:fs').mkdtempSync(path.join(require('node:os').tmpdir(), 'kv-tls-'))
+    const { ca, cert, key } = certificates(dir)
+    const server = await startServer([
+      '--tls-port',
+      String(tlsPort),
+      '--tls-cert-file',
+      path.join(dir, 'server.crt'),
+      '--tls-key-file',
+      path.join(dir, 'server.key'),
+      '--tls-ca-cert-file',
+      path.join(dir, 'ca.crt'),
+      '--tls-auth-clients',
+      'yes',
+    ])
+    const url = `rediss://127.0.0.1:${tlsPort}`
+    const opened = []
+    const open = (options) => {
+      const kv = new KV({ url, timeoutMs: 3000, ...options })
+      opened.push(kv)
+      return kv
+    }
+    try {
+      const kv = open({ tls: { ca, cert, key } })
+      await kv.put('secret', 'over TLS')
+      await expect(kv.get('secret')).resolves.toBe('over TLS')
+
+      const untrusted = await rejection(open({ tls: { cert, key } }).get('secret'))
+      expect(untrusted.code).toBe('ERR_KV_UNAVAILABLE')
+      expect(untrusted.message).toContain('certificate')
+      // The server asks every client for a certificate.
+      const anonymous = await rejection(open({ tls: { ca } }).get('secret'))
+      expect(anonymous.code).toBe('ERR_KV_UNAVAILABLE')
+
+      expect(() => new KV({ url: `redis://127.0.0.1:${server.port}`, tls: { ca } })).toThrow(
+        'The tls option goes with a rediss:// URL.',
+      )
+      expect(() => new KV({ url, tls: { cert } })).toThrow('key with cert')
+      expect(() => new KV({ url, tls: { ca: 'not PEM' } })).toThrow(TypeError)
+    } finally {
+      await Promise.all(opened.map((kv) => kv.close()))
+      await stop([server])
+      require('node:fs').rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})

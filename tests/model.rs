@@ -256,6 +256,7 @@ fn redis_handles_match_the_model() {
                         cluster: false,
                         key_prefix: "kv:".into(),
                         timeout: Duration::from_secs(5),
+                        tls: None,
                         partitions: Some(3),
                     };
                     Namespace::connect(&name, config).unwrap()

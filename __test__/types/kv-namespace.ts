@@ -53,6 +53,10 @@ async function overloads(env: { KV: KVNamespace }) {
     partitions: 4,
     namespace: 'SESSIONS',
   })
+  await new KV({
+    url: 'rediss://localhost:6380',
+    tls: { ca: '-----BEGIN CERTIFICATE-----' },
+  }).close()
   await shared.close()
   // @ts-expect-error: the timeout is a number of milliseconds
   new KV({ url: 'redis://localhost:6379', timeoutMs: '1s' })

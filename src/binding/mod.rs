@@ -14,7 +14,9 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{self, BulkEntry, Namespace, Op, PutOptions, RedisConfig, StoreConfig, Value};
+use crate::store::{
+    self, BulkEntry, Namespace, Op, PutOptions, RedisConfig, StoreConfig, TlsConfig, Value,
+};
 
 mod convert;
 mod settle;
@@ -208,6 +210,7 @@ impl NativeNamespace {
     /// Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
     /// Nothing is sent before the first operation.
     #[napi(factory, catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
     pub fn connect(
         url: String,
         name: String,
@@ -216,12 +219,23 @@ impl NativeNamespace {
         timeout_ms: u32,
         partitions: Option<u32>,
         list_page_cap: Option<u32>,
+        tls_ca: Option<String>,
+        tls_cert: Option<String>,
+        tls_key: Option<String>,
     ) -> Result<Self> {
+        let client = tls_cert
+            .zip(tls_key)
+            .map(|(c, k)| (c.into_bytes(), k.into_bytes()));
+        let tls = (tls_ca.is_some() || client.is_some()).then(|| TlsConfig {
+            ca: tls_ca.map(String::into_bytes),
+            client,
+        });
         let config = RedisConfig {
             url,
             cluster,
             key_prefix,
             timeout: std::time::Duration::from_millis(u64::from(timeout_ms)),
+            tls,
             partitions,
         };
         let namespace = guarded(|| Namespace::connect(&name, config))

@@ -19,7 +19,7 @@ mod validate;
 pub use backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
-pub use redis_backend::{RedisConfig, MAX_PARTITIONS, REDIS_FORMAT};
+pub use redis_backend::{RedisConfig, TlsConfig, MAX_PARTITIONS, REDIS_FORMAT};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
 pub use storage::complete_local;
 pub use validate::{

@@ -49,9 +49,19 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// How long an operation may wait for the server before it fails.
     pub timeout: Duration,
+    /// For `rediss://`: PEM certificates of the authorities to trust instead of the system's,
+    /// and a client certificate with its key for servers that ask for one.
+    pub tls: Option<TlsConfig>,
     /// Partitions of a namespace that does not exist yet (`None`: 1 on a single server, 16 on
     /// a cluster). An existing namespace keeps the layout it was created with.
     pub partitions: Option<u32>,
+}
+
+/// Certificates for TLS, in PEM.
+#[derive(Clone, Debug, Default)]
+pub struct TlsConfig {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The longest a namespace can be split.
@@ -218,7 +228,37 @@ impl RedisBackend {
                     .to_owned(),
             )
         };
-        let single = redis::Client::open(config.url.as_str()).map_err(|_| bad_url())?;
+        let certificates = config.tls.map(|tls| redis::TlsCertificates {
+            client_tls: tls
+                .client
+                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: tls.ca,
+        });
+        if config.url.starts_with("rediss:") {
+            // rustls needs its crypto chosen once per process; another library may have.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        } else if certificates.is_some() {
+            return Err(Error::Invalid(
+                "The tls option goes with a rediss:// URL.".to_owned(),
+            ));
+        }
+        let bad_tls = || {
+            Error::Invalid(
+                "The tls option's certificates could not be read: give PEM text \
+                 (-----BEGIN CERTIFICATE----- ...), and key with cert."
+                    .to_owned(),
+            )
+        };
+        let single = match &certificates {
+            Some(certificates) => {
+                redis::Client::build_with_tls(config.url.as_str(), certificates.clone())
+                    .map_err(|_| bad_tls())?
+            }
+            None => redis::Client::open(config.url.as_str()).map_err(|_| bad_url())?,
+        };
         let info = single.get_connection_info();
         let endpoint = info.addr().to_string();
         let secret = info
@@ -227,12 +267,14 @@ impl RedisBackend {
             .filter(|p| !p.is_empty())
             .map(str::to_owned);
         let client = if config.cluster {
-            let cluster = ClusterClientBuilder::new(vec![config.url.as_str()])
+            let mut builder = ClusterClientBuilder::new(vec![config.url.as_str()])
                 .connection_timeout(config.timeout)
                 .response_timeout(config.timeout)
-                .retries(2)
-                .build()
-                .map_err(|_| bad_url())?;
+                .retries(2);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let cluster = builder.build().map_err(|_| bad_url())?;
             Client::Cluster(cluster)
         } else {
             let manager_config = ConnectionManagerConfig::new()
