@@ -43,7 +43,9 @@ const kvBindingRedis = {
     const { KV } = require('..')
     const kv = new KV({
       url: process.env.KV_BENCH_REDIS_URL,
-      keyPrefix: `bench-${process.pid}-${Math.random().toString(36).slice(2)}:`,
+      keyPrefix:
+        process.env.KV_BENCH_PREFIX ??
+        `bench-${process.pid}-${Math.random().toString(36).slice(2)}:`,
       namespace: 'bench',
     })
     return kvNamespaceAdapter(kv, { sync: async () => {}, close: () => kv.close() })
@@ -60,7 +62,10 @@ const ioredis = {
   open() {
     const Redis = require('ioredis')
     const client = new Redis(process.env.KV_BENCH_REDIS_URL, { enableAutoPipelining: true })
-    const base = `ioredis-${process.pid}-${Math.random().toString(36).slice(2)}:{bench:0}:`
+    const prefix =
+      process.env.KV_BENCH_PREFIX ??
+      `ioredis-${process.pid}-${Math.random().toString(36).slice(2)}:`
+    const base = `${prefix}{bench:0}:`
     const [index, meta] = [`${base}i`, `${base}m`]
     const value = (key) => `${base}v:${key}`
     // The list record kv-binding keeps: a flags byte (no expiration, no metadata).
