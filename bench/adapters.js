@@ -34,60 +34,70 @@ const kvBinding = (backend, durable = false, root = '..', label = '') => ({
   },
 })
 
-// kv-binding on the Redis server that run.js starts (KV_BENCH_REDIS_URL); each open gets a key
-// prefix of its own.
-const kvBindingRedis = {
-  name: 'kv-binding (redis)',
-  redis: true,
+// A private prefix for each open, unless KV_BENCH_PREFIX shares one (bench/processes.js).
+const benchPrefix = (lib) =>
+  process.env.KV_BENCH_PREFIX ?? `${lib}-${process.pid}-${Math.random().toString(36).slice(2)}:`
+
+// kv-binding on the Redis server (or cluster) that run.js starts.
+const kvBindingRedis = (cluster) => ({
+  name: `kv-binding (redis${cluster ? ' cluster' : ''})`,
+  redis: cluster ? 'cluster' : 'single',
   open() {
     const { KV } = require('..')
     const kv = new KV({
-      url: process.env.KV_BENCH_REDIS_URL,
-      keyPrefix:
-        process.env.KV_BENCH_PREFIX ??
-        `bench-${process.pid}-${Math.random().toString(36).slice(2)}:`,
+      url: cluster ? process.env.KV_BENCH_REDIS_CLUSTER_URL : process.env.KV_BENCH_REDIS_URL,
+      cluster,
+      keyPrefix: benchPrefix('bench'),
       namespace: 'bench',
     })
     return kvNamespaceAdapter(kv, { sync: async () => {}, close: () => kv.close() })
   },
-}
+})
 
 // ioredis doing what kv-binding does on Redis, in kv-binding's key layout: a write is the
 // index member, the list record and the value in one MULTI; a read is one GET; a list is a
 // ZRANGEBYLEX with an HMGET of the list records. Auto-pipelining on, its fastest setting for
-// many calls in flight.
-const ioredis = {
-  name: 'ioredis (same commands)',
-  redis: true,
+// many calls in flight. On a cluster, keys spread over 16 hash-tagged partitions as
+// kv-binding's do (by a simpler hash), and a list reads every partition.
+const ioredis = (cluster) => ({
+  name: `ioredis (same commands${cluster ? ', cluster' : ''})`,
+  redis: cluster ? 'cluster' : 'single',
   open() {
     const Redis = require('ioredis')
-    const client = new Redis(process.env.KV_BENCH_REDIS_URL, { enableAutoPipelining: true })
-    const prefix =
-      process.env.KV_BENCH_PREFIX ??
-      `ioredis-${process.pid}-${Math.random().toString(36).slice(2)}:`
-    const base = `${prefix}{bench:0}:`
-    const [index, meta] = [`${base}i`, `${base}m`]
-    const value = (key) => `${base}v:${key}`
+    const client = cluster
+      ? new Redis.Cluster([process.env.KV_BENCH_REDIS_CLUSTER_URL], { enableAutoPipelining: true })
+      : new Redis(process.env.KV_BENCH_REDIS_URL, { enableAutoPipelining: true })
+    const prefix = benchPrefix('ioredis')
+    const partitions = cluster ? 16 : 1
+    const partitionOf = (key) => key.charCodeAt(key.length - 1) % partitions
+    const base = (p) => `${prefix}{bench:${p}}:`
+    const keysOf = (key) => {
+      const b = base(partitionOf(key))
+      return [`${b}i`, `${b}m`, `${b}v:${key}`]
+    }
     // The list record kv-binding keeps: a flags byte (no expiration, no metadata).
     const record = Buffer.from([0])
+    const listPartition = async (p, prefixOf, limit) => {
+      const keys = await client.zrangebylex(`${base(p)}i`, `[${prefixOf}`, '+', 'LIMIT', 0, limit)
+      if (keys.length > 0) await client.hmgetBuffer(`${base(p)}m`, ...keys)
+      return keys.filter((key) => key.startsWith(prefixOf))
+    }
     return {
       put: async (key, data) => {
-        await client
-          .multi()
-          .zadd(index, 0, key)
-          .hset(meta, key, record)
-          .set(value(key), data)
-          .exec()
+        const [index, meta, value] = keysOf(key)
+        await client.multi().zadd(index, 0, key).hset(meta, key, record).set(value, data).exec()
       },
-      get: async (key) => client.get(value(key)),
-      getBytes: async (key) => client.getBuffer(value(key)),
+      get: async (key) => client.get(keysOf(key)[2]),
+      getBytes: async (key) => client.getBuffer(keysOf(key)[2]),
       delete: async (key) => {
-        await client.multi().zrem(index, key).hdel(meta, key).del(value(key)).exec()
+        const [index, meta, value] = keysOf(key)
+        await client.multi().zrem(index, key).hdel(meta, key).del(value).exec()
       },
-      list: async (prefix, limit) => {
-        const keys = await client.zrangebylex(index, `[${prefix}`, '+', 'LIMIT', 0, limit)
-        if (keys.length > 0) await client.hmgetBuffer(meta, ...keys)
-        return keys.filter((key) => key.startsWith(prefix))
+      list: async (prefixOf, limit) => {
+        const parts = await Promise.all(
+          Array.from({ length: partitions }, (_, p) => listPartition(p, prefixOf, limit)),
+        )
+        return parts.flat().sort().slice(0, limit)
       },
       sync: async () => {},
       close: async () => {
@@ -95,7 +105,7 @@ const ioredis = {
       },
     }
   },
-}
+})
 
 // The floor for any Promise API: a Map behind async functions. It keeps keys in insertion
 // order, which the benchmark makes sorted, so a prefix list is a scan from the start.
@@ -233,8 +243,10 @@ const ADAPTERS = {
   'classic-level': classicLevel,
   'better-sqlite3': betterSqlite3,
   miniflare,
-  'kv-binding-redis': kvBindingRedis,
-  ioredis,
+  'kv-binding-redis': kvBindingRedis(false),
+  ioredis: ioredis(false),
+  'kv-binding-redis-cluster': kvBindingRedis(true),
+  'ioredis-cluster': ioredis(true),
 }
 
 module.exports = { ADAPTERS }

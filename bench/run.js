@@ -112,21 +112,30 @@ async function main() {
       `${os.cpus().length} × ${os.cpus()[0].model}, Node ${process.version}, ${os.platform()} ${os.arch()}`,
   )
   const results = []
-  // One private Redis server for every Redis library, emptied between them.
-  let redis = null
-  if (libs.some((lib) => ADAPTERS[lib].redis)) {
-    redis = await servers.startServer(['--appendonly', 'no'])
-    process.env.KV_BENCH_REDIS_URL = `redis://127.0.0.1:${redis.port}`
+  // One private Redis server, and one 3-shard cluster, for the Redis libraries that need
+  // them, emptied before each library.
+  const started = []
+  const uses = (kind) => libs.some((lib) => ADAPTERS[lib].redis === kind)
+  if (uses('single')) {
+    started.push(await servers.startServer(['--appendonly', 'no']))
+    process.env.KV_BENCH_REDIS_URL = `redis://127.0.0.1:${started[0].port}`
+  }
+  if (uses('cluster')) {
+    const cluster = await servers.startCluster()
+    started.push(...cluster)
+    process.env.KV_BENCH_REDIS_CLUSTER_URL = `redis://127.0.0.1:${cluster[0].port}`
   }
   try {
     for (const lib of libs) {
       if (ADAPTERS[lib].redis) {
-        require('node:child_process').spawnSync('redis-cli', ['-p', String(redis.port), 'flushall'])
+        for (const { port } of started) {
+          require('node:child_process').spawnSync('redis-cli', ['-p', String(port), 'flushall'])
+        }
       }
       results.push(...(await runLib(lib)))
     }
   } finally {
-    if (redis) await servers.stop([redis])
+    await servers.stop(started)
   }
   const find = (lib, phase) => results.find((r) => r.lib === lib && r.phase === phase)
 
