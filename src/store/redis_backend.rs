@@ -617,19 +617,28 @@ impl RedisBackend {
                         None,
                     )));
             }
-            try_join_all(groups.values().map(|invocation| {
-                let mut connection = connection.clone();
-                async move {
-                    invocation
-                        .invoke_async::<()>(&mut connection)
-                        .await
-                        .map_err(|e| self.error(e))
-                }
-            }))
-            .await
-            .map(drop)
+            self.invoke_all(&connection, groups.values()).await
         })
         .await
+    }
+
+    /// Runs script calls together on `connection`: one round trip's wait for all.
+    async fn invoke_all<'s, 'a: 's>(
+        &self,
+        connection: &Connection,
+        invocations: impl Iterator<Item = &'s redis::ScriptInvocation<'a>>,
+    ) -> Result<()> {
+        try_join_all(invocations.map(|invocation| {
+            let mut connection = connection.clone();
+            async move {
+                invocation
+                    .invoke_async::<()>(&mut connection)
+                    .await
+                    .map_err(|e| self.error(e))
+            }
+        }))
+        .await
+        .map(drop)
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
@@ -649,17 +658,7 @@ impl RedisBackend {
                 invocation.key(index).key(meta).key(value_key);
                 invocation.arg(*key).arg(seen.as_slice());
             }
-            try_join_all(groups.values().map(|invocation| {
-                let mut connection = connection.clone();
-                async move {
-                    invocation
-                        .invoke_async::<()>(&mut connection)
-                        .await
-                        .map_err(|e| self.error(e))
-                }
-            }))
-            .await
-            .map(drop)
+            self.invoke_all(&connection, groups.values()).await
         })
         .await
     }
