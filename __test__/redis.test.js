@@ -329,6 +329,27 @@ function slotsOf(port, id) {
 }
 
 describeRedis('Redis Cluster', () => {
+  test('braces in the namespace or prefix never split a partition across slots', async () => {
+    const url = process.env.KV_TEST_REDIS_CLUSTER_URL
+    for (const [namespace, keyPrefix] of [
+      ['a}b{c', 'kv:'],
+      ['plain', 'app{x}:'],
+      ['{', '}{'],
+    ]) {
+      const kv = new KV({ url, cluster: true, namespace, keyPrefix, partitions: 4 })
+      try {
+        await kv.bulkPut(Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: `${i}` })))
+        await kv.delete('k3')
+        expect((await kv.list()).keys).toHaveLength(39)
+        await expect(kv.get('k7')).resolves.toBe('7')
+        await kv.clear()
+        expect((await kv.list()).keys).toHaveLength(0)
+      } finally {
+        await kv.close()
+      }
+    }
+  })
+
   test('a resharding in flight: reads and writes go on, following MOVED and ASK', async () => {
     const nodes = await startCluster()
     const [from, to] = nodes.map((node) => redisCli(node.port, 'cluster', 'myid'))
