@@ -142,15 +142,18 @@ export interface KVSnapshot {
 }
 
 /**
- * A Workers KV namespace, in memory or stored on disk with sled, that behaves like production's
- * `KVNamespace` binding: same overloads, result shapes, limits and error messages.
+ * A Workers KV namespace, in memory, stored on disk with sled, or on Redis, that behaves like
+ * production's `KVNamespace` binding: same overloads, result shapes, limits and error messages.
  *
- * Errors that production does not have (a closed or locked store, a damaged one) carry a
- * `code`: `ERR_KV_CLOSED`, `ERR_KV_LOCKED`, `ERR_KV_CORRUPT`, `ERR_KV_STORAGE`,
- * `ERR_KV_INVALID_ARGUMENT`.
+ * Errors that production does not have (a closed or locked store, a damaged one, a Redis
+ * server out of reach) carry a `code`: `ERR_KV_CLOSED`, `ERR_KV_LOCKED`, `ERR_KV_CORRUPT`,
+ * `ERR_KV_STORAGE`, `ERR_KV_UNAVAILABLE`, `ERR_KV_INVALID_ARGUMENT`.
  */
 export declare class KV<Key extends string = string> {
-  /** Opens a namespace: in memory without `path`, in the sled store at `path` with it. */
+  /**
+   * Opens a namespace: in memory without `path` or `url`, in the sled store at `path`, or on
+   * the Redis server at `url` (connected at the first operation).
+   */
   constructor(options?: KVOptions)
 
   /** Reads a value as text; `null` when the key is missing or expired. */
