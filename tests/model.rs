@@ -233,15 +233,11 @@ proptest! {
     }
 }
 
-/// Two handles on one Redis namespace split into 3 partitions (so that list merges them); a
-/// reopen connects afresh. The server is this test's own, stopped when it ends.
-#[test]
-fn redis_handles_match_the_model() {
-    let Some(server) = common::redis::RedisServer::start() else {
-        return;
-    };
+/// Runs the model on Redis at `url`: two handles on one namespace per case, split into
+/// `partitions` (so that list merges them); a reopen connects afresh.
+fn run_on_redis(url: &str, cluster: bool, partitions: u32, cases: u32) {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: common::cases(64),
+        cases: common::cases(cases),
         ..ProptestConfig::default()
     });
     let case = std::sync::atomic::AtomicUsize::new(0);
@@ -252,12 +248,12 @@ fn redis_handles_match_the_model() {
             let open = || {
                 let handle = || {
                     let config = RedisConfig {
-                        url: server.url.clone(),
-                        cluster: false,
+                        url: url.to_owned(),
+                        cluster,
                         key_prefix: "kv:".into(),
                         timeout: Duration::from_secs(5),
                         tls: None,
-                        partitions: Some(3),
+                        partitions: Some(partitions),
                     };
                     Namespace::connect(&name, config).unwrap()
                 };
@@ -266,4 +262,21 @@ fn redis_handles_match_the_model() {
             run(&open, true, &ops)
         })
         .unwrap();
+}
+
+/// On a single server of this test's own, stopped when it ends.
+#[test]
+fn redis_handles_match_the_model() {
+    if let Some(server) = common::redis::RedisServer::start() {
+        run_on_redis(&server.url, false, 3, 64);
+    }
+}
+
+/// On a 3-shard Redis Cluster of this test's own, the namespace spread over 16 partitions
+/// (fewer cases: every list there is 16 round trips).
+#[test]
+fn redis_cluster_handles_match_the_model() {
+    if let Some(cluster) = common::redis::RedisCluster::start() {
+        run_on_redis(&cluster.url, true, 16, 32);
+    }
 }

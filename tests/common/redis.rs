@@ -1,5 +1,5 @@
-//! A private `redis-server` for the integration tests, on a free loopback port, stopped when
-//! dropped.
+//! Private Redis servers for the integration tests, on free loopback ports, stopped when
+//! dropped: one server, or three joined into a Redis Cluster.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -8,43 +8,60 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     child: Child,
     pub url: String,
+    pub port: u16,
     /// Where the server keeps its files, removed after it stops.
     _dir: tempfile::TempDir,
 }
 
-impl RedisServer {
-    /// Starts a server, or `None` (after saying why) where `redis-server` is not installed.
-    /// Under `CI=true` a missing server fails the test instead: CI installs it.
-    pub fn start() -> Option<Self> {
-        let installed = Command::new("redis-server")
+/// Whether `redis-server` and `redis-cli` can run here. Where they cannot, says so, or under
+/// `CI=true` (which installs them) fails the test.
+pub fn available() -> bool {
+    let runs = |command: &str| {
+        Command::new(command)
             .arg("--version")
             .stdout(Stdio::null())
             .status()
-            .is_ok_and(|status| status.success());
-        if !installed {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "redis-server is not installed, and under CI=true the Redis tests may not skip"
-            );
-            eprintln!("redis-server is not installed here, so this Redis test is skipped");
-            return None;
-        }
+            .is_ok_and(|status| status.success())
+    };
+    if runs("redis-server") && runs("redis-cli") {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "redis-server is not installed, and under CI=true the Redis tests may not skip"
+    );
+    eprintln!("redis-server is not installed here, so this Redis test is skipped");
+    false
+}
+
+/// A loopback port free now, with the one 10000 above it (a cluster node's bus) free too.
+fn free_port() -> u16 {
+    loop {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
+        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl RedisServer {
+    /// Starts a server, or `None` where `redis-server` is not installed (see [`available`]).
+    pub fn start() -> Option<Self> {
+        available().then(|| Self::spawn(&[]))
+    }
+
+    fn spawn(extra: &[&str]) -> Self {
+        let port = free_port();
         let dir = tempfile::TempDir::new().unwrap();
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", ""])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -56,11 +73,12 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Self {
+        Self {
             child,
             url: format!("redis://127.0.0.1:{port}"),
+            port,
             _dir: dir,
-        })
+        }
     }
 }
 
@@ -68,5 +86,47 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Three servers joined into a Redis Cluster of 3 shards; `url` names the first.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    pub url: String,
+}
+
+impl RedisCluster {
+    /// Starts a cluster, or `None` where `redis-server` is not installed.
+    pub fn start() -> Option<Self> {
+        if !available() {
+            return None;
+        }
+        let nodes: Vec<_> = (0..3)
+            .map(|_| RedisServer::spawn(&["--cluster-enabled", "yes", "--appendonly", "no"]))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(nodes.iter().map(|node| format!("127.0.0.1:{}", node.port)))
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let started = Instant::now();
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli runs");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(20), "no cluster");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let url = nodes[0].url.clone();
+        Some(Self { nodes, url })
     }
 }
