@@ -112,7 +112,8 @@ function createKV(realm) {
      * @param {{ path?: string, url?: string, namespace?: string, clock?: () => number,
      *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep',
      *   listPageCap?: number, durable?: boolean, cluster?: boolean, keyPrefix?: string,
-     *   timeoutMs?: number, partitions?: number }} [options]
+     *   timeoutMs?: number, partitions?: number,
+     *   tls?: { ca?: string, cert?: string, key?: string } }} [options]
      */
     constructor(options = {}) {
       if (!isObject(options)) {
