@@ -39,34 +39,15 @@ const backends = [
 // prefix of its own, and each KV gets a namespace of its own.
 const REDIS_PREFIX = `kvtest:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
 const { KV_TEST_REDIS_URL, KV_TEST_REDIS_CLUSTER_URL } = process.env
-if (KV_TEST_REDIS_URL) {
-  backends.push([
-    'redis',
-    (options = {}) =>
-      track(
-        new KV({
-          url: KV_TEST_REDIS_URL,
-          keyPrefix: REDIS_PREFIX,
-          namespace: `ns${counter++}`,
-          ...options,
-        }),
-      ),
-  ])
-}
+const onRedis =
+  (url, cluster) =>
+  (options = {}) =>
+    track(
+      new KV({ url, cluster, keyPrefix: REDIS_PREFIX, namespace: `ns${counter++}`, ...options }),
+    )
+if (KV_TEST_REDIS_URL) backends.push(['redis', onRedis(KV_TEST_REDIS_URL, false)])
 if (KV_TEST_REDIS_CLUSTER_URL) {
-  backends.push([
-    'redis cluster',
-    (options = {}) =>
-      track(
-        new KV({
-          url: KV_TEST_REDIS_CLUSTER_URL,
-          cluster: true,
-          keyPrefix: REDIS_PREFIX,
-          namespace: `ns${counter++}`,
-          ...options,
-        }),
-      ),
-  ])
+  backends.push(['redis cluster', onRedis(KV_TEST_REDIS_CLUSTER_URL, true)])
 }
 
 function track(kv) {

@@ -521,34 +521,34 @@ impl RedisBackend {
         })
     }
 
+    /// The entry at `key`, read with one GET of its value record.
+    async fn read(
+        &self,
+        mut connection: Connection,
+        partitions: u32,
+        key: &[u8],
+    ) -> Result<Option<Entry>> {
+        let (_, _, value_key) = self.entry_keys(key, partitions);
+        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(value_key)
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.error(e))?;
+        bytes.map(|bytes| self.entry(key, bytes)).transpose()
+    }
+
     pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        self.with(|mut connection, partitions| async move {
-            let (_, _, value_key) = self.entry_keys(key, partitions);
-            let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(value_key)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| self.error(e))?;
-            bytes.map(|bytes| self.entry(key, bytes)).transpose()
-        })
-        .await
+        self.with(|connection, partitions| self.read(connection, partitions, key))
+            .await
     }
 
     pub async fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>> {
         self.with(|connection, partitions| async move {
             // Sent together on the one connection: a single round trip's wait.
-            try_join_all(keys.iter().map(|key| {
-                let mut connection = connection.clone();
-                async move {
-                    let (_, _, value_key) = self.entry_keys(key, partitions);
-                    let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(value_key)
-                        .query_async(&mut connection)
-                        .await
-                        .map_err(|e| self.error(e))?;
-                    bytes.map(|bytes| self.entry(key, bytes)).transpose()
-                }
-            }))
+            try_join_all(
+                keys.iter()
+                    .map(|key| self.read(connection.clone(), partitions, key)),
+            )
             .await
         })
         .await
