@@ -94,6 +94,19 @@ pub fn encode(
     value: &[u8],
     blob: Option<BlobRef>,
 ) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_into(&mut out, expiration, metadata, value, blob);
+    out
+}
+
+/// [`encode`], appending the record to `out` (whatever `out` already holds stays in front).
+pub fn encode_into(
+    out: &mut Vec<u8>,
+    expiration: Option<i64>,
+    metadata: Option<&str>,
+    value: &[u8],
+    blob: Option<BlobRef>,
+) {
     let mut flags = 0;
     let mut len = 1;
     if expiration.is_some() {
@@ -120,7 +133,7 @@ pub fn encode(
         }
         None => len += value.len(),
     }
-    let mut out = Vec::with_capacity(len);
+    out.reserve(len);
     out.push(flags);
     if let Some(expiration) = expiration {
         out.extend_from_slice(&expiration.to_be_bytes());
@@ -139,7 +152,6 @@ pub fn encode(
         }
         None => out.extend_from_slice(value),
     }
-    out
 }
 
 /// Decodes a record. Never panics, whatever the bytes.

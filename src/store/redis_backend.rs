@@ -338,7 +338,7 @@ impl RedisBackend {
                     .map_err(|e| self.error(e))?,
             ),
         };
-        let layout_key = format!("{}{}:layout", self.prefix, self.name);
+        let layout_key = self.layout_key();
         let fresh = format!(
             r#"{{"format":{REDIS_FORMAT},"partitions":{}}}"#,
             self.new_partitions
@@ -368,8 +368,8 @@ impl RedisBackend {
             .and_then(|layout| Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?)));
         let Some((format, partitions)) = layout else {
             return Err(self.corrupt(format!(
-                "its layout key \"{}{}:layout\" does not hold a kv-binding layout",
-                self.prefix, self.name
+                "its layout key {:?} does not hold a kv-binding layout",
+                self.layout_key()
             )));
         };
         if format != u64::from(REDIS_FORMAT) {
@@ -451,6 +451,11 @@ impl RedisBackend {
         crc32fast::hash(key) % partitions
     }
 
+    /// Where the namespace's layout is recorded.
+    fn layout_key(&self) -> String {
+        format!("{}{}:layout", self.prefix, self.name)
+    }
+
     /// The start of every Redis key of partition `p`.
     fn base(&self, p: u32) -> String {
         format!("{}{{{}:{p}}}:", self.prefix, self.name)
@@ -476,11 +481,13 @@ impl RedisBackend {
         (self.index_key(p), self.meta_key(p), self.value_key(p, key))
     }
 
-    /// `bytes` behind their CRC-32, as every record is stored.
-    fn sealed(bytes: Vec<u8>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(bytes.len() + 4);
-        out.extend_from_slice(&crc32fast::hash(&bytes).to_be_bytes());
-        out.extend_from_slice(&bytes);
+    /// A record as every record is stored: behind the CRC-32 of its bytes, encoded in place
+    /// so that a value is copied once.
+    fn sealed(expiration: Option<i64>, metadata: Option<&str>, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; 4];
+        record::encode_into(&mut out, expiration, metadata, value, None);
+        let crc = crc32fast::hash(&out[4..]);
+        out[..4].copy_from_slice(&crc.to_be_bytes());
         out
     }
 
@@ -604,18 +611,8 @@ impl RedisBackend {
                 invocation.key(index).key(meta).key(value_key);
                 invocation
                     .arg(*key)
-                    .arg(Self::sealed(record::encode(
-                        *expiration,
-                        *metadata,
-                        b"",
-                        None,
-                    )))
-                    .arg(Self::sealed(record::encode(
-                        *expiration,
-                        *metadata,
-                        value,
-                        None,
-                    )));
+                    .arg(Self::sealed(*expiration, *metadata, b""))
+                    .arg(Self::sealed(*expiration, *metadata, value));
             }
             self.invoke_all(&connection, groups.values()).await
         })
@@ -735,18 +732,17 @@ impl RedisBackend {
         visit: &mut ScanVisitor<'_>,
     ) -> Result<()> {
         self.with(|connection, partitions| async move {
-            let first = |after: Option<&[u8]>| -> Vec<u8> {
-                match after {
-                    Some(after) if after >= prefix => [b"(", after].concat(),
-                    _ => [b"[", prefix].concat(),
-                }
+            // Every partition starts at the same ZRANGEBYLEX bound.
+            let first = match after {
+                Some(after) if after >= prefix => [b"(", after].concat(),
+                _ => [b"[", prefix].concat(),
             };
             // Each partition in a buffer, refilled when empty; the smallest head is next.
             let count = (want * 2 / partitions as usize).clamp(16, BATCH_MAX);
             let mut parts: Vec<Part> = (0..partitions)
                 .map(|_| Part {
                     buffer: std::collections::VecDeque::new(),
-                    next: Some(first(after)),
+                    next: Some(first.clone()),
                 })
                 .collect();
             loop {
@@ -851,7 +847,7 @@ impl RedisBackend {
         self.write(true, std::iter::empty()).await?;
         self.with(|mut connection, _| async move {
             redis::cmd("DEL")
-                .arg(format!("{}{}:layout", self.prefix, self.name))
+                .arg(self.layout_key())
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(|e| self.error(e))
