@@ -241,24 +241,24 @@ function createKV(realm) {
       return this.#flushQueued
     }
 
-    // Resolves the pool's `[value, metadata]` (or null) for a value too long to read in-line.
-    #readOnPool(name, asText, now) {
-      return this.#native.readAsync(name, undefined, asText, now).then(check)
+    // Resolves `[value, metadata]` (or null) read off the JS thread: on Redis, and for a
+    // value too long to read in-line. The key and cacheTtl are checked as in-line.
+    #readOffThread(name, cacheTtl, asText, now) {
+      return this.#native.readAsync(name, cacheTtl, asText, now).then(check)
     }
 
     #get(name, type, cacheTtl) {
       const { asText, convert } = readerFor(type)
       const now = this.#now()
-      if (this.#remote) {
-        const pending = this.#readRemote(name, cacheTtl, asText, now)
-        return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
-      }
-      const found = asText
-        ? this.#native.getText(name, cacheTtl, now)
-        : this.#native.getBytes(name, cacheTtl, now)
+      // A number means "read it off the JS thread": always on Redis, else a long value.
+      const found = this.#remote
+        ? 0
+        : asText
+          ? this.#native.getText(name, cacheTtl, now)
+          : this.#native.getBytes(name, cacheTtl, now)
       if (found === null) return null
       if (typeof found === 'number') {
-        const pending = this.#readOnPool(name, asText, now)
+        const pending = this.#readOffThread(name, cacheTtl, asText, now)
         return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
       }
       return convert(found)
@@ -271,16 +271,11 @@ function createKV(realm) {
         pair === null
           ? withMetadata(null, null)
           : withMetadata(convert(pair[0]), parseMetadata(pair[1]))
-      if (this.#remote) return new Later(this.#readRemote(name, cacheTtl, asText, now).then(build))
-      const found = this.#native.getWithMetadata(name, cacheTtl, asText, now)
-      if (typeof found === 'number')
-        return new Later(this.#readOnPool(name, asText, now).then(build))
+      const found = this.#remote ? 0 : this.#native.getWithMetadata(name, cacheTtl, asText, now)
+      if (typeof found === 'number') {
+        return new Later(this.#readOffThread(name, cacheTtl, asText, now).then(build))
+      }
       return build(found)
-    }
-
-    // A read from Redis, which checks the key and cacheTtl as the in-line read does.
-    #readRemote(name, cacheTtl, asText, now) {
-      return this.#native.readAsync(name, cacheTtl, asText, now).then(check)
     }
 
     #getBulk(names, type, cacheTtl, metadataWanted) {
