@@ -102,11 +102,18 @@ describeRedis('Redis', () => {
     // The KV clock alone decides expiry: Redis holds no TTL that could hide a live key.
     expect(redisCli(server.port, 'ttl', 'kv:{layout:0}:v:soon')).toBe('-1')
     const split = open({ namespace: 'split', partitions: 4 })
-    await split.put('x', '1')
+    const keys = Array.from({ length: 20 }, (_, i) => `k${String(i).padStart(2, '0')}`)
+    await split.bulkPut(keys.map((key) => ({ key, value: key })))
     expect(JSON.parse(redisCli(server.port, 'get', 'kv:split:layout')).partitions).toBe(4)
-    // Later opens keep the layout the namespace was made with.
+    expect(redisCli(server.port, 'exists', ...[0, 1, 2, 3].map((p) => `kv:{split:${p}}:i`))).toBe(
+      '4',
+    )
+    // Later opens keep the layout the namespace was made with: with 9 partitions they would
+    // look for most keys where they are not.
     const again = open({ namespace: 'split', partitions: 9 })
-    await expect(again.get('x')).resolves.toBe('1')
+    expect((await again.list()).keys.map((key) => key.name)).toEqual(keys)
+    for (const key of keys) await expect(again.get(key)).resolves.toBe(key)
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:split:layout')).partitions).toBe(4)
   })
 
   test('a layout of another format is refused, not misread', async () => {
@@ -388,6 +395,7 @@ describeRedis('Redis Cluster', () => {
       let done = false
       reshard.finally(() => (done = true)).catch(() => {})
       let rounds = 0
+      let roundsWhileMoving = 0
       while (!done || rounds < 3) {
         for (let i = 0; i < 200; i += 7) {
           const key = `key-${i}`
@@ -397,8 +405,12 @@ describeRedis('Redis Cluster', () => {
           written.set(key, value)
         }
         rounds++
+        // A whole round of reads and writes done before the move ended: they met it.
+        if (!done) roundsWhileMoving++
       }
       await reshard
+      // Some reads and writes did meet slots on the move.
+      expect(roundsWhileMoving).toBeGreaterThan(0)
       const page = await kv.list()
       expect(page.keys).toHaveLength(200)
       for (const [key, value] of written) await expect(kv.get(key)).resolves.toBe(value)
