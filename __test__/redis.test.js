@@ -82,6 +82,54 @@ describeRedis('Redis', () => {
     await expect(kv.get('w2:49')).resolves.toBe('49')
   })
 
+  test('hundreds of operations started in one turn each get their own result, in call order per key', async () => {
+    const kv = open({ namespace: 'burst' })
+    // More than one batch of writes to distinct keys, and one key written over and over.
+    const writes = Array.from({ length: 300 }, (_, i) => kv.put(`k${i}`, `v${i}`))
+    const overwrites = Array.from({ length: 100 }, (_, i) => kv.put('same', `take ${i}`))
+    const readBack = kv.get('same')
+    await Promise.all([...writes, ...overwrites])
+    await expect(readBack).resolves.toBe('take 99')
+    const reads = await Promise.all(Array.from({ length: 300 }, (_, i) => kv.get(`k${299 - i}`)))
+    expect(reads).toEqual(Array.from({ length: 300 }, (_, i) => `v${299 - i}`))
+    // A failure in a batch is that operation's alone.
+    const mixed = await Promise.allSettled([kv.get('k1'), kv.get('x'.repeat(513)), kv.get('k2')])
+    expect(mixed.map((result) => result.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect(mixed[2].value).toBe('v2')
+  })
+
+  test('operations complete when the host’s queueMicrotask is replaced (fake timers)', async () => {
+    const out = await inChild(`
+      globalThis.queueMicrotask = () => {}
+      const kv = new KV({ url: ${JSON.stringify(url)}, namespace: 'faked' })
+      await kv.put('k', 'still here')
+      console.log(await kv.get('k'))
+      await kv.close()`)
+    expect(out).toBe('still here')
+  })
+
+  test('a worker thread ended with Redis operations in flight does not crash the process', async () => {
+    const { Worker } = require('node:worker_threads')
+    const worker = new Worker(
+      `const { workerData, parentPort } = require('node:worker_threads')
+       const { KV } = require(workerData.root)
+       const kv = new KV({ url: workerData.url, namespace: 'ended' })
+       const spin = () => {
+         for (let i = 0; i < 200; i++) kv.put('k' + i, 'x'.repeat(1000))
+         setImmediate(spin)
+       }
+       spin()
+       parentPort.postMessage('busy')`,
+      { eval: true, workerData: { root: JSON.parse(ROOT), url } },
+    )
+    await new Promise((resolve) => worker.once('message', resolve))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    await worker.terminate()
+    const kv = open({ namespace: 'ended' })
+    await kv.put('alive', 'yes')
+    await expect(kv.get('alive')).resolves.toBe('yes')
+  })
+
   test('the key prefix keeps namespaces apart; the same prefix and name share', async () => {
     const a = open({ namespace: 'apart', keyPrefix: 'one:' })
     const b = open({ namespace: 'apart', keyPrefix: 'two:' })

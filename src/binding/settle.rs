@@ -1,21 +1,32 @@
-//! Promises for work on the tokio runtime (Redis), settled in batches.
+//! Promises for work on the tokio runtime (Redis), started and settled in batches.
 //!
-//! napi-rs gives every future's promise a threadsafe function of its own, created and torn
-//! down per call: most of an operation's cost when the network answers in tens of
-//! microseconds. Here each JS thread has one threadsafe function for all such work. A call
-//! makes a plain promise and keeps its deferred under an id; the finished future sends the id
-//! and its result through the shared function, and Node hands the JS thread every result
-//! that arrived together in one wake-up. The function keeps the event loop alive only while
-//! some promise is pending.
+//! napi-rs gives every future's promise a threadsafe function of its own and spawns every
+//! future as a task of its own: most of an operation's cost when the network answers in tens
+//! of microseconds. Here each JS thread has one threadsafe function and one outbox for all
+//! such work, and both carry batches:
+//!
+//! - A call makes a plain promise, keeps its deferred under an id and puts its future in the
+//!   outbox. The first call of a batch queues a microtask (a reaction to a resolved promise)
+//!   that hands the whole outbox to the runtime as one task, so the operations a JS turn starts together reach the connection
+//!   together and are written to the server in a few system calls, not one each. An awaited
+//!   operation alone waits for one microtask more.
+//! - The results that one wake-up of the batch finishes are left on the channel together,
+//!   which signals the threadsafe function only if none were waiting there; the JS thread
+//!   then settles every result that waits, in one wake-up.
+//!
+//! The threadsafe function keeps the event loop alive only while some promise is pending.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::ptr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
 use napi::sys;
@@ -26,15 +37,26 @@ use crate::store;
 /// Makes the JS value of a result, on the JS thread.
 type Settle = Box<dyn FnOnce(sys::napi_env) -> napi::Result<sys::napi_value> + Send>;
 
-/// What crosses the threadsafe function: whose promise, and its result.
+/// An operation's future, ending in its result for the JS thread.
+type Job = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+/// A result on its way to the JS thread: whose promise, and how to settle it.
 struct Finished {
     id: u64,
     settle: Settle,
 }
 
-/// The threadsafe function, for the tokio side; `None` once the JS thread's environment is
-/// being torn down, after which results are dropped rather than sent.
-struct Channel(Mutex<Option<TsfnHandle>>);
+/// What the tokio side shares with the JS thread.
+struct Channel(Mutex<Inbox>);
+
+struct Inbox {
+    /// The threadsafe function; `None` once the JS thread's environment is being torn down,
+    /// after which results are dropped rather than sent.
+    handle: Option<TsfnHandle>,
+    /// Results not yet taken by the JS thread. The threadsafe function is signalled when the
+    /// first one arrives, so an empty inbox means no signal is outstanding.
+    results: Vec<Finished>,
+}
 
 struct TsfnHandle(sys::napi_threadsafe_function);
 
@@ -42,13 +64,28 @@ struct TsfnHandle(sys::napi_threadsafe_function);
 // mutex keeps a call from racing the teardown that invalidates it.
 unsafe impl Send for TsfnHandle {}
 
-/// The JS thread's side: its channel and the deferreds of its pending promises.
+/// The JS thread's side: its channel, the deferreds of its pending promises and the jobs
+/// not yet handed to the runtime.
 struct Queue {
     channel: Arc<Channel>,
     tsfn: sys::napi_threadsafe_function,
     pending: RefCell<HashMap<u64, sys::napi_deferred>>,
     next_id: Cell<u64>,
+    outbox: RefCell<Vec<Job>>,
+    /// Whether a microtask to start the outbox's batch is queued.
+    batch_queued: Cell<bool>,
+    /// Results taken from the channel, being settled (kept for its allocation).
+    settling: RefCell<Vec<Finished>>,
+    /// A resolved promise and its `then`, to queue a microtask that calls `start_batch`,
+    /// the native function that empties the outbox.
+    resolved: sys::napi_ref,
+    then: sys::napi_ref,
+    start_batch: sys::napi_ref,
 }
+
+/// The most operations a batch holds: a JS turn that starts more sends them in batches this
+/// size as it goes, so the server works on the first while the turn makes the next.
+const BATCH_MAX: usize = 32;
 
 thread_local! {
     // One Node environment per JS thread (the main thread, or a worker thread).
@@ -63,15 +100,33 @@ fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
     }
 }
 
+/// A strong reference to `value`, which lives as long as the environment.
+///
+/// # Safety
+/// On the JS thread of `env`, with a valid `value`.
+unsafe fn keep(
+    env: sys::napi_env,
+    value: sys::napi_value,
+    what: &str,
+) -> napi::Result<sys::napi_ref> {
+    let mut reference = ptr::null_mut();
+    // SAFETY: as the caller promises.
+    check(
+        unsafe { sys::napi_create_reference(env, value, 1, &mut reference) },
+        what,
+    )?;
+    Ok(reference)
+}
+
 /// This JS thread's queue, made on first use.
 fn queue(env: sys::napi_env) -> napi::Result<&'static Queue> {
     if let Some(queue) = QUEUE.with(|q| *q.borrow()) {
         return Ok(queue);
     }
-    let mut name = ptr::null_mut();
     let label = "kv-binding redis";
     // SAFETY: plain Node-API calls on the JS thread, with valid out-pointers.
     unsafe {
+        let mut name = ptr::null_mut();
         check(
             sys::napi_create_string_utf8(
                 env,
@@ -81,6 +136,45 @@ fn queue(env: sys::napi_env) -> napi::Result<&'static Queue> {
             ),
             "name the Redis completion queue",
         )?;
+        // A microtask through a promise reaction, not `queueMicrotask`, which fake timers
+        // may replace: batches must start whatever a test does to the clock.
+        let (mut deferred, mut resolved, mut then, mut undefined) = (
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        );
+        check(
+            sys::napi_get_undefined(env, &mut undefined),
+            "reach undefined",
+        )?;
+        check(
+            sys::napi_create_promise(env, &mut deferred, &mut resolved),
+            "create a promise",
+        )?;
+        check(
+            sys::napi_resolve_deferred(env, deferred, undefined),
+            "resolve a promise",
+        )?;
+        check(
+            sys::napi_get_named_property(env, resolved, c"then".as_ptr(), &mut then),
+            "find Promise.prototype.then",
+        )?;
+        let mut start_batch = ptr::null_mut();
+        check(
+            sys::napi_create_function(
+                env,
+                label.as_ptr().cast(),
+                label.len() as isize,
+                Some(start_batch_callback),
+                ptr::null_mut(),
+                &mut start_batch,
+            ),
+            "make the Redis batch starter",
+        )?;
+        let resolved = keep(env, resolved, "keep a resolved promise")?;
+        let then = keep(env, then, "keep Promise.prototype.then")?;
+        let start_batch = keep(env, start_batch, "keep the Redis batch starter")?;
         let mut tsfn = ptr::null_mut();
         check(
             sys::napi_create_threadsafe_function(
@@ -105,10 +199,19 @@ fn queue(env: sys::napi_env) -> napi::Result<&'static Queue> {
         )?;
         // Lives as long as the environment: one per JS thread, never freed before it ends.
         let queue: &'static Queue = Box::leak(Box::new(Queue {
-            channel: Arc::new(Channel(Mutex::new(Some(TsfnHandle(tsfn))))),
+            channel: Arc::new(Channel(Mutex::new(Inbox {
+                handle: Some(TsfnHandle(tsfn)),
+                results: Vec::new(),
+            }))),
             tsfn,
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
+            outbox: RefCell::new(Vec::new()),
+            batch_queued: Cell::new(false),
+            settling: RefCell::new(Vec::new()),
+            resolved,
+            then,
+            start_batch,
         }));
         // Registered after the threadsafe function, so it runs before Node finalizes it.
         check(
@@ -128,53 +231,145 @@ fn queue(env: sys::napi_env) -> napi::Result<&'static Queue> {
 unsafe extern "C" fn close_channel(arg: *mut c_void) {
     // SAFETY: `arg` is the leaked `Queue` registered with this hook.
     let queue = unsafe { &*arg.cast::<Queue>() };
-    if let Ok(mut handle) = queue.channel.0.lock() {
-        *handle = None;
+    if let Ok(mut inbox) = queue.channel.0.lock() {
+        inbox.handle = None;
+        inbox.results.clear();
     }
+    queue.outbox.borrow_mut().clear();
     QUEUE.with(|q| *q.borrow_mut() = None);
 }
 
-/// Runs on the JS thread for each result sent: settles its promise.
+/// The microtask queued by the first call of a batch: hands the outbox to the runtime.
+unsafe extern "C" fn start_batch_callback(
+    _env: sys::napi_env,
+    _info: sys::napi_callback_info,
+) -> sys::napi_value {
+    if let Some(queue) = QUEUE.with(|q| *q.borrow()) {
+        queue.batch_queued.set(false);
+        start_batch(queue);
+    }
+    ptr::null_mut()
+}
+
+/// Hands the jobs in the outbox to the runtime, as one task.
+fn start_batch(queue: &Queue) {
+    let jobs: FuturesUnordered<Job> = queue.outbox.borrow_mut().drain(..).collect();
+    if !jobs.is_empty() {
+        napi::bindgen_prelude::spawn(Batch {
+            jobs,
+            channel: queue.channel.clone(),
+            done: Vec::new(),
+        });
+    }
+}
+
+/// The jobs a JS turn started, run as one task. Their futures are first polled in call
+/// order, so their commands reach each connection together and in that order; the results
+/// that one poll finishes are sent together.
+struct Batch {
+    jobs: FuturesUnordered<Job>,
+    channel: Arc<Channel>,
+    done: Vec<Finished>,
+}
+
+impl Future for Batch {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let batch = &mut *self;
+        let finished = loop {
+            match batch.jobs.poll_next_unpin(cx) {
+                Poll::Ready(Some(result)) => batch.done.push(result),
+                Poll::Ready(None) => break Poll::Ready(()),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        if !batch.done.is_empty() {
+            send(&batch.channel, &mut batch.done);
+        }
+        finished
+    }
+}
+
+/// Runs on the JS thread when results wait on the channel: settles their promises.
 unsafe extern "C" fn deliver(
     env: sys::napi_env,
     _js_callback: sys::napi_value,
     _context: *mut c_void,
-    data: *mut c_void,
+    _data: *mut c_void,
 ) {
-    // SAFETY: every item sent is a `Box<Finished>` turned into a raw pointer by `spawn`.
-    let finished = unsafe { Box::from_raw(data.cast::<Finished>()) };
     if env.is_null() {
-        // The environment is going away: nobody is left to see the result.
+        // The environment is going away: nobody is left to see the results.
         return;
     }
     let Some(queue) = QUEUE.with(|q| *q.borrow()) else {
         return;
     };
-    let Some(deferred) = queue.pending.borrow_mut().remove(&finished.id) else {
-        return;
-    };
-    // SAFETY: on the JS thread, with the deferred made by `spawn` in this environment.
-    unsafe {
-        match (finished.settle)(env) {
-            Ok(value) => sys::napi_resolve_deferred(env, deferred, value),
-            Err(error) => {
-                let mut message = ptr::null_mut();
-                let mut reason = ptr::null_mut();
-                let text = error.reason;
-                sys::napi_create_string_utf8(
-                    env,
-                    text.as_ptr().cast(),
-                    text.len() as isize,
-                    &mut message,
-                );
-                sys::napi_create_error(env, ptr::null_mut(), message, &mut reason);
-                sys::napi_reject_deferred(env, deferred, reason)
-            }
+    let mut settling = queue.settling.borrow_mut();
+    match queue.channel.0.lock() {
+        Ok(mut inbox) => std::mem::swap(&mut inbox.results, &mut settling),
+        Err(_) => return,
+    }
+    for finished in settling.drain(..) {
+        let Some(deferred) = queue.pending.borrow_mut().remove(&finished.id) else {
+            continue;
         };
-        if queue.pending.borrow().is_empty() {
-            sys::napi_unref_threadsafe_function(env, queue.tsfn);
+        // SAFETY: on the JS thread, with the deferred made by `spawn` in this environment;
+        // each result's values live in a handle scope of their own.
+        unsafe {
+            let mut scope = ptr::null_mut();
+            sys::napi_open_handle_scope(env, &mut scope);
+            match (finished.settle)(env) {
+                Ok(value) => sys::napi_resolve_deferred(env, deferred, value),
+                Err(error) => {
+                    let mut message = ptr::null_mut();
+                    let mut reason = ptr::null_mut();
+                    let text = error.reason;
+                    sys::napi_create_string_utf8(
+                        env,
+                        text.as_ptr().cast(),
+                        text.len() as isize,
+                        &mut message,
+                    );
+                    sys::napi_create_error(env, ptr::null_mut(), message, &mut reason);
+                    sys::napi_reject_deferred(env, deferred, reason)
+                }
+            };
+            sys::napi_close_handle_scope(env, scope);
         }
     }
+    if queue.pending.borrow().is_empty() {
+        // SAFETY: on the JS thread of `env`, which owns the threadsafe function.
+        unsafe { sys::napi_unref_threadsafe_function(env, queue.tsfn) };
+    }
+}
+
+/// Moves `results` to the channel, signalling the JS thread if none were waiting there.
+fn send(channel: &Channel, results: &mut Vec<Finished>) {
+    let Ok(mut inbox) = channel.0.lock() else {
+        results.clear();
+        return;
+    };
+    let Some(handle) = inbox.handle.as_ref().map(|handle| handle.0) else {
+        results.clear();
+        return;
+    };
+    if inbox.results.is_empty() {
+        // SAFETY: the handle is valid while it is in the inbox, which the lock holds.
+        let status = unsafe {
+            sys::napi_call_threadsafe_function(
+                handle,
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            )
+        };
+        if status != sys::Status::napi_ok {
+            // Closing: the JS thread will not come for them.
+            results.clear();
+            return;
+        }
+    }
+    inbox.results.append(results);
 }
 
 /// Runs `work` on the tokio runtime; the promise returned resolves `finish` of its result
@@ -192,12 +387,38 @@ where
     let queue = queue(raw)?;
     let mut deferred = ptr::null_mut();
     let mut promise = ptr::null_mut();
-    // SAFETY: Node-API calls on the JS thread, with valid out-pointers.
+    // SAFETY: Node-API calls on the JS thread, with valid out-pointers and the references
+    // this environment's queue keeps.
     unsafe {
         check(
             sys::napi_create_promise(raw, &mut deferred, &mut promise),
             "create a promise",
         )?;
+        if !queue.batch_queued.get() {
+            let (mut resolved, mut then, mut start_batch, mut reaction) = (
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            );
+            check(
+                sys::napi_get_reference_value(raw, queue.resolved, &mut resolved),
+                "reach a resolved promise",
+            )?;
+            check(
+                sys::napi_get_reference_value(raw, queue.then, &mut then),
+                "reach Promise.prototype.then",
+            )?;
+            check(
+                sys::napi_get_reference_value(raw, queue.start_batch, &mut start_batch),
+                "reach the Redis batch starter",
+            )?;
+            check(
+                sys::napi_call_function(raw, resolved, then, 1, &start_batch, &mut reaction),
+                "queue the Redis batch",
+            )?;
+            queue.batch_queued.set(true);
+        }
         if queue.pending.borrow().is_empty() {
             check(
                 sys::napi_ref_threadsafe_function(raw, queue.tsfn),
@@ -208,8 +429,7 @@ where
     let id = queue.next_id.get();
     queue.next_id.set(id + 1);
     queue.pending.borrow_mut().insert(id, deferred);
-    let channel = queue.channel.clone();
-    napi::bindgen_prelude::spawn(async move {
+    queue.outbox.borrow_mut().push(Box::pin(async move {
         let output = AssertUnwindSafe(work)
             .catch_unwind()
             .await
@@ -224,23 +444,10 @@ where
             // SAFETY: called by `deliver`, on the JS thread of `env`.
             unsafe { Outcome::<V>::to_napi_value(env, value) }
         });
-        let data = Box::into_raw(Box::new(Finished { id, settle }));
-        let sent = channel.0.lock().ok().and_then(|handle| {
-            let handle = handle.as_ref()?;
-            // SAFETY: the handle is valid while it is in the channel, which the lock holds.
-            let status = unsafe {
-                sys::napi_call_threadsafe_function(
-                    handle.0,
-                    data.cast(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                )
-            };
-            (status == sys::Status::napi_ok).then_some(())
-        });
-        if sent.is_none() {
-            // SAFETY: not handed to Node, so still ours to free.
-            drop(unsafe { Box::from_raw(data) });
-        }
-    });
+        Finished { id, settle }
+    }));
+    if queue.outbox.borrow().len() >= BATCH_MAX {
+        start_batch(queue);
+    }
     Ok(PromiseRaw::new(raw, promise))
 }
