@@ -241,10 +241,10 @@ function createKV(realm) {
       return this.#flushQueued
     }
 
-    // Resolves `[value, metadata]` (or null) read off the JS thread: on Redis, and for a
-    // value too long to read in-line. The key and cacheTtl are checked as in-line.
-    #readOffThread(name, cacheTtl, asText, now) {
-      return this.#native.readAsync(name, cacheTtl, asText, now).then(check)
+    // Resolves `build([value, metadata])` (or `build(null)`) read off the JS thread: on Redis,
+    // and for a value too long to read in-line. The key and cacheTtl are checked as in-line.
+    #readOffThread(name, cacheTtl, asText, now, build) {
+      return this.#native.readAsync(name, cacheTtl, asText, now).then((pair) => build(check(pair)))
     }
 
     #get(name, type, cacheTtl) {
@@ -258,8 +258,8 @@ function createKV(realm) {
           : this.#native.getBytes(name, cacheTtl, now)
       if (found === null) return null
       if (typeof found === 'number') {
-        const pending = this.#readOffThread(name, cacheTtl, asText, now)
-        return new Later(pending.then((pair) => (pair === null ? null : convert(pair[0]))))
+        const build = (pair) => (pair === null ? null : convert(pair[0]))
+        return new Later(this.#readOffThread(name, cacheTtl, asText, now, build))
       }
       return convert(found)
     }
@@ -273,7 +273,7 @@ function createKV(realm) {
           : withMetadata(convert(pair[0]), parseMetadata(pair[1]))
       const found = this.#remote ? 0 : this.#native.getWithMetadata(name, cacheTtl, asText, now)
       if (typeof found === 'number') {
-        return new Later(this.#readOffThread(name, cacheTtl, asText, now).then(build))
+        return new Later(this.#readOffThread(name, cacheTtl, asText, now, build))
       }
       return build(found)
     }

@@ -72,6 +72,8 @@ function settle(Promise, value, fulfilled) {
   return new Promise((resolve, reject) => nextTurn(fulfilled ? resolve : reject, value))
 }
 
+const ignore = () => {}
+
 const covers = (wide, key) =>
   wide === EVERYTHING || (wide.keys ? wide.keys.has(key) : key.startsWith(wide.prefix))
 
@@ -101,13 +103,13 @@ class Order {
 
   /**
    * What an operation of `scope` issued now must wait for: `null` when it can run at once,
-   * else a promise that settles once every earlier operation its scope meets has.
+   * else a promise that fulfills once every earlier operation its scope meets has settled.
    */
   before(scope) {
     if (this.#pending === 0) return null
     const waits = this.#waitsFor(scope)
     if (waits.length === 0) return null
-    return waits.length === 1 ? waits[0] : this.#Promise.all(waits)
+    return waits.length === 1 ? waits[0].then(ignore, ignore) : this.#Promise.allSettled(waits)
   }
 
   #waitsFor(scope) {
@@ -150,16 +152,24 @@ class Order {
       if (wide !== null) this.#wide.delete(wide)
       else if (this.#byKey.get(key) === settled) this.#byKey.delete(key)
     }
-    const settled = promise.then(finished, finished)
+    // One promise is both the caller's and what later operations wait for.
+    const settled = promise.then(
+      (value) => {
+        finished()
+        return value
+      },
+      (error) => {
+        finished()
+        throw this.#fail(error)
+      },
+    )
     if (wide !== null) {
       wide.settled = settled
       this.#wide.add(wide)
     } else {
       this.#byKey.set(key, settled)
     }
-    return promise.catch((error) => {
-      throw this.#fail(error)
-    })
+    return settled
   }
 }
 
