@@ -332,3 +332,24 @@ export declare function forRealm(realm: typeof globalThis): typeof KV
  * it would have: by the signal, or as the program's own handlers for it decide.
  */
 export declare function flushOnSignals(): void
+
+/** Options of `wranglerEnv`: which configuration to read, and how to open each namespace. */
+export interface WranglerEnvOptions extends Omit<KVOptions, 'namespace'> {
+  /**
+   * The wrangler.json, wrangler.jsonc or wrangler.toml to read (default: the first found in
+   * the working directory or a directory above it).
+   */
+  config?: string
+  /** The environment (`[env.NAME]`) whose `kv_namespaces` to use (default: the top level). */
+  env?: string
+}
+
+/**
+ * A worker's `env` of KV namespaces as its wrangler configuration binds them: for each entry of
+ * `kv_namespaces`, `env[binding]` is a `KV` of the namespace named by the binding. A
+ * configuration that cannot be used throws an Error with code `ERR_KV_CONFIG` naming the
+ * file, the line and the field.
+ */
+export declare function wranglerEnv<Bindings extends string = string>(
+  options?: WranglerEnvOptions,
+): Record<Bindings, KV>

@@ -2,5 +2,5 @@
 // one `KV`, sharing one process-wide store registry.
 import kvBinding from './index.js'
 
-export const { KV, forRealm, flushOnSignals } = kvBinding
+export const { KV, forRealm, flushOnSignals, wranglerEnv } = kvBinding
 export default kvBinding

@@ -5,7 +5,10 @@
 //
 //   testEnvironment: 'kv-binding/jest-environment',
 //   testEnvironmentOptions: {
-//     kvNamespaces: ['KV', 'SESSIONS'],          // default ['KV']
+//     kvNamespaces: ['KV', 'SESSIONS'],          // default: the bindings of the project's
+//                                                //   wrangler configuration, else ['KV']
+//     kvWranglerConfig: 'wrangler.toml',         // optional: which configuration (from rootDir)
+//     kvWranglerEnv: 'staging',                  // optional: its [env.staging] bindings
 //     kvSeed: { KV: 'fixtures/kv.json' },        // `wrangler kv bulk put` JSON, from rootDir
 //     kvPersist: '.kv-test',                     // optional: sled stores instead of memory
 //     kvUrl: 'redis://localhost:6379',           // optional: Redis instead (kvCluster: true
@@ -18,9 +21,39 @@ const { forRealm, REMOVE } = require('./index.js')
 
 const NAME = 'kv-binding/jest-environment'
 
+// The binding names of the project's wrangler configuration (the one named, or the first
+// found from rootDir upwards), or ['KV'] when there is none or it binds no KV namespace.
+function wranglerBindings(rootDir, kvWranglerConfig, kvWranglerEnv, fail) {
+  if (
+    kvWranglerConfig !== undefined &&
+    (typeof kvWranglerConfig !== 'string' || !kvWranglerConfig)
+  ) {
+    fail('kvWranglerConfig must be the path of a wrangler.json, wrangler.jsonc or wrangler.toml.')
+  }
+  if (kvWranglerEnv !== undefined && (typeof kvWranglerEnv !== 'string' || !kvWranglerEnv)) {
+    fail('kvWranglerEnv must be the name of an environment of the wrangler configuration.')
+  }
+  const { findConfig, loadKvNamespaces } = require('./lib/wrangler.js')
+  const named = kvWranglerConfig !== undefined || kvWranglerEnv !== undefined
+  if (!named && findConfig(rootDir) === null) return ['KV']
+  let namespaces
+  try {
+    ;({ namespaces } = loadKvNamespaces({
+      config: kvWranglerConfig,
+      env: kvWranglerEnv,
+      from: rootDir,
+    }))
+  } catch (error) {
+    fail(error.message)
+  }
+  return namespaces.length > 0 || named ? namespaces.map(({ binding }) => binding) : ['KV']
+}
+
 function readOptions(config) {
   const {
-    kvNamespaces = ['KV'],
+    kvNamespaces: given,
+    kvWranglerConfig,
+    kvWranglerEnv,
     kvSeed = {},
     kvPersist,
     kvUrl,
@@ -29,6 +62,11 @@ function readOptions(config) {
   const fail = (message) => {
     throw new TypeError(`${NAME}: ${message}`)
   }
+  const rootDir = config.projectConfig.rootDir
+  if (given !== undefined && (kvWranglerConfig !== undefined || kvWranglerEnv !== undefined)) {
+    fail('give kvNamespaces or kvWranglerConfig/kvWranglerEnv, not both.')
+  }
+  const kvNamespaces = given ?? wranglerBindings(rootDir, kvWranglerConfig, kvWranglerEnv, fail)
   if (!Array.isArray(kvNamespaces) || !kvNamespaces.every((n) => typeof n === 'string' && n)) {
     fail('kvNamespaces must be an array of binding names, such as ["KV", "SESSIONS"].')
   }
@@ -49,7 +87,6 @@ function readOptions(config) {
     fail('give kvPersist or kvUrl, not both.')
   }
   if (typeof kvCluster !== 'boolean') fail('kvCluster must be true or false.')
-  const rootDir = config.projectConfig.rootDir
   return {
     names: kvNamespaces,
     seeds: Object.fromEntries(

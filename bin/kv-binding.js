@@ -5,8 +5,10 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { KV } = require('..')
+const { bindingNamespace } = require('../lib/wrangler.js')
 
-const USAGE = `Usage: kv-binding [--path DIR | --url URL] [--namespace NS] <command> [arguments]
+const USAGE = `Usage: kv-binding [--path DIR | --url URL] [--namespace NS | --binding NAME]
+                  <command> [arguments]
 
 Reads and writes a kv-binding store: the sled store that \`new KV({ path, namespace })\` and
 \`npm start\` use, or with --url a namespace on Redis (\`new KV({ url, namespace })\`).
@@ -33,6 +35,11 @@ Options:
   --cluster         URL is a node of a Redis Cluster
   --key-prefix P    the Redis key prefix (default kv:)
   --namespace NS    namespace in the store (default KV, the demo worker's binding)
+  --binding NAME    the namespace a worker reads as env.NAME, checked against the
+                    kv_namespaces of its wrangler configuration
+  --env NAME        with --binding: the bindings of wrangler environment NAME
+  --config FILE     with --binding: this wrangler.json, wrangler.jsonc or wrangler.toml
+                    (default: the first found from the working directory upwards)
   --progress        show a progress bar on import and export even when stderr is not a terminal
   -h, --help        this help
 
@@ -40,9 +47,24 @@ Exit status: 0 on success, 1 when the key is missing or the operation fails, 2 o
 
 class UsageError extends Error {}
 
+/** The namespace the command line names: --namespace, or a binding of a wrangler config. */
+function namespaceOf(options) {
+  const { binding, env, config } = options
+  if (binding === undefined) {
+    if (env !== undefined || config !== undefined) {
+      throw new UsageError('--env and --config go with --binding')
+    }
+    return options.namespace ?? 'KV'
+  }
+  if (options.namespace !== undefined)
+    throw new UsageError('give --namespace or --binding, not both')
+  return bindingNamespace(binding, { env, config })
+}
+
 /** The KV options for the store the command line names: a directory, or Redis. */
 function storeOptions(options) {
-  const { url, path: dir, namespace, cluster } = options
+  const { url, path: dir, cluster } = options
+  const namespace = namespaceOf(options)
   if (url === undefined || url === '') {
     if (cluster || options['key-prefix'] !== undefined) {
       throw new UsageError('--cluster and --key-prefix go with --url')
@@ -63,7 +85,10 @@ function parse(argv) {
         url: { type: 'string', default: process.env.KV_URL },
         cluster: { type: 'boolean', default: false },
         'key-prefix': { type: 'string' },
-        namespace: { type: 'string', default: 'KV' },
+        namespace: { type: 'string' },
+        binding: { type: 'string' },
+        env: { type: 'string' },
+        config: { type: 'string' },
         prefix: { type: 'string' },
         limit: { type: 'string' },
         json: { type: 'boolean', default: false },

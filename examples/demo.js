@@ -4,6 +4,10 @@
 // backed by kv-binding, and serves it over HTTP.
 //
 //   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv | --url redis://...]
+//                         [--binding NAME [--env NAME] [--config wrangler.toml]]
+//
+// The worker's env.KV is the store's namespace KV, or with --binding the namespace of that
+// binding in the project's wrangler configuration (checked to bind it).
 //
 // Environment: PORT, HOST, KV_PATH, KV_URL (Redis instead of a directory: every demo process
 // pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100).
@@ -14,6 +18,7 @@ const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { EdgeRuntime, pipeBodyStreamToResponse } = require('edge-runtime')
 const { forRealm } = require('..')
+const { bindingNamespace } = require('../lib/wrangler.js')
 
 const WORKER = fs.readFileSync(path.join(__dirname, 'worker.js'), 'utf8')
 const DEFAULT_FLAGS = { newCheckout: true }
@@ -158,12 +163,17 @@ async function main() {
       host: { type: 'string', default: process.env.HOST || '127.0.0.1' },
       path: { type: 'string', default: process.env.KV_PATH || '.kv' },
       url: { type: 'string', default: process.env.KV_URL || undefined },
+      binding: { type: 'string' },
+      env: { type: 'string' },
+      config: { type: 'string' },
     },
   })
+  const namespace =
+    values.binding === undefined
+      ? 'KV'
+      : bindingNamespace(values.binding, { env: values.env, config: values.config })
   // Redis when a URL is given: the namespace is then shared by every process that names it.
-  const kvOptions = values.url
-    ? { url: values.url, namespace: 'KV' }
-    : { path: values.path, namespace: 'KV' }
+  const kvOptions = values.url ? { url: values.url, namespace } : { path: values.path, namespace }
   const where = values.url
     ? `on Redis at ${redacted(values.url)}`
     : `in ${path.resolve(values.path)}`
@@ -175,7 +185,7 @@ async function main() {
     rateLimit,
   })
   const url = demo.url.replace(/\/$/, '')
-  console.log(`kv-binding demo worker on ${url} (data ${where})`)
+  console.log(`kv-binding demo worker on ${url} (env.KV: namespace ${namespace} ${where})`)
   console.log(
     `  curl -i -X POST '${url}/login?user=alice'    then  curl -i ${url}/me --cookie session=...`,
   )

@@ -1,7 +1,7 @@
 // Compiled by `npm run test:types`: a KV must be usable wherever worker code expects a
 // KVNamespace, with every overload resolving to the same result types.
 
-import { KV, forRealm, flushOnSignals } from '../..'
+import { KV, forRealm, flushOnSignals, wranglerEnv } from '../..'
 
 const kv = new KV()
 const ns: KVNamespace = kv
@@ -9,6 +9,13 @@ const typed: KVNamespace<'user:1' | 'user:2'> = new KV<'user:1' | 'user:2'>({ pa
 const OtherRealmKV: typeof KV = forRealm(globalThis)
 const other: KVNamespace = new OtherRealmKV({ clock: () => 0 })
 const optIn: () => void = flushOnSignals
+const bound: { SESSIONS: KVNamespace; FLAGS: KVNamespace } = wranglerEnv<'SESSIONS' | 'FLAGS'>({
+  config: 'wrangler.toml',
+  env: 'staging',
+  path: '.kv',
+})
+// @ts-expect-error: each namespace is named by its binding
+wranglerEnv({ namespace: 'KV' })
 
 type Is<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never
 const check = <T extends true>(value: T) => value
