@@ -14,12 +14,17 @@ export declare class NativeNamespace {
   /** An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds. */
   static inMemory(listPageCap?: number | undefined | null): NativeNamespace
   /** Namespace `name` of the sled store in directory `path`. */
-  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null): NativeNamespace
+  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null, shared?: boolean | undefined | null): NativeNamespace
   /**
    * Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
    * Nothing is sent before the first operation.
    */
   static connect(url: string, name: string, cluster: boolean, keyPrefix: string, timeoutMs: number, partitions?: number | undefined | null, listPageCap?: number | undefined | null, tlsCa?: string | undefined | null, tlsCert?: string | undefined | null, tlsKey?: string | undefined | null): NativeNamespace
+  /**
+   * Whether operations can run in-line on the JS thread: memory, and a sled store this
+   * process holds. Not on Redis, nor on a store that another process holds.
+   */
+  get isLocal(): boolean
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).

@@ -111,7 +111,8 @@ function createKV(realm) {
     /**
      * @param {{ path?: string, url?: string, namespace?: string, clock?: () => number,
      *   cacheCapacity?: number, flushEveryMs?: number, bulkIndexKeys?: 'omit' | 'keep',
-     *   listPageCap?: number, durable?: boolean, cluster?: boolean, keyPrefix?: string,
+     *   listPageCap?: number, durable?: boolean, shared?: boolean, cluster?: boolean,
+     *   keyPrefix?: string,
      *   timeoutMs?: number, partitions?: number,
      *   tls?: { ca?: string, cert?: string, key?: string } }} [options]
      */
@@ -129,6 +130,7 @@ function createKV(realm) {
         bulkIndexKeys = 'omit',
         listPageCap,
         durable = false,
+        shared,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -175,6 +177,9 @@ function createKV(realm) {
           'The flushEveryMs option must be a whole number of milliseconds, 0 (no background flush) or more.',
         )
       }
+      if (shared !== undefined && typeof shared !== 'boolean') {
+        throw new TypeErrorInRealm('The shared option must be true or false.')
+      }
       try {
         this.#native = native.NativeNamespace.open(
           path,
@@ -182,10 +187,13 @@ function createKV(realm) {
           cacheCapacity,
           flushEveryMs,
           listPageCap,
+          shared,
         )
       } catch (error) {
         throw fromNative(error)
       }
+      // Held by another process: every operation goes through it, off the JS thread.
+      this.#remote = !this.#native.isLocal
     }
 
     #now() {

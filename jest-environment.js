@@ -116,11 +116,12 @@ function readSeed(file) {
 // store, so nothing is lost. Returns the namespace and the directory used.
 function openPersisted(KV, dir, name) {
   try {
-    return { kv: new KV({ path: dir, namespace: name }), dir }
+    // Not shared: a store another run holds is never cleared and reseeded under it.
+    return { kv: new KV({ path: dir, namespace: name, shared: false }), dir }
   } catch (error) {
     if (error.code !== 'ERR_KV_LOCKED') throw error
     const own = `${dir}-pid${process.pid}`
-    return { kv: new KV({ path: own, namespace: name }), dir: own }
+    return { kv: new KV({ path: own, namespace: name, shared: false }), dir: own }
   }
 }
 

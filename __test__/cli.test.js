@@ -237,12 +237,25 @@ test('export --skip-damaged saves every entry that can be read and lists the res
   expect(salvaged.stderr).toContain('exported all but 1 damaged entries')
 })
 
-test('a store in use by another process gets a clear message', async () => {
-  const holder = await holdStore(dir)
+test('a store that another process holds without sharing gets a clear message', async () => {
+  const holder = await holdStore(dir, { shared: false })
   try {
     const result = cli(['list'])
     expect(result.status).toBe(1)
-    expect(result.stderr).toContain(`is in use by another process (pid ${holder.pid})`)
+    expect(result.stderr).toContain(
+      `is in use by another process (pid ${holder.pid}), which cannot share it: it does not share it`,
+    )
+  } finally {
+    holder.kill('SIGKILL')
+  }
+})
+
+test('a store that another process holds is read and written through it', async () => {
+  const holder = await holdStore(dir)
+  try {
+    expect(cli(['put', 'shared', 'through the holder'])).toMatchObject({ status: 0 })
+    expect(cli(['get', 'shared'])).toMatchObject({ status: 0, stdout: 'through the holder' })
+    expect(cli(['list'])).toMatchObject({ status: 0, stdout: 'shared\n' })
   } finally {
     holder.kill('SIGKILL')
   }

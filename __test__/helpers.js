@@ -35,6 +35,41 @@ const backends = [
   ],
 ]
 
+// A store that another process holds, on platforms that share stores: every operation of
+// these KVs goes through the holder's socket. The holder starts on first use, and the open
+// waits until it serves.
+let sharedDir
+let sharedHolder
+function sharedStore() {
+  if (sharedDir === undefined) {
+    sharedDir = tempDir()
+    const root = JSON.stringify(path.resolve(__dirname, '..'))
+    sharedHolder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(sharedDir)} })
+         setInterval(() => {}, 1000)`,
+      ],
+      { stdio: 'ignore' },
+    )
+    const socket = path.join(sharedDir, 'kv.sock')
+    const deadline = Date.now() + 20_000
+    while (!fs.existsSync(socket)) {
+      if (Date.now() > deadline) throw new Error('the holder of the shared store did not start')
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10)
+    }
+  }
+  return sharedDir
+}
+if (process.platform !== 'win32') {
+  backends.push([
+    'sled, shared',
+    (options = {}) =>
+      track(new KV({ path: sharedStore(), namespace: `ns${counter++}`, ...options })),
+  ])
+}
+
 // The Redis servers of this run (see redis/setup.js): each test file writes under a key
 // prefix of its own, and each KV gets a namespace of its own.
 const REDIS_PREFIX = `kvtest:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
@@ -57,6 +92,7 @@ function track(kv) {
 
 afterAll(async () => {
   await Promise.all(opened.map((kv) => kv.close()))
+  sharedHolder?.kill('SIGKILL')
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
 })
 
@@ -103,15 +139,17 @@ async function readAll(stream) {
 }
 
 /**
- * Opens the store at `dir` in another process and keeps it open. Resolves the child process
- * once the store is open; kill it to release the store.
+ * Opens the store at `dir` in another process and keeps it open, with KV `options` (such as
+ * `{ shared: false }`). Resolves the child process once the store is open; kill it to
+ * release the store.
  */
-function holdStore(dir) {
+function holdStore(dir, options = {}) {
   const root = JSON.stringify(path.resolve(__dirname, '..'))
+  const open = JSON.stringify({ path: dir, ...options })
   const child = spawn(process.execPath, [
     '-e',
     // Held by a global: a KV that nothing refers to is closed when it is garbage-collected.
-    `globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+    `globalThis.store = new (require(${root}).KV)(${open})
      console.log('open')
      setInterval(() => {}, 1000)`,
   ])

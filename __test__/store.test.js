@@ -183,15 +183,16 @@ describe('a directory in use by another process', () => {
   let child
   afterEach(() => child?.kill('SIGKILL'))
 
-  test('fails at once with an error naming the directory and the owner pid', async () => {
+  test('without sharing, opening fails at once naming the directory, the owner pid and why', async () => {
     const dir = tempDir()
-    child = await holdStore(dir)
+    child = await holdStore(dir, { shared: false })
     const error = openError({ path: dir, namespace: 'OTHER' })
     expect(error).toBeInstanceOf(Error)
     expect(error.code).toBe('ERR_KV_LOCKED')
     expect(error.message).toContain(`"${fs.realpathSync(dir)}"`)
-    expect(error.message).toContain(`(pid ${child.pid})`)
-
+    expect(error.message).toContain(
+      `(pid ${child.pid}), which cannot share it: it does not share it (an older kv-binding, or one opened with shared: false)`,
+    )
     child.kill('SIGKILL')
     await new Promise((resolve) => child.once('exit', resolve))
     const kv = new KV({ path: dir })
@@ -200,26 +201,37 @@ describe('a directory in use by another process', () => {
     await kv.close()
   })
 
-  test('processes racing to open one store: each that loses names the winner by pid', async () => {
+  test('shared: false on the opening side refuses a holder that shares', async () => {
+    const dir = tempDir()
+    child = await holdStore(dir)
+    const error = openError({ path: dir, shared: false })
+    expect(error.code).toBe('ERR_KV_LOCKED')
+    expect(error.message).toContain(`(pid ${child.pid}). With shared: false a store directory`)
+  })
+
+  test('processes racing to open one store: one holds it, the others reach it through it', async () => {
     const dir = tempDir()
     const root = JSON.stringify(path.resolve(__dirname, '..'))
-    const racer = () =>
+    const racer = (n) =>
       new Promise((resolve) => {
         const racing = spawn(process.execPath, [
           '-e',
-          `try { globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} }); console.log('open') }
-           catch (error) { console.log(error.message) }
-           setTimeout(() => {}, 1000)`,
+          `const kv = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+           kv.put('racer-${n}', String(process.pid))
+             .then(() => kv.flush())
+             .then(() => console.log('wrote'), (error) => console.log(error.message))
+             .finally(() => setTimeout(() => kv.close(), 300))`,
         ])
         let out = ''
         racing.stdout.on('data', (chunk) => (out += chunk))
         racing.once('exit', () => resolve(out.trim()))
       })
-    const results = await Promise.all(Array.from({ length: 6 }, racer))
-    expect(results).toContain('open')
-    for (const line of results.filter((line) => line !== 'open')) {
-      expect(line).toMatch(/is in use by another process \(pid \d+\)/)
-    }
+    const results = await Promise.all(Array.from({ length: 6 }, (_, n) => racer(n)))
+    expect(results).toEqual(Array(6).fill('wrote'))
+    const kv = new KV({ path: dir })
+    const { keys } = await kv.list()
+    expect(keys.map((key) => key.name)).toEqual(Array.from({ length: 6 }, (_, n) => `racer-${n}`))
+    await kv.close()
   })
 })
 

@@ -161,6 +161,9 @@ fn init() {
         .enable_all()
         .build()
     {
+        // The same runtime serves the sled stores this process holds to other processes.
+        #[cfg(unix)]
+        store::set_share_runtime(runtime.handle().clone());
         napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }
@@ -191,8 +194,12 @@ impl NativeNamespace {
         cache_capacity: Option<f64>,
         flush_every_ms: Option<f64>,
         list_page_cap: Option<u32>,
+        shared: Option<bool>,
     ) -> Result<Self> {
-        let mut config = StoreConfig::default();
+        let mut config = StoreConfig {
+            share: shared.unwrap_or(true),
+            ..StoreConfig::default()
+        };
         if let Some(bytes) = cache_capacity {
             config = config.with_cache_budget(bytes as u64);
         }
@@ -260,6 +267,15 @@ impl NativeNamespace {
     {
         let namespace = self.namespace()?;
         start(env, namespace, work(namespace.clone()), finish)
+    }
+
+    /// Whether operations can run in-line on the JS thread: memory, and a sled store this
+    /// process holds. Not on Redis, nor on a store that another process holds.
+    #[napi(getter)]
+    pub fn is_local(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_some_and(|namespace| namespace.is_local())
     }
 
     fn namespace(&self) -> Result<&Arc<Namespace>> {

@@ -23,13 +23,15 @@ pub const LOCK_FILE: &str = "kv.lock";
 pub const FORMAT_FILE: &str = "kv-format.json";
 /// Holds the value files (see [`super::files`]).
 pub const VALUES_DIR: &str = "values";
+/// The socket on which the process holding the store serves it (see `super::share`).
+pub const SOCKET_FILE: &str = "kv.sock";
 
-/// The entries of a store directory that kv-binding or sled open: our own files, and sled's
-/// configuration, log, blob directory and snapshots.
+/// The entries of a store directory that kv-binding or sled open: our own files (the socket
+/// included), and sled's configuration, log, blob directory and snapshots.
 fn is_used(name: &str) -> bool {
     matches!(
         name,
-        LOCK_FILE | FORMAT_FILE | VALUES_DIR | "conf" | "db" | "blobs"
+        LOCK_FILE | FORMAT_FILE | VALUES_DIR | SOCKET_FILE | "conf" | "db" | "blobs"
     ) || name.starts_with("snap.")
 }
 

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 /// The operation named in a `KV <OP> failed: <status> <message>` error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     Get,
     GetBulk,
@@ -24,8 +26,9 @@ impl Op {
     }
 }
 
-/// Everything that can go wrong in the core.
-#[derive(Debug, PartialEq, Eq)]
+/// Everything that can go wrong in the core. Serializable, so that the process holding a
+/// store can hand its errors to the processes it serves.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Error {
     /// A `TypeError` production's runtime throws before any I/O, e.g. `Key name cannot be empty.`
     Type(String),
@@ -37,8 +40,13 @@ pub enum Error {
     },
     /// The namespace was closed with `close()`.
     Closed,
-    /// Another process holds the store directory.
-    Locked { path: PathBuf, pid: Option<u32> },
+    /// Another process holds the store directory and cannot share it: `reason` says why
+    /// (`None` when sharing was not asked for).
+    Locked {
+        path: PathBuf,
+        pid: Option<u32>,
+        reason: Option<String>,
+    },
     /// The store exists but cannot be read.
     Corrupt { path: PathBuf, detail: String },
     /// What Redis holds for a namespace cannot be read: `place` says which server, namespace
@@ -130,18 +138,27 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str(
                 "This KV namespace has been closed. Create a new KV to use the store again.",
             ),
-            Error::Locked { path, pid } => {
+            Error::Locked { path, pid, reason } => {
                 let owner = match pid {
                     Some(pid) => format!("another process (pid {pid})"),
                     None => "another process".to_owned(),
                 };
-                write!(
-                    f,
-                    "The store \"{}\" is in use by {owner}. A store directory can be open in one \
-                     process at a time: give each process its own path (for example one that \
-                     includes process.env.JEST_WORKER_ID), or stop the other process.",
-                    path.display()
-                )
+                match reason {
+                    Some(reason) => write!(
+                        f,
+                        "The store \"{}\" is in use by {owner}, which cannot share it: \
+                         {reason}. Give each process its own path, or stop the other process.",
+                        path.display()
+                    ),
+                    None => write!(
+                        f,
+                        "The store \"{}\" is in use by {owner}. With shared: false a store \
+                         directory is open in one process at a time: give each process its own \
+                         path (for example one that includes process.env.JEST_WORKER_ID), or \
+                         stop the other process.",
+                        path.display()
+                    ),
+                }
             }
             Error::Corrupt { path, detail } => write!(
                 f,

@@ -12,14 +12,20 @@ pub mod limits;
 mod namespace;
 pub mod record;
 mod redis_backend;
+#[cfg(unix)]
+mod share;
 mod sled_backend;
 mod storage;
 mod validate;
+#[cfg(unix)]
+mod wire;
 
 pub use backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
 pub use redis_backend::{RedisConfig, TlsConfig, MAX_PARTITIONS, REDIS_FORMAT};
+#[cfg(unix)]
+pub use share::{set_runtime as set_share_runtime, SOCKET_FILE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
 pub use storage::complete_local;
 pub use validate::{

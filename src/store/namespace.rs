@@ -47,11 +47,29 @@ impl Namespace {
     }
 
     /// Namespace `name` of the sled store in directory `path` (created if missing).
+    ///
+    /// When another process holds the store, the namespace is reached through it (see
+    /// [`super::share`]) unless `config.share` is off or it cannot serve; then the error is
+    /// `Error::Locked`, saying why.
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
         check_namespace_name(name)?;
-        Ok(Self::with_storage(Storage::Local(Box::new(
-            SledBackend::open(path, name, config)?,
-        ))))
+        match SledBackend::open(path, name, config) {
+            Ok(backend) => Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
+            #[cfg(unix)]
+            Err(Error::Locked { path: dir, pid, .. }) if config.share => {
+                match super::share::probe(&dir) {
+                    Ok(()) => Ok(Self::with_storage(Storage::Shared(Box::new(
+                        super::share::SharedBackend::new(dir, name, config),
+                    )))),
+                    Err(reason) => Err(Error::Locked {
+                        path: dir,
+                        pid,
+                        reason: Some(reason),
+                    }),
+                }
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Namespace `name` on the Redis server or cluster `config` names. Nothing is sent until
@@ -405,7 +423,7 @@ impl Namespace {
     }
 }
 
-fn check_namespace_name(name: &str) -> Result<()> {
+pub(crate) fn check_namespace_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
         return Err(Error::Invalid(format!(
             "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."

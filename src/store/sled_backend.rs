@@ -45,6 +45,10 @@ pub struct StoreConfig {
     pub flush_every_ms: Option<u64>,
     /// Values longer than this go to value files (see [`ValueFiles`]).
     pub file_value_min: usize,
+    /// Whether the store is shared with the other processes that open it (see
+    /// [`super::share`]): served to them while this process holds it, reached through its
+    /// holder when another process does.
+    pub share: bool,
 }
 
 impl StoreConfig {
@@ -72,13 +76,18 @@ impl Default for StoreConfig {
             record_cache_capacity: 0,
             flush_every_ms: Some(200),
             file_value_min: FILE_VALUE_MIN,
+            share: true,
         }
         .with_cache_budget(Self::DEFAULT_CACHE_BUDGET)
     }
 }
 
-/// An open database. Field order matters: the database closes before the lock is released.
+/// An open database. Field order matters: the serving stops first, and the database closes
+/// before the lock is released.
 struct Shared {
+    /// Kept for its drop, which stops the serving.
+    #[cfg(unix)]
+    _server: Option<super::share::Server>,
     db: sled::Db,
     cache: RecordCache,
     files: ValueFiles,
@@ -102,7 +111,7 @@ fn registry() -> MutexGuard<'static, HashMap<PathBuf, Slot>> {
 
 /// One user's share of an open database. The last lease to go closes the database, while the
 /// registry is locked, so a concurrent open of the same path waits for the close to finish.
-struct Lease {
+pub(crate) struct Lease {
     shared: Option<Arc<Shared>>,
 }
 
@@ -128,6 +137,12 @@ impl Lease {
             files.sweep(&live_files(&db).map_err(|e| sled_error(&path, e))?)?;
         }
         let shared = Arc::new(Shared {
+            #[cfg(unix)]
+            _server: if config.share {
+                super::share::Server::start(&path, config)
+            } else {
+                None
+            },
             db,
             cache: RecordCache::new(config.record_cache_capacity),
             files,
@@ -145,6 +160,21 @@ impl Lease {
         Ok(Self {
             shared: Some(shared),
         })
+    }
+
+    /// Another share of the database open at `path` (canonical), if this process has it open.
+    pub(crate) fn existing(path: &Path) -> Option<Self> {
+        let mut registry = registry();
+        let slot = registry.get_mut(path)?;
+        slot.users += 1;
+        Some(Self {
+            shared: Some(slot.shared.clone()),
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.shared().flush()
     }
 
     fn shared(&self) -> &Shared {
@@ -245,6 +275,7 @@ fn take_lock(dir: &Path) -> Result<File> {
             return Err(Error::Locked {
                 path: dir.to_owned(),
                 pid: holder_pid(&mut file),
+                reason: None,
             });
         }
         return Err(storage(e));
@@ -413,7 +444,11 @@ pub struct SledBackend {
 impl SledBackend {
     /// Opens (creating if needed) namespace `name` of the store in directory `path`.
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
-        let lease = Lease::acquire(path, config)?;
+        Self::with_lease(Lease::acquire(path, config)?, name, config)
+    }
+
+    /// Namespace `name` of the database that `lease` holds open.
+    pub(crate) fn with_lease(lease: Lease, name: &str, config: &StoreConfig) -> Result<Self> {
         let shared = lease.shared();
         let open_tree = |kind: &str| {
             shared

@@ -12,6 +12,8 @@ use sled::IVec;
 use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
 use super::redis_backend::RedisBackend;
+#[cfg(unix)]
+use super::share::SharedBackend;
 
 /// A namespace's backend.
 pub enum Storage {
@@ -19,6 +21,11 @@ pub enum Storage {
     Local(Box<dyn Backend>),
     /// A Redis or Valkey server or cluster: every call is network I/O, awaited on tokio.
     Remote(Box<RedisBackend>),
+    /// A sled store that another process holds: every call goes through its socket, or, once
+    /// this process has taken the store over, to the store itself (awaited on tokio all the
+    /// same).
+    #[cfg(unix)]
+    Shared(Box<SharedBackend>),
 }
 
 /// Runs `work`, an operation on a local namespace, on the calling thread: polled once, as it
@@ -43,7 +50,9 @@ impl Storage {
     pub fn local<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         if !self.is_local() {
             return Err(Error::Internal(
-                "a Redis namespace was used synchronously; its operations must be awaited".into(),
+                "a Redis or shared namespace was used synchronously; its operations must be \
+                 awaited"
+                    .into(),
             ));
         }
         complete_local(work)
@@ -53,6 +62,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.get(key, max_len),
             Storage::Remote(redis) => Box::pin(redis.get(key)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.get(key)).await,
         }
     }
 
@@ -61,6 +72,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => keys.iter().map(|key| backend.get(key, max_len)).collect(),
             Storage::Remote(redis) => Box::pin(redis.get_many(keys)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.get_many(keys)).await,
         }
     }
 
@@ -73,6 +86,8 @@ impl Storage {
                 _ => backend.put_all(entries),
             },
             Storage::Remote(redis) => Box::pin(redis.put_all(entries)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.put_all(entries)).await,
         }
     }
 
@@ -80,6 +95,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.delete(key),
             Storage::Remote(redis) => Box::pin(redis.delete(key)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.delete(key)).await,
         }
     }
 
@@ -91,6 +108,8 @@ impl Storage {
                 .iter()
                 .try_for_each(|key| backend.delete_expired(key, now_ms)),
             Storage::Remote(redis) => Box::pin(redis.delete_expired(keys, now_ms)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.delete_expired(keys, now_ms)).await,
         }
     }
 
@@ -106,6 +125,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.scan(prefix, after, visit),
             Storage::Remote(redis) => Box::pin(redis.scan(prefix, after, want, visit)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.scan(prefix, after, want, visit)).await,
         }
     }
 
@@ -113,6 +134,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.entries(skip),
             Storage::Remote(redis) => Box::pin(redis.entries(skip)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.entries(skip)).await,
         }
     }
 
@@ -120,6 +143,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.replace_all(entries),
             Storage::Remote(redis) => Box::pin(redis.replace_all(entries)).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.replace_all(entries)).await,
         }
     }
 
@@ -128,6 +153,8 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.replace_all(&[]),
             Storage::Remote(redis) => Box::pin(redis.remove()).await,
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.replace_all(&[])).await,
         }
     }
 
@@ -137,6 +164,8 @@ impl Storage {
             // An answered write is on the server; how durable it is there is the server's
             // configuration (appendfsync).
             Storage::Remote(_) => Ok(()),
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.flush()).await,
         }
     }
 }

@@ -1,0 +1,781 @@
+//! One sled store, many processes.
+//!
+//! sled lets one process open a store. The process that holds it (its lock, `kv.lock`) also
+//! serves it on a Unix socket inside the store directory, `kv.sock`, to the other processes
+//! of the same user that open the store: they become its clients, with the same operations
+//! and results, and each keeps the KV semantics ([`Namespace`](super::Namespace)) on its own
+//! side. What crosses the socket is backend operations ([`super::wire`]).
+//!
+//! When the holder goes away (it closed the store, exited, or was killed), a client's next
+//! operation takes the store over: it takes the lock and opens the store itself, or, when
+//! another client was quicker, connects to that one. Every operation on the wire can be
+//! repeated without changing its outcome (writes of whole entries, deletes, compare-and-
+//! delete), so one caught by the holder's end is simply sent again.
+//!
+//! The socket file is made for its owner alone, and both sides check that the other end is
+//! a process of the same user; a connection that sends anything but frames of the protocol
+//! is dropped unanswered, and nothing it sent is acted on.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_bytes::ByteBuf;
+use sled::IVec;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
+use super::error::{Error, Result};
+use super::sled_backend::{Lease, SledBackend, StoreConfig};
+use super::wire::{self, FrameError, Request, Response, WireEntry, PROTOCOL};
+
+pub use super::dir::SOCKET_FILE;
+
+/// How long a client keeps trying to reach a store whose holder went away, while another
+/// process takes it over.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// How long opening a store waits for its holder to answer.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
+/// The most entries one scan request returns.
+const SCAN_BATCH_MAX: u32 = 1024;
+
+static RUNTIME: OnceLock<Handle> = OnceLock::new();
+
+/// Gives the runtime that serves stores and runs their clients. Without one (the pure core in
+/// tests that set none), stores are not shared.
+pub fn set_runtime(handle: Handle) {
+    let _ = RUNTIME.set(handle);
+}
+
+fn runtime() -> Option<&'static Handle> {
+    RUNTIME.get()
+}
+
+/// The uid of the process at the other end of a Unix socket.
+fn peer_uid(socket: &impl AsRawFd) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: a valid socket and out-pointers of the sizes given.
+        let status = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                std::ptr::from_mut(&mut cred).cast(),
+                &mut len,
+            )
+        };
+        (status == 0).then_some(cred.uid)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: a valid socket and out-pointers.
+        let status = unsafe { libc::getpeereid(socket.as_raw_fd(), &mut uid, &mut gid) };
+        (status == 0).then_some(uid)
+    }
+}
+
+/// Whether the other end of `socket` runs as this process's user.
+fn same_user(socket: &impl AsRawFd) -> bool {
+    // SAFETY: geteuid cannot fail.
+    peer_uid(socket) == Some(unsafe { libc::geteuid() })
+}
+
+// ----- the holder's side -----
+
+/// The serving of one open store; dropping it stops the serving and removes the socket.
+pub struct Server {
+    accept: tokio::task::AbortHandle,
+    socket: PathBuf,
+}
+
+impl Server {
+    /// Serves the store in `store`, which this process has just opened (holding its lock), if
+    /// a runtime is there to do it. A stale socket of an earlier holder is replaced; anything
+    /// else by that name (which the directory check refuses if a link) means no serving.
+    pub fn start(store: &Path, config: &StoreConfig) -> Option<Server> {
+        let handle = runtime()?;
+        let socket = store.join(SOCKET_FILE);
+        match fs::symlink_metadata(&socket) {
+            Ok(meta) if meta.file_type().is_socket() => fs::remove_file(&socket).ok()?,
+            Ok(_) => return None,
+            Err(_) => {}
+        }
+        // A path too long for a socket address (about 100 bytes) cannot be served.
+        let listener = std::os::unix::net::UnixListener::bind(&socket).ok()?;
+        let serving = (|| {
+            fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).ok()?;
+            listener.set_nonblocking(true).ok()?;
+            let _entered = handle.enter();
+            UnixListener::from_std(listener).ok()
+        })();
+        let Some(listener) = serving else {
+            let _ = fs::remove_file(&socket);
+            return None;
+        };
+        let accept = handle
+            .spawn(accept(listener, store.to_owned(), config.clone()))
+            .abort_handle();
+        Some(Server { accept, socket })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Stopping the accepting stops every connection (they live in its JoinSet). The store
+        // still holds its lock here, so the socket removed is ours, not a next holder's.
+        self.accept.abort();
+        let _ = fs::remove_file(&self.socket);
+    }
+}
+
+async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    connections.spawn(serve(stream, store.clone(), config.clone()));
+                }
+            }
+            // Reaps finished connections.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Answers one client's requests, in order, until it goes or sends something else.
+async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig) {
+    if !same_user(&stream) {
+        return;
+    }
+    let (read, write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut write = BufWriter::new(write);
+    match wire::read_frame::<_, Request>(&mut read).await {
+        Ok(Request::Hello { protocol }) => {
+            let hello = Response::Hello {
+                protocol: PROTOCOL,
+                pid: std::process::id(),
+            };
+            let Ok(frame) = wire::encode(&hello) else {
+                return;
+            };
+            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
+                return;
+            }
+            if protocol != PROTOCOL {
+                return;
+            }
+        }
+        _ => return,
+    }
+    loop {
+        let Ok(request) = wire::read_frame::<_, Request>(&mut read).await else {
+            return;
+        };
+        let response = answer(&store, &config, request);
+        let frame = match wire::encode(&response) {
+            Ok(frame) => frame,
+            Err(error) => match wire::encode(&Response::Failed(error)) {
+                Ok(frame) => frame,
+                Err(_) => return,
+            },
+        };
+        if write.write_all(&frame).await.is_err() {
+            return;
+        }
+        // Requests sent together are answered together.
+        if read.buffer().is_empty() && write.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one request on the store, if this process still has it open.
+fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
+    let Some(lease) = Lease::existing(store) else {
+        return Response::Gone;
+    };
+    let outcome = match request {
+        Request::Hello { .. } => Err(Error::Internal("a second hello".into())),
+        Request::Flush => lease.flush().map(|()| Response::Done),
+        Request::Get { ns, key } => backend(lease, &ns, config)
+            .and_then(|b| b.get(&key, u64::MAX))
+            .and_then(|entry| {
+                entry
+                    .map(|entry| WireEntry::from_entry(&key, &entry))
+                    .transpose()
+                    .map(Response::Entry)
+            }),
+        Request::GetMany { ns, keys } => backend(lease, &ns, config).and_then(|b| {
+            keys.iter()
+                .map(|key| {
+                    b.get(key, u64::MAX)?
+                        .map(|entry| WireEntry::from_entry(key, &entry))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Response::Entries)
+        }),
+        Request::PutAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
+            let entries = entries
+                .iter()
+                .map(WireEntry::as_put)
+                .collect::<Result<Vec<PutEntry<'_>>>>()?;
+            match entries.as_slice() {
+                // One entry is a single write, as on a local store (see Storage::put_all).
+                [one] => b.put(one.key, one.value, one.expiration, one.metadata),
+                _ => b.put_all(&entries),
+            }
+            .map(|()| Response::Done)
+        }),
+        Request::Delete { ns, key } => {
+            backend(lease, &ns, config).and_then(|b| b.delete(&key).map(|()| Response::Done))
+        }
+        Request::DeleteExpired { ns, keys, now_ms } => backend(lease, &ns, config).and_then(|b| {
+            keys.iter()
+                .try_for_each(|key| b.delete_expired(key, now_ms))
+                .map(|()| Response::Done)
+        }),
+        Request::Scan {
+            ns,
+            prefix,
+            after,
+            want,
+        } => backend(lease, &ns, config).and_then(|b| {
+            let want = want.clamp(1, SCAN_BATCH_MAX) as usize;
+            let mut items = Vec::new();
+            let mut more = false;
+            b.scan(
+                &prefix,
+                after.as_ref().map(|a| a.as_slice()),
+                &mut |key, expiration, metadata| {
+                    if items.len() == want {
+                        more = true;
+                        return false;
+                    }
+                    let metadata = metadata.map(|m| ByteBuf::from(m.to_vec()));
+                    items.push((ByteBuf::from(key), expiration, metadata));
+                    true
+                },
+            )?;
+            Ok(Response::Scanned { items, more })
+        }),
+        Request::Entries { ns, skip_damaged } => backend(lease, &ns, config).and_then(|b| {
+            let mut damaged = Vec::new();
+            let mut sink =
+                |key: IVec, error: Error| damaged.push((ByteBuf::from(key.to_vec()), error));
+            let found = b.entries(skip_damaged.then_some(&mut sink as &mut DamageSink<'_>))?;
+            let entries = found
+                .iter()
+                .map(|(key, entry)| WireEntry::from_entry(key, entry))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Response::All { entries, damaged })
+        }),
+        Request::ReplaceAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
+            let entries: Vec<(IVec, Entry)> =
+                entries.into_iter().map(WireEntry::into_entry).collect();
+            b.replace_all(&entries).map(|()| Response::Done)
+        }),
+    };
+    outcome.unwrap_or_else(Response::Failed)
+}
+
+/// Namespace `ns` of the open store: a name inside the database, checked as any other.
+fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> {
+    super::namespace::check_namespace_name(ns)?;
+    SledBackend::with_lease(lease, ns, config)
+}
+
+// ----- a client's side -----
+
+/// Checks that the holder of `store` serves it: connects and says hello. `Err` says why not,
+/// for the message of the store's `ERR_KV_LOCKED`.
+pub fn probe(store: &Path) -> std::result::Result<(), String> {
+    if runtime().is_none() {
+        return Err("this build shares no store".into());
+    }
+    let socket = store.join(SOCKET_FILE);
+    let deadline = Instant::now() + PROBE_WAIT;
+    // A holder that has just taken the lock may not serve yet.
+    let mut stream = loop {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => {
+                return Err(
+                    "it does not share it (an older kv-binding, or one opened with \
+                            shared: false)"
+                        .into(),
+                )
+            }
+        }
+    };
+    if !same_user(&stream) {
+        return Err("it runs as another user".into());
+    }
+    let mut talk = || -> std::io::Result<Option<u32>> {
+        stream.set_read_timeout(Some(PROBE_WAIT))?;
+        stream.set_write_timeout(Some(PROBE_WAIT))?;
+        let hello =
+            wire::encode(&Request::Hello { protocol: PROTOCOL }).map_err(std::io::Error::other)?;
+        stream.write_all(&hello)?;
+        let mut header = [0; 4];
+        stream.read_exact(&mut header)?;
+        let len = u32::from_le_bytes(header) as usize;
+        if len > 64 {
+            return Ok(None);
+        }
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body)?;
+        Ok(match postcard::from_bytes(&body) {
+            Ok(Response::Hello { protocol, .. }) => Some(protocol),
+            _ => None,
+        })
+    };
+    match talk() {
+        Ok(Some(PROTOCOL)) => Ok(()),
+        Ok(_) => Err("it speaks another version of the store protocol".into()),
+        Err(e) => Err(format!("it did not answer on {} ({e})", socket.display())),
+    }
+}
+
+/// A request on its way, and where its answer goes.
+type Reply = oneshot::Sender<std::result::Result<Response, FrameError>>;
+
+/// One connection to a holder: requests are written in order by one task and answered in
+/// order, read by another, so any number can be in flight.
+#[derive(Clone)]
+struct Connection {
+    requests: mpsc::UnboundedSender<(Vec<u8>, Reply)>,
+    /// Which connection this is, so that only the first caller to find it broken replaces it.
+    generation: u64,
+}
+
+/// The answers a connection awaits, in order; `None` once it has ended.
+type Waiting = Arc<Mutex<Option<VecDeque<Reply>>>>;
+
+impl Connection {
+    async fn open(store: &Path, generation: u64) -> std::io::Result<Self> {
+        let stream = UnixStream::connect(store.join(SOCKET_FILE)).await?;
+        if !same_user(&stream) {
+            return Err(std::io::Error::other(
+                "the store's socket belongs to another user",
+            ));
+        }
+        let (read, write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        let mut write = BufWriter::new(write);
+        let hello =
+            wire::encode(&Request::Hello { protocol: PROTOCOL }).map_err(std::io::Error::other)?;
+        write.write_all(&hello).await?;
+        write.flush().await?;
+        match wire::read_frame::<_, Response>(&mut read).await {
+            Ok(Response::Hello {
+                protocol: PROTOCOL, ..
+            }) => {}
+            _ => return Err(std::io::Error::other("the holder did not say hello")),
+        }
+        let (requests, outgoing) = mpsc::unbounded_channel();
+        let waiting: Waiting = Arc::new(Mutex::new(Some(VecDeque::new())));
+        tokio::spawn(send(write, outgoing, waiting.clone()));
+        tokio::spawn(receive(read, waiting));
+        Ok(Self {
+            requests,
+            generation,
+        })
+    }
+
+    async fn call(&self, frame: Vec<u8>) -> std::result::Result<Response, FrameError> {
+        let (reply, answer) = oneshot::channel();
+        let gone = || FrameError::Closed;
+        self.requests.send((frame, reply)).map_err(|_| gone())?;
+        answer.await.unwrap_or_else(|_| Err(gone()))
+    }
+}
+
+/// Writes requests in the order they come, each after its answer is awaited.
+async fn send(
+    mut write: BufWriter<OwnedWriteHalf>,
+    mut outgoing: mpsc::UnboundedReceiver<(Vec<u8>, Reply)>,
+    waiting: Waiting,
+) {
+    while let Some((frame, reply)) = outgoing.recv().await {
+        if !enqueue(&waiting, reply) || write.write_all(&frame).await.is_err() {
+            break;
+        }
+        if outgoing.is_empty() && write.flush().await.is_err() {
+            break;
+        }
+    }
+    end(&waiting);
+}
+
+/// Queues `reply` for the next answer; `false` (and the reply failed) once the connection ended.
+fn enqueue(waiting: &Waiting, reply: Reply) -> bool {
+    let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+    match waiting.as_mut() {
+        Some(queue) => {
+            queue.push_back(reply);
+            true
+        }
+        None => {
+            let _ = reply.send(Err(FrameError::Closed));
+            false
+        }
+    }
+}
+
+/// Fails every answer still awaited: the connection has ended.
+fn end(waiting: &Waiting) {
+    let queue = waiting.lock().unwrap_or_else(|e| e.into_inner()).take();
+    for reply in queue.into_iter().flatten() {
+        let _ = reply.send(Err(FrameError::Closed));
+    }
+}
+
+/// Reads answers, handing each to the oldest request awaiting one.
+async fn receive(mut read: BufReader<OwnedReadHalf>, waiting: Waiting) {
+    loop {
+        let answer = wire::read_frame::<_, Response>(&mut read).await;
+        let failed = answer.is_err();
+        let reply = waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(VecDeque::pop_front);
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(answer);
+            }
+            // An answer to nothing: the holder is not following the protocol.
+            None => break,
+        }
+        if failed {
+            break;
+        }
+    }
+    end(&waiting);
+}
+
+enum State {
+    /// Not connected yet, or the connection ended: the next call reconnects or takes over.
+    Idle {
+        generation: u64,
+    },
+    Client(Connection),
+    /// This process took the store over: calls go to it directly.
+    Holder(Arc<SledBackend>),
+}
+
+/// A namespace of a store another process holds: the client's side.
+pub struct SharedBackend {
+    store: PathBuf,
+    name: String,
+    config: StoreConfig,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl SharedBackend {
+    /// Namespace `name` of the store in `store` (a canonical path), held by a process that
+    /// [`probe`] found serving it. Connects on the first call.
+    pub fn new(store: PathBuf, name: &str, config: &StoreConfig) -> Self {
+        Self {
+            store,
+            name: name.to_owned(),
+            config: config.clone(),
+            state: tokio::sync::Mutex::new(State::Idle { generation: 0 }),
+        }
+    }
+
+    /// Runs an operation: on the store directly once this process holds it, else by asking
+    /// the holder, taking the store over when the holder has gone.
+    async fn run<T>(
+        &self,
+        local: impl FnOnce(&SledBackend) -> Result<T>,
+        request: impl FnOnce(String) -> Result<Request>,
+        answer: impl FnOnce(Response) -> Option<Result<T>>,
+    ) -> Result<T> {
+        let mut request = Some(request);
+        let mut frame = None;
+        let deadline = Instant::now() + TAKEOVER_WAIT;
+        loop {
+            let connection = {
+                let mut state = self.state.lock().await;
+                if let State::Idle { generation } = *state {
+                    *state = self.reach(generation, deadline).await?;
+                }
+                match &*state {
+                    State::Holder(backend) => return local(backend),
+                    State::Client(connection) => connection.clone(),
+                    State::Idle { .. } => continue,
+                }
+            };
+            // Encoded once, however often it is sent.
+            if frame.is_none() {
+                let make = request.take().expect("a request is made once");
+                frame = Some(wire::encode(&make(self.name.clone())?)?);
+            }
+            let sent = frame.clone().unwrap_or_default();
+            match connection.call(sent).await {
+                Ok(Response::Failed(error)) => return Err(error),
+                Ok(Response::Gone) | Err(FrameError::Closed) => {
+                    let mut state = self.state.lock().await;
+                    if matches!(&*state, State::Client(c) if c.generation == connection.generation)
+                    {
+                        *state = State::Idle {
+                            generation: connection.generation + 1,
+                        };
+                    }
+                    if Instant::now() > deadline {
+                        return Err(self.unreachable("its holder went away and nobody took over"));
+                    }
+                }
+                Ok(response) => {
+                    return answer(response).unwrap_or_else(|| {
+                        Err(self.unreachable("its holder answered out of turn"))
+                    })
+                }
+                Err(FrameError::Garbage(what)) => {
+                    return Err(self.unreachable(&format!("its holder sent {what}")))
+                }
+            }
+        }
+    }
+
+    /// Takes the store over if nobody holds it, else connects to whoever does.
+    async fn reach(&self, generation: u64, deadline: Instant) -> Result<State> {
+        loop {
+            let (store, name, config) =
+                (self.store.clone(), self.name.clone(), self.config.clone());
+            let opened =
+                tokio::task::spawn_blocking(move || SledBackend::open(&store, &name, &config))
+                    .await
+                    .map_err(|e| Error::Internal(format!("taking over a store failed: {e}")))?;
+            match opened {
+                Ok(backend) => return Ok(State::Holder(Arc::new(backend))),
+                Err(Error::Locked { .. }) => {}
+                Err(error) => return Err(error),
+            }
+            match Connection::open(&self.store, generation).await {
+                Ok(connection) => return Ok(State::Client(connection)),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => return Err(self.unreachable(&e.to_string())),
+            }
+        }
+    }
+
+    fn unreachable(&self, why: &str) -> Error {
+        Error::Storage {
+            path: self.store.clone(),
+            detail: format!("the process holding it could not be reached: {why}"),
+        }
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
+        self.run(
+            |b| b.get(key, u64::MAX),
+            |ns| {
+                Ok(Request::Get {
+                    ns,
+                    key: ByteBuf::from(key),
+                })
+            },
+            |response| match response {
+                Response::Entry(entry) => Some(Ok(entry.map(|e| e.into_entry().1))),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    pub async fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>> {
+        self.run(
+            |b| keys.iter().map(|key| b.get(key, u64::MAX)).collect(),
+            |ns| {
+                Ok(Request::GetMany {
+                    ns,
+                    keys: keys.iter().map(|key| ByteBuf::from(*key)).collect(),
+                })
+            },
+            |response| match response {
+                Response::Entries(entries) if entries.len() == keys.len() => Some(Ok(entries
+                    .into_iter()
+                    .map(|e| e.map(|e| e.into_entry().1))
+                    .collect())),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
+        self.run(
+            |b| match entries {
+                [one] => b.put(one.key, one.value, one.expiration, one.metadata),
+                _ => b.put_all(entries),
+            },
+            |ns| {
+                Ok(Request::PutAll {
+                    ns,
+                    entries: entries.iter().map(WireEntry::from_put).collect(),
+                })
+            },
+            done,
+        )
+        .await
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<()> {
+        self.run(
+            |b| b.delete(key),
+            |ns| {
+                Ok(Request::Delete {
+                    ns,
+                    key: ByteBuf::from(key),
+                })
+            },
+            done,
+        )
+        .await
+    }
+
+    pub async fn delete_expired(&self, keys: &[&[u8]], now_ms: i64) -> Result<()> {
+        self.run(
+            |b| {
+                keys.iter()
+                    .try_for_each(|key| b.delete_expired(key, now_ms))
+            },
+            |ns| {
+                Ok(Request::DeleteExpired {
+                    ns,
+                    keys: keys.iter().map(|key| ByteBuf::from(*key)).collect(),
+                    now_ms,
+                })
+            },
+            done,
+        )
+        .await
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        want: usize,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        let mut after = after.map(<[u8]>::to_vec);
+        let want = u32::try_from(want.max(16)).unwrap_or(SCAN_BATCH_MAX);
+        loop {
+            let batch = self
+                .run(
+                    // Held here: the whole scan, in one go.
+                    |b| b.scan(prefix, after.as_deref(), &mut *visit).map(|()| None),
+                    |ns| {
+                        Ok(Request::Scan {
+                            ns,
+                            prefix: ByteBuf::from(prefix),
+                            after: after.as_deref().map(ByteBuf::from),
+                            want,
+                        })
+                    },
+                    |response| match response {
+                        Response::Scanned { items, more } => Some(Ok(Some((items, more)))),
+                        _ => None,
+                    },
+                )
+                .await?;
+            let Some((items, more)) = batch else {
+                return Ok(());
+            };
+            for (key, expiration, metadata) in &items {
+                let metadata = metadata.as_ref().map(|m| IVec::from(m.as_slice()));
+                if !key.starts_with(prefix) || !visit(key, *expiration, metadata.as_ref()) {
+                    return Ok(());
+                }
+            }
+            match items.last() {
+                Some((last, ..)) if more => after = Some(last.to_vec()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    pub async fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
+        let skip_damaged = skip.is_some();
+        let (entries, damaged) = self
+            .run(
+                |b| {
+                    let mut damaged = Vec::new();
+                    let mut sink = |key: IVec, error: Error| damaged.push((key, error));
+                    let entries =
+                        b.entries(skip_damaged.then_some(&mut sink as &mut DamageSink<'_>))?;
+                    Ok((entries, damaged))
+                },
+                |ns| Ok(Request::Entries { ns, skip_damaged }),
+                |response| match response {
+                    Response::All { entries, damaged } => Some(Ok((
+                        entries.into_iter().map(WireEntry::into_entry).collect(),
+                        damaged
+                            .into_iter()
+                            .map(|(key, error)| (IVec::from(key.into_vec()), error))
+                            .collect(),
+                    ))),
+                    _ => None,
+                },
+            )
+            .await?;
+        if let Some(sink) = skip {
+            for (key, error) in damaged {
+                sink(key, error);
+            }
+        }
+        Ok(entries)
+    }
+
+    pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
+        self.run(
+            |b| b.replace_all(entries),
+            |ns| {
+                let entries = entries
+                    .iter()
+                    .map(|(key, entry)| WireEntry::from_entry(key, entry))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Request::ReplaceAll { ns, entries })
+            },
+            done,
+        )
+        .await
+    }
+
+    pub async fn flush(&self) -> Result<()> {
+        self.run(|b| b.flush(), |_| Ok(Request::Flush), done).await
+    }
+}
+
+fn done(response: Response) -> Option<Result<()>> {
+    matches!(response, Response::Done).then_some(Ok(()))
+}

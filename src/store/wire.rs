@@ -1,0 +1,213 @@
+//! What a store's holder and the processes it serves say to each other over the store's
+//! socket: backend operations (below KV semantics, which stay with each client's
+//! [`Namespace`](super::Namespace)) and their results.
+//!
+//! A frame is a 4-byte little-endian length and that many bytes of a postcard-encoded
+//! [`Request`] or [`Response`]. A frame longer than [`MAX_FRAME`], or one that does not decode
+//! to exactly one message, ends the connection: nothing in it is acted on.
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use sled::IVec;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::backend::{Entry, PutEntry, Value};
+use super::error::Error;
+
+/// Bumped when a message changes shape; a client and a holder of different versions do not
+/// talk (the client then reports the store as locked).
+pub const PROTOCOL: u32 = 1;
+
+/// The longest frame either side reads: a bulk write of the most a KV accepts at once, with
+/// room to spare. Larger transfers (a restore of a huge snapshot) are refused as too large.
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// A client's request, for namespace `ns` of the store.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// The first frame of a connection: which protocol the client speaks.
+    Hello {
+        protocol: u32,
+    },
+    Get {
+        ns: String,
+        key: ByteBuf,
+    },
+    GetMany {
+        ns: String,
+        keys: Vec<ByteBuf>,
+    },
+    PutAll {
+        ns: String,
+        entries: Vec<WireEntry>,
+    },
+    Delete {
+        ns: String,
+        key: ByteBuf,
+    },
+    DeleteExpired {
+        ns: String,
+        keys: Vec<ByteBuf>,
+        now_ms: i64,
+    },
+    /// Up to `want` entries from the scan that [`Backend::scan`](super::Backend::scan) makes.
+    Scan {
+        ns: String,
+        prefix: ByteBuf,
+        after: Option<ByteBuf>,
+        want: u32,
+    },
+    Entries {
+        ns: String,
+        skip_damaged: bool,
+    },
+    ReplaceAll {
+        ns: String,
+        entries: Vec<WireEntry>,
+    },
+    Flush,
+}
+
+/// The holder's answer to one request.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Hello {
+        protocol: u32,
+        pid: u32,
+    },
+    Entry(Option<WireEntry>),
+    Entries(Vec<Option<WireEntry>>),
+    Done,
+    /// Scanned entries (key, expiration, metadata); `more` when the scan stopped at `want`.
+    Scanned {
+        items: Vec<(ByteBuf, Option<i64>, Option<ByteBuf>)>,
+        more: bool,
+    },
+    /// Every entry, and the damaged ones left out (when asked to skip them).
+    All {
+        entries: Vec<WireEntry>,
+        damaged: Vec<(ByteBuf, Error)>,
+    },
+    Failed(Error),
+    /// The holder has closed the store since the connection was made: take it over.
+    Gone,
+}
+
+/// One entry on the wire: key, value, expiration and metadata.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireEntry {
+    pub key: ByteBuf,
+    pub value: ByteBuf,
+    pub expiration: Option<i64>,
+    pub metadata: Option<ByteBuf>,
+}
+
+impl WireEntry {
+    pub fn from_put(entry: &PutEntry<'_>) -> Self {
+        Self {
+            key: ByteBuf::from(entry.key),
+            value: ByteBuf::from(entry.value),
+            expiration: entry.expiration,
+            metadata: entry.metadata.map(|m| ByteBuf::from(m.as_bytes())),
+        }
+    }
+
+    /// `entry` at `key`, whose value must be loaded (a holder reads values whole).
+    pub fn from_entry(key: &[u8], entry: &Entry) -> Result<Self, Error> {
+        let value = entry
+            .value
+            .bytes()
+            .ok_or_else(|| Error::Internal("a deferred value was sent".into()))?;
+        Ok(Self {
+            key: ByteBuf::from(key),
+            value: ByteBuf::from(value),
+            expiration: entry.expiration,
+            metadata: entry.metadata.as_deref().map(ByteBuf::from),
+        })
+    }
+
+    /// Metadata as text: the wire carries what a backend stored, which is always UTF-8.
+    pub fn metadata_str(&self) -> Result<Option<&str>, Error> {
+        self.metadata
+            .as_ref()
+            .map(|m| std::str::from_utf8(m))
+            .transpose()
+            .map_err(|_| Error::Internal("metadata that is not UTF-8 came over the socket".into()))
+    }
+
+    pub fn as_put(&self) -> Result<PutEntry<'_>, Error> {
+        Ok(PutEntry {
+            key: &self.key,
+            value: &self.value,
+            expiration: self.expiration,
+            metadata: self.metadata_str()?,
+        })
+    }
+
+    pub fn into_entry(self) -> (IVec, Entry) {
+        let entry = Entry {
+            expiration: self.expiration,
+            metadata: self.metadata.map(|m| IVec::from(m.into_vec())),
+            value: Value::Owned(self.value.into_vec()),
+        };
+        (IVec::from(self.key.into_vec()), entry)
+    }
+}
+
+/// Why a frame could not be exchanged.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The connection ended or failed.
+    Closed,
+    /// The other side sent something that is not a frame of this protocol.
+    Garbage(&'static str),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(_: std::io::Error) -> Self {
+        FrameError::Closed
+    }
+}
+
+/// Encodes `message` as a frame.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, Error> {
+    let mut frame = postcard::to_extend(message, vec![0; 4])
+        .map_err(|e| Error::Internal(format!("a message could not be encoded: {e}")))?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME {
+        return Err(Error::Invalid(format!(
+            "This operation carries {len} bytes, more than the {MAX_FRAME} that can be sent to \
+             the process holding the store; split it."
+        )));
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(frame)
+}
+
+/// Reads one frame and decodes it. The buffer grows as bytes arrive, so a length that
+/// promises more than is sent costs nothing.
+pub async fn read_frame<R, T>(input: &mut R) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    let mut header = [0; 4];
+    input.read_exact(&mut header).await?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::Garbage(
+            "a frame longer than the protocol allows",
+        ));
+    }
+    let mut body = Vec::with_capacity(len.min(1 << 16));
+    let read = input.take(len as u64).read_to_end(&mut body).await?;
+    if read != len {
+        return Err(FrameError::Closed);
+    }
+    match postcard::take_from_bytes::<T>(&body) {
+        Ok((message, [])) => Ok(message),
+        _ => Err(FrameError::Garbage(
+            "a frame that is not a message of this protocol",
+        )),
+    }
+}
