@@ -13,8 +13,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeNamespace {
   /** An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds. */
   static inMemory(listPageCap?: number | undefined | null): NativeNamespace
-  /** Namespace `name` of the sled store in directory `path`. */
-  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null, shared?: boolean | undefined | null): NativeNamespace
+  /**
+   * Namespace `name` of the sled store in directory `path`. When another process holds
+   * the store, it is reached through that process (unless `shared` is false), whose
+   * answers are awaited for `timeoutMs` at most.
+   */
+  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null, shared?: boolean | undefined | null, timeoutMs?: number | undefined | null): NativeNamespace
   /**
    * Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
    * Nothing is sent before the first operation.

@@ -83,9 +83,18 @@ export interface KVOptions {
   keyPrefix?: string
   /**
    * How long a Redis operation may wait for the server before it rejects with
-   * `ERR_KV_UNAVAILABLE` (default 5000 ms).
+   * `ERR_KV_UNAVAILABLE` (default 5000 ms); with `path`, how long an operation on a store
+   * that another process holds waits for that process (default 30000 ms).
    */
   timeoutMs?: number
+  /**
+   * With `path`: share the store with the other processes that open it (default true). The
+   * process holding it serves it on a socket inside the directory and the others reach it
+   * through that; when the holder goes away, one of them takes the store over. `false` opens
+   * the store for this process alone: opening one that another process holds then fails
+   * with `ERR_KV_LOCKED`, and no other process can reach it while this one holds it.
+   */
+  shared?: boolean
   /**
    * How many partitions a new Redis namespace is split into (default 1 on a single server, 16
    * on a cluster); an existing namespace keeps its own.

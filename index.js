@@ -131,6 +131,7 @@ function createKV(realm) {
         listPageCap,
         durable = false,
         shared,
+        timeoutMs,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -180,6 +181,11 @@ function createKV(realm) {
       if (shared !== undefined && typeof shared !== 'boolean') {
         throw new TypeErrorInRealm('The shared option must be true or false.')
       }
+      if (timeoutMs !== undefined && !isWhole(timeoutMs, 1, 2 ** 31 - 1)) {
+        throw new TypeErrorInRealm(
+          'The timeoutMs option must be a whole number of milliseconds, 1 or more.',
+        )
+      }
       try {
         this.#native = native.NativeNamespace.open(
           path,
@@ -188,6 +194,7 @@ function createKV(realm) {
           flushEveryMs,
           listPageCap,
           shared,
+          timeoutMs,
         )
       } catch (error) {
         throw fromNative(error)

@@ -186,8 +186,11 @@ impl NativeNamespace {
         }
     }
 
-    /// Namespace `name` of the sled store in directory `path`.
+    /// Namespace `name` of the sled store in directory `path`. When another process holds
+    /// the store, it is reached through that process (unless `shared` is false), whose
+    /// answers are awaited for `timeoutMs` at most.
     #[napi(factory, catch_unwind)]
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         path: String,
         name: String,
@@ -195,10 +198,15 @@ impl NativeNamespace {
         flush_every_ms: Option<f64>,
         list_page_cap: Option<u32>,
         shared: Option<bool>,
+        timeout_ms: Option<u32>,
     ) -> Result<Self> {
+        let defaults = StoreConfig::default();
         let mut config = StoreConfig {
             share: shared.unwrap_or(true),
-            ..StoreConfig::default()
+            holder_timeout: timeout_ms.map_or(defaults.holder_timeout, |ms| {
+                std::time::Duration::from_millis(u64::from(ms))
+            }),
+            ..defaults
         };
         if let Some(bytes) = cache_capacity {
             config = config.with_cache_budget(bytes as u64);

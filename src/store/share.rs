@@ -370,6 +370,8 @@ struct Connection {
     requests: mpsc::UnboundedSender<(Vec<u8>, Reply)>,
     /// Which connection this is, so that only the first caller to find it broken replaces it.
     generation: u64,
+    /// The holder's pid, for messages.
+    pid: u32,
 }
 
 /// The answers a connection awaits, in order; `None` once it has ended.
@@ -390,12 +392,13 @@ impl Connection {
             wire::encode(&Request::Hello { protocol: PROTOCOL }).map_err(std::io::Error::other)?;
         write.write_all(&hello).await?;
         write.flush().await?;
-        match wire::read_frame::<_, Response>(&mut read).await {
+        let pid = match wire::read_frame::<_, Response>(&mut read).await {
             Ok(Response::Hello {
-                protocol: PROTOCOL, ..
-            }) => {}
+                protocol: PROTOCOL,
+                pid,
+            }) => pid,
             _ => return Err(std::io::Error::other("the holder did not say hello")),
-        }
+        };
         let (requests, outgoing) = mpsc::unbounded_channel();
         let waiting: Waiting = Arc::new(Mutex::new(Some(VecDeque::new())));
         tokio::spawn(send(write, outgoing, waiting.clone()));
@@ -403,6 +406,7 @@ impl Connection {
         Ok(Self {
             requests,
             generation,
+            pid,
         })
     }
 
@@ -494,6 +498,37 @@ pub struct SharedBackend {
     name: String,
     config: StoreConfig,
     state: tokio::sync::Mutex<State>,
+    unflushed: Mutex<Unflushed>,
+}
+
+/// The generation of "this process holds the store".
+const HELD_HERE: u64 = u64::MAX;
+
+/// Who acknowledged the writes that no flush has covered yet. A holder that goes away loses
+/// what it had not written to disk, so a flush answered by anyone else cannot vouch for them:
+/// it fails instead, and a durable write waiting for it rejects rather than resolve.
+#[derive(Default)]
+struct Unflushed {
+    by: Option<u64>,
+    /// Unflushed writes were acknowledged by more than one holder.
+    mixed: bool,
+}
+
+impl Unflushed {
+    fn wrote(&mut self, by: u64) {
+        match self.by {
+            None => self.by = Some(by),
+            Some(earlier) if earlier != by => self.mixed = true,
+            Some(_) => {}
+        }
+    }
+
+    /// A flush answered by `by` succeeded: whether it covers every write since the last.
+    fn flushed(&mut self, by: u64) -> bool {
+        let covered = !self.mixed && self.by.is_none_or(|earlier| earlier == by);
+        *self = Self::default();
+        covered
+    }
 }
 
 impl SharedBackend {
@@ -505,6 +540,7 @@ impl SharedBackend {
             name: name.to_owned(),
             config: config.clone(),
             state: tokio::sync::Mutex::new(State::Idle { generation: 0 }),
+            unflushed: Mutex::default(),
         }
     }
 
@@ -516,6 +552,35 @@ impl SharedBackend {
         request: impl FnOnce(String) -> Result<Request>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<T> {
+        self.answered(local, request, answer)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// Runs a write as [`Self::run`] does, and notes who acknowledged it (see [`Unflushed`]).
+    async fn write<T>(
+        &self,
+        local: impl FnOnce(&SledBackend) -> Result<T>,
+        request: impl FnOnce(String) -> Result<Request>,
+        answer: impl FnOnce(Response) -> Option<Result<T>>,
+    ) -> Result<T> {
+        let (value, by) = self.answered(local, request, answer).await?;
+        self.unflushed().wrote(by);
+        Ok(value)
+    }
+
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, Unflushed> {
+        self.unflushed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Self::run`], with the generation of whoever answered: a connection's, or
+    /// [`HELD_HERE`] when this process holds the store.
+    async fn answered<T>(
+        &self,
+        local: impl FnOnce(&SledBackend) -> Result<T>,
+        request: impl FnOnce(String) -> Result<Request>,
+        answer: impl FnOnce(Response) -> Option<Result<T>>,
+    ) -> Result<(T, u64)> {
         let mut request = Some(request);
         let mut frame = None;
         let deadline = Instant::now() + TAKEOVER_WAIT;
@@ -526,7 +591,7 @@ impl SharedBackend {
                     *state = self.reach(generation, deadline).await?;
                 }
                 match &*state {
-                    State::Holder(backend) => return local(backend),
+                    State::Holder(backend) => return local(backend).map(|v| (v, HELD_HERE)),
                     State::Client(connection) => connection.clone(),
                     State::Idle { .. } => continue,
                 }
@@ -537,7 +602,16 @@ impl SharedBackend {
                 frame = Some(wire::encode(&make(self.name.clone())?)?);
             }
             let sent = frame.clone().unwrap_or_default();
-            match connection.call(sent).await {
+            let Ok(outcome) =
+                tokio::time::timeout(self.config.holder_timeout, connection.call(sent)).await
+            else {
+                return Err(self.unreachable(&format!(
+                    "it (pid {}) did not answer within {} ms; is it stopped?",
+                    connection.pid,
+                    self.config.holder_timeout.as_millis()
+                )));
+            };
+            match outcome {
                 Ok(Response::Failed(error)) => return Err(error),
                 Ok(Response::Gone) | Err(FrameError::Closed) => {
                     let mut state = self.state.lock().await;
@@ -552,9 +626,9 @@ impl SharedBackend {
                     }
                 }
                 Ok(response) => {
-                    return answer(response).unwrap_or_else(|| {
-                        Err(self.unreachable("its holder answered out of turn"))
-                    })
+                    return answer(response)
+                        .unwrap_or_else(|| Err(self.unreachable("its holder answered out of turn")))
+                        .map(|value| (value, connection.generation))
                 }
                 Err(FrameError::Garbage(what)) => {
                     return Err(self.unreachable(&format!("its holder sent {what}")))
@@ -632,7 +706,7 @@ impl SharedBackend {
     }
 
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
-        self.run(
+        self.write(
             |b| match entries {
                 [one] => b.put(one.key, one.value, one.expiration, one.metadata),
                 _ => b.put_all(entries),
@@ -649,7 +723,7 @@ impl SharedBackend {
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
-        self.run(
+        self.write(
             |b| b.delete(key),
             |ns| {
                 Ok(Request::Delete {
@@ -663,7 +737,7 @@ impl SharedBackend {
     }
 
     pub async fn delete_expired(&self, keys: &[&[u8]], now_ms: i64) -> Result<()> {
-        self.run(
+        self.write(
             |b| {
                 keys.iter()
                     .try_for_each(|key| b.delete_expired(key, now_ms))
@@ -757,7 +831,7 @@ impl SharedBackend {
     }
 
     pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
-        self.run(
+        self.write(
             |b| b.replace_all(entries),
             |ns| {
                 let entries = entries
@@ -772,7 +846,20 @@ impl SharedBackend {
     }
 
     pub async fn flush(&self) -> Result<()> {
-        self.run(|b| b.flush(), |_| Ok(Request::Flush), done).await
+        let ((), by) = self
+            .answered(|b| b.flush(), |_| Ok(Request::Flush), done)
+            .await?;
+        if self.unflushed().flushed(by) {
+            Ok(())
+        } else {
+            Err(Error::Storage {
+                path: self.store.clone(),
+                detail: "the process that held it went away before the writes it had \
+                         acknowledged were on disk, so they may be lost: write them again if \
+                         they matter"
+                    .into(),
+            })
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub struct StoreConfig {
     /// [`super::share`]): served to them while this process holds it, reached through its
     /// holder when another process does.
     pub share: bool,
+    /// How long an operation on a store another process holds waits for that process.
+    pub holder_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -77,6 +79,7 @@ impl Default for StoreConfig {
             flush_every_ms: Some(200),
             file_value_min: FILE_VALUE_MIN,
             share: true,
+            holder_timeout: Duration::from_secs(30),
         }
         .with_cache_budget(Self::DEFAULT_CACHE_BUDGET)
     }
