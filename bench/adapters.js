@@ -34,6 +34,38 @@ const kvBinding = (backend, durable = false, root = '..', label = '') => ({
   },
 })
 
+// kv-binding on a sled store that another process holds: every operation goes through the
+// holder's socket. The holder is started here and stopped at close.
+const kvBindingShared = {
+  name: 'kv-binding (sled, held by another process)',
+  async open(dir) {
+    const { spawn } = require('node:child_process')
+    const fs = require('node:fs')
+    const root = JSON.stringify(path.resolve(__dirname, '..'))
+    const holder = spawn(
+      process.execPath,
+      [
+        '-e',
+        `globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+         setInterval(() => {}, 1000)`,
+      ],
+      { stdio: 'ignore' },
+    )
+    while (!fs.existsSync(path.join(dir, 'kv.sock'))) {
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    const { KV } = require('..')
+    const kv = new KV({ path: dir, namespace: 'bench' })
+    return kvNamespaceAdapter(kv, {
+      sync: () => kv.flush(),
+      close: async () => {
+        await kv.close()
+        holder.kill()
+      },
+    })
+  },
+}
+
 // A private prefix for each open, unless KV_BENCH_PREFIX shares one (bench/processes.js).
 const benchPrefix = (lib) =>
   process.env.KV_BENCH_PREFIX ?? `${lib}-${process.pid}-${Math.random().toString(36).slice(2)}:`
@@ -243,6 +275,7 @@ const ADAPTERS = {
   'classic-level': classicLevel,
   'better-sqlite3': betterSqlite3,
   miniflare,
+  'kv-binding-shared': kvBindingShared,
   'kv-binding-redis': kvBindingRedis(false),
   ioredis: ioredis(false),
   'kv-binding-redis-cluster': kvBindingRedis(true),
