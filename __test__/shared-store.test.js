@@ -172,6 +172,17 @@ describeUnix('a store shared by processes', () => {
     })
   })
 
+  // Through /proc/self/fd, which only Linux has; elsewhere such a store is not shared.
+  const onLinux = process.platform === 'linux' ? test : test.skip
+  onLinux('a store deeper than a socket address can name is shared all the same', async () => {
+    const dir = path.join(tempDir(), 'a'.repeat(60), 'b'.repeat(60))
+    expect(path.join(dir, 'kv.sock').length).toBeGreaterThan(108)
+    const holder = await holdStore(dir)
+    children.push(holder)
+    expect(cli(dir, 'put', 'deep', 'down').status).toBe(0)
+    expect(cli(dir, 'get', 'deep')).toMatchObject({ status: 0, stdout: 'down' })
+  })
+
   test('a holder that stops answering: operations reject after timeoutMs, then go on', async () => {
     const dir = tempDir()
     const holder = await holdStore(dir)

@@ -100,6 +100,20 @@ fn same_user(socket: &impl AsRawFd) -> bool {
     peer_uid(socket) == Some(unsafe { libc::geteuid() })
 }
 
+/// A path to the store's socket short enough for a socket address (about 100 bytes): the
+/// path itself, or on Linux, for a deep directory, the same file seen through a descriptor of
+/// the directory (`/proc/self/fd/N/kv.sock`), which the returned file keeps open.
+fn socket_path(store: &Path) -> std::io::Result<(PathBuf, Option<fs::File>)> {
+    let socket = store.join(SOCKET_FILE);
+    #[cfg(target_os = "linux")]
+    if socket.as_os_str().len() >= 100 {
+        let dir = fs::File::open(store)?;
+        let short = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET_FILE}", dir.as_raw_fd()));
+        return Ok((short, Some(dir)));
+    }
+    Ok((socket, None))
+}
+
 // ----- the holder's side -----
 
 /// The serving of one open store; dropping it stops the serving and removes the socket.
@@ -120,8 +134,8 @@ impl Server {
             Ok(_) => return None,
             Err(_) => {}
         }
-        // A path too long for a socket address (about 100 bytes) cannot be served.
-        let listener = std::os::unix::net::UnixListener::bind(&socket).ok()?;
+        let (path, _dir) = socket_path(store).ok()?;
+        let listener = std::os::unix::net::UnixListener::bind(path).ok()?;
         let serving = (|| {
             fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).ok()?;
             listener.set_nonblocking(true).ok()?;
@@ -317,11 +331,19 @@ pub fn probe(store: &Path) -> std::result::Result<(), String> {
     }
     let socket = store.join(SOCKET_FILE);
     let deadline = Instant::now() + PROBE_WAIT;
-    // A holder that has just taken the lock may not serve yet.
+    // A holder that has just taken the lock (and written its pid) may not serve yet: it is
+    // given a moment. One that took it earlier and has no socket does not share.
+    let fresh = fs::metadata(store.join(super::dir::LOCK_FILE))
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < PROBE_WAIT));
     let mut stream = loop {
-        match std::os::unix::net::UnixStream::connect(&socket) {
+        let connected = socket_path(store)
+            .and_then(|(path, _dir)| std::os::unix::net::UnixStream::connect(path));
+        match connected {
             Ok(stream) => break stream,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) if fresh && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(_) => {
                 return Err(
                     "it does not share it (an older kv-binding, or one opened with \
@@ -379,7 +401,8 @@ type Waiting = Arc<Mutex<Option<VecDeque<Reply>>>>;
 
 impl Connection {
     async fn open(store: &Path, generation: u64) -> std::io::Result<Self> {
-        let stream = UnixStream::connect(store.join(SOCKET_FILE)).await?;
+        let (path, _dir) = socket_path(store)?;
+        let stream = UnixStream::connect(path).await?;
         if !same_user(&stream) {
             return Err(std::io::Error::other(
                 "the store's socket belongs to another user",
