@@ -29,6 +29,7 @@ const EXPECTED_FILES = [
   'lib/order.js',
   'lib/results.js',
   'lib/signals.js',
+  'lib/wrangler.js',
   'package.json',
 ]
 
@@ -155,6 +156,18 @@ function main() {
         { cwd: app, env: { ...env, NODE_PATH: path.join(ROOT, 'node_modules') } },
       )
       assert.equal(out.trim(), 'function KVEnvironment')
+    })
+    check('wranglerEnv() reads a wrangler.toml with the parsers the package depends on', () => {
+      fs.writeFileSync(
+        path.join(app, 'wrangler.toml'),
+        '[[kv_namespaces]]\nbinding = "SESSIONS"\nid = "abc"\n',
+      )
+      const out = node([
+        '-e',
+        `const env = require('kv-binding').wranglerEnv()
+         console.log(Object.keys(env).join())`,
+      ])
+      assert.equal(out.trim(), 'SESSIONS')
     })
     check('the kv-binding command runs', () => {
       const bin = path.join(app, 'node_modules', '.bin', 'kv-binding')
