@@ -27,6 +27,13 @@ Commands:
   export [FILE] [--skip-damaged]            every live entry in that format (stdout by
                                             default); --skip-damaged leaves out entries whose
                                             value is damaged and lists them on stderr
+  import --from-wrangler [DIR]              every namespace of wrangler's local state (DIR,
+                                            default .wrangler/state), each named by its
+                                            binding in the wrangler configuration, else by
+                                            its id; all or nothing per namespace
+  export --to-wrangler [DIR]                the namespaces the wrangler configuration binds,
+                                            into that state under their ids (stop wrangler
+                                            dev first)
 
 Options:
   --path DIR        store directory (default .kv)
@@ -99,6 +106,8 @@ function parse(argv) {
         expiration: { type: 'string' },
         progress: { type: 'boolean', default: false },
         'skip-damaged': { type: 'boolean', default: false },
+        'from-wrangler': { type: 'boolean', default: false },
+        'to-wrangler': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -374,6 +383,39 @@ const commands = {
   },
 }
 
+/** import --from-wrangler and export --to-wrangler: every namespace at once. */
+async function wranglerState(command, [dir, ...extra], options) {
+  const wanted = command === 'import' ? 'from-wrangler' : 'to-wrangler'
+  if (!options[wanted] || options[command === 'import' ? 'to-wrangler' : 'from-wrangler']) {
+    throw new UsageError(`--from-wrangler goes with import, --to-wrangler with export`)
+  }
+  if (extra.length > 0) throw new UsageError(`${command} --${wanted} takes one DIR at most`)
+  if (options.namespace !== undefined || options.binding !== undefined) {
+    throw new UsageError(
+      `${command} --${wanted} names each namespace by its binding: leave out --namespace and --binding`,
+    )
+  }
+  const { importWranglerState, exportWranglerState } = require('../lib/wrangler-state.js')
+  // The store alone: each namespace comes from the state or the configuration.
+  const store = storeOptions({ ...options, binding: undefined, env: undefined, config: undefined })
+  delete store.namespace
+  const open = (name) => new KV({ ...store, namespace: name })
+  const run = command === 'import' ? importWranglerState : exportWranglerState
+  const where = command === 'import' ? { from: dir } : { to: dir }
+  const done = await run({ ...where, config: options.config, open })
+  for (const { id, name, count, soon } of done) {
+    const verb = command === 'import' ? 'imported' : 'exported'
+    const into =
+      command === 'import'
+        ? `into namespace ${name} (id ${id})`
+        : `of namespace ${name} as id ${id}`
+    const left = soon > 0 ? `; left out ${soon} that expire within a minute` : ''
+    process.stderr.write(`${verb} ${count} entries ${into}${left}\n`)
+  }
+  if (done.length === 0) process.stderr.write(`no namespace to ${command}\n`)
+  return 0
+}
+
 async function main(argv) {
   const { values: options, positionals } = parse(argv)
   const [command, ...args] = positionals
@@ -383,6 +425,8 @@ async function main(argv) {
   }
   if (command === undefined) throw new UsageError('no command given')
   if (!Object.hasOwn(commands, command)) throw new UsageError(`unknown command "${command}"`)
+  if (options['from-wrangler'] || options['to-wrangler'])
+    return wranglerState(command, args, options)
   const kv = new KV(storeOptions(options))
   try {
     return (await commands[command](kv, args, options)) ?? 0
