@@ -52,6 +52,14 @@ function inChild(script) {
   return child
 }
 
+/** Resolves once process `pid` is stopped (its state in /proc is T), or after 200 ms elsewhere. */
+async function stopped(pid) {
+  const stat = `/proc/${pid}/stat`
+  if (!fs.existsSync(stat)) return new Promise((resolve) => setTimeout(resolve, 200))
+  const state = () => fs.readFileSync(stat, 'utf8').split(') ')[1][0]
+  while (state() !== 'T') await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
 const exited = (child) =>
   child.exitCode !== null || child.signalCode !== null
     ? Promise.resolve()
@@ -190,6 +198,7 @@ describeUnix('a store shared by processes', () => {
     const kv = new KV({ path: dir, timeoutMs: 300 })
     await kv.put('before', 'stop')
     holder.kill('SIGSTOP')
+    await stopped(holder.pid)
     try {
       const error = await rejection(kv.get('before'))
       expect(error.code).toBe('ERR_KV_STORAGE')
