@@ -207,7 +207,14 @@ async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig) {
         let Ok(request) = wire::read_frame::<_, Request>(&mut read).await else {
             return;
         };
-        let response = answer(&store, &config, request);
+        let response = if is_heavy(&request) {
+            let (store, config) = (store.clone(), config.clone());
+            tokio::task::spawn_blocking(move || answer(&store, &config, request))
+                .await
+                .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
+        } else {
+            answer(&store, &config, request)
+        };
         let frame = match wire::encode(&response) {
             Ok(frame) => frame,
             Err(error) => match wire::encode(&Response::Failed(error)) {
@@ -222,6 +229,23 @@ async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig) {
         if read.buffer().is_empty() && write.flush().await.is_err() {
             return;
         }
+    }
+}
+
+/// The most bytes of values a write carries and still runs on the I/O thread.
+const LIGHT_WRITE_MAX: usize = 64 * 1024;
+
+/// Whether a request may take long enough (an fsync, a whole namespace, large values) that it
+/// runs on a blocking thread rather than hold up the other connections and this process's
+/// own network I/O.
+fn is_heavy(request: &Request) -> bool {
+    match request {
+        Request::Flush | Request::Entries { .. } | Request::ReplaceAll { .. } => true,
+        Request::PutAll { entries, .. } => {
+            entries.iter().map(|e| e.value.len()).sum::<usize>() > LIGHT_WRITE_MAX
+        }
+        Request::GetMany { keys, .. } => keys.len() > 1,
+        _ => false,
     }
 }
 
