@@ -29,6 +29,7 @@ const EXPECTED_FILES = [
   'lib/order.js',
   'lib/results.js',
   'lib/signals.js',
+  'lib/test-environment.js',
   'lib/wrangler-state.js',
   'lib/wrangler.js',
   'package.json',

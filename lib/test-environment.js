@@ -1,0 +1,179 @@
+'use strict'
+
+// What the test environments (Jest's, and the Vitest package's) share: their options, and
+// the namespaces of a test file: opened in memory, in sled stores or on Redis, seeded,
+// snapshotted, restored to the seed before each test, and closed.
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { forRealm, REMOVE } = require('../index.js')
+
+// The binding names of the project's wrangler configuration (the one named, or the first
+// found from rootDir upwards), or ['KV'] when there is none or it binds no KV namespace.
+function wranglerBindings(rootDir, kvWranglerConfig, kvWranglerEnv, fail) {
+  if (
+    kvWranglerConfig !== undefined &&
+    (typeof kvWranglerConfig !== 'string' || !kvWranglerConfig)
+  ) {
+    fail('kvWranglerConfig must be the path of a wrangler.json, wrangler.jsonc or wrangler.toml.')
+  }
+  if (kvWranglerEnv !== undefined && (typeof kvWranglerEnv !== 'string' || !kvWranglerEnv)) {
+    fail('kvWranglerEnv must be the name of an environment of the wrangler configuration.')
+  }
+  const { findConfig, loadKvNamespaces } = require('./wrangler.js')
+  const named = kvWranglerConfig !== undefined || kvWranglerEnv !== undefined
+  if (!named && findConfig(rootDir) === null) return ['KV']
+  let namespaces
+  try {
+    ;({ namespaces } = loadKvNamespaces({
+      config: kvWranglerConfig,
+      env: kvWranglerEnv,
+      from: rootDir,
+    }))
+  } catch (error) {
+    fail(error.message)
+  }
+  return namespaces.length > 0 || named ? namespaces.map(({ binding }) => binding) : ['KV']
+}
+
+/**
+ * Checks a test environment's options (`kvNamespaces`, `kvSeed`, ...) and resolves their
+ * paths from `rootDir`. `name` prefixes every error; `workerId` names this worker's
+ * `kvPersist` directory.
+ */
+function readOptions(options, { rootDir, name, workerId }) {
+  const {
+    kvNamespaces: given,
+    kvWranglerConfig,
+    kvWranglerEnv,
+    kvSeed = {},
+    kvPersist,
+    kvUrl,
+    kvCluster = false,
+  } = options ?? {}
+  const fail = (message) => {
+    throw new TypeError(`${name}: ${message}`)
+  }
+  if (given !== undefined && (kvWranglerConfig !== undefined || kvWranglerEnv !== undefined)) {
+    fail('give kvNamespaces or kvWranglerConfig/kvWranglerEnv, not both.')
+  }
+  const kvNamespaces = given ?? wranglerBindings(rootDir, kvWranglerConfig, kvWranglerEnv, fail)
+  if (!Array.isArray(kvNamespaces) || !kvNamespaces.every((n) => typeof n === 'string' && n)) {
+    fail('kvNamespaces must be an array of binding names, such as ["KV", "SESSIONS"].')
+  }
+  if (typeof kvSeed !== 'object' || kvSeed === null) {
+    fail('kvSeed must map binding names to JSON files.')
+  }
+  for (const [name, file] of Object.entries(kvSeed)) {
+    if (!kvNamespaces.includes(name)) fail(`kvSeed names "${name}", which is not in kvNamespaces.`)
+    if (typeof file !== 'string') fail(`kvSeed.${name} must be the path of a JSON file.`)
+  }
+  if (kvPersist !== undefined && (typeof kvPersist !== 'string' || kvPersist === '')) {
+    fail('kvPersist must be a directory path.')
+  }
+  if (kvUrl !== undefined && (typeof kvUrl !== 'string' || kvUrl === '')) {
+    fail('kvUrl must be a Redis URL, such as "redis://localhost:6379".')
+  }
+  if (kvUrl !== undefined && kvPersist !== undefined) {
+    fail('give kvPersist or kvUrl, not both.')
+  }
+  if (typeof kvCluster !== 'boolean') fail('kvCluster must be true or false.')
+  return {
+    name,
+    names: kvNamespaces,
+    seeds: Object.fromEntries(
+      Object.entries(kvSeed).map(([name, file]) => [name, path.resolve(rootDir, file)]),
+    ),
+    // One directory per worker, so parallel workers never contend for a store's lock.
+    persistDir: kvPersist && path.resolve(rootDir, kvPersist, `worker-${workerId}`),
+    redis: kvUrl && { url: kvUrl, cluster: kvCluster },
+  }
+}
+
+function readSeed(file, name) {
+  let entries
+  try {
+    entries = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch (error) {
+    throw new Error(`${name}: cannot read the seed file ${file}: ${error.message}`, {
+      cause: error,
+    })
+  }
+  return entries
+}
+
+// Opens namespace `name` in `dir`, or, when another test run holds `dir` (a watch mode beside
+// a CI run), in a directory of this process's own: every test file starts from a cleared
+// store, so nothing is lost. Returns the namespace and the directory used.
+function openPersisted(KV, dir, name) {
+  try {
+    // Not shared: a store another run holds is never cleared and reseeded under it.
+    return { kv: new KV({ path: dir, namespace: name, shared: false }), dir }
+  } catch (error) {
+    if (error.code !== 'ERR_KV_LOCKED') throw error
+    const own = `${dir}-pid${process.pid}`
+    return { kv: new KV({ path: own, namespace: name, shared: false }), dir: own }
+  }
+}
+
+/**
+ * The namespaces of one test file, as `options` (from `readOptions`) say, made with the
+ * constructors of `realm` (the test file's global object): its Date, so fake timers move KV
+ * time, and its Map, promises and errors.
+ */
+class TestNamespaces {
+  #options
+  #namespaces = []
+
+  constructor(options) {
+    this.#options = options
+  }
+
+  /** Opens and seeds every namespace; resolves the `env` object that holds them. */
+  async open(realm, { keyPrefix = 'kv-test' } = {}) {
+    const KV = forRealm(realm)
+    const env = new realm.Object()
+    const { name: who, names, seeds, redis } = this.#options
+    let { persistDir } = this.#options
+    // On Redis, a key prefix of this test file's own (process, and a random part), so that
+    // parallel workers and runs never meet; close() removes everything under it.
+    const prefix =
+      redis && `${keyPrefix}:${process.pid}:${Math.random().toString(36).slice(2, 10)}:`
+    for (const name of names) {
+      let kv
+      if (persistDir) ({ kv, dir: persistDir } = openPersisted(KV, persistDir, name))
+      else if (redis) kv = new KV({ ...redis, keyPrefix: prefix, namespace: name })
+      else kv = new KV()
+      this.#namespaces.push({ kv })
+      // A persisted store keeps what the last test file of this worker left: start clean.
+      if (persistDir) await kv.clear()
+      if (seeds[name]) {
+        await kv.bulkPut(readSeed(seeds[name], who)).catch((error) => {
+          throw new Error(`${who}: seeding ${name} from ${seeds[name]} failed: ${error.message}`, {
+            cause: error,
+          })
+        })
+      }
+      this.#namespaces.at(-1).seeded = await kv.snapshot()
+      env[name] = kv
+    }
+    return env
+  }
+
+  /**
+   * Puts every namespace back to its seeded state. A restore queues behind anything a
+   * previous test left running on the same namespace, so a forgotten promise cannot undo it.
+   */
+  restore() {
+    return Promise.all(this.#namespaces.map(({ kv, seeded }) => kv.restore(seeded)))
+  }
+
+  /** Closes every namespace; on Redis, removes what the test file wrote first. */
+  async close() {
+    const removed = this.#options.redis ? this.#namespaces.map(({ kv }) => kv[REMOVE]()) : []
+    await Promise.all([...removed, ...this.#namespaces.map(({ kv }) => kv.close())])
+    this.#namespaces = []
+  }
+}
+
+module.exports = { readOptions, TestNamespaces }
