@@ -18,4 +18,9 @@ module.exports = [
     files: ['__test__/**/*.js'],
     languageOptions: { globals: { ...globals.jest } },
   },
+  {
+    // ES modules run by Node: the Vitest fixture project.
+    files: ['**/*.mjs'],
+    languageOptions: { sourceType: 'module', ecmaVersion: 2024, globals: { ...globals.node } },
+  },
 ]

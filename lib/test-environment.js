@@ -124,14 +124,24 @@ function openPersisted(KV, dir, name) {
 class TestNamespaces {
   #options
   #namespaces = []
+  #lastTest
+  // The restore of the KV class itself, which a restoring namespace's own does not bypass.
+  #restore
 
   constructor(options) {
     this.#options = options
   }
 
-  /** Opens and seeds every namespace; resolves the `env` object that holds them. */
-  async open(realm, { keyPrefix = 'kv-test' } = {}) {
-    const KV = forRealm(realm)
+  /**
+   * Opens and seeds every namespace; resolves the `env` object that holds them. With
+   * `currentTest` (a function naming the test running now, or undefined between tests), the
+   * namespaces restore themselves to the seed when a test first uses one of them: for test
+   * runners that tell an environment nothing when a test starts.
+   */
+  async open(realm, { keyPrefix = 'kv-test', currentTest } = {}) {
+    const base = forRealm(realm)
+    this.#restore = (kv, seeded) => base.prototype.restore.call(kv, seeded)
+    const KV = currentTest ? restoringOnFirstUse(base, () => this.#beforeUse(currentTest())) : base
     const env = new realm.Object()
     const { name: who, names, seeds, redis } = this.#options
     let { persistDir } = this.#options
@@ -160,6 +170,17 @@ class TestNamespaces {
     return env
   }
 
+  // Before any use of a namespace: a test that has not used one yet gets them all restored
+  // first. The restores are queued at once, so the use that follows waits for them.
+  #beforeUse(test) {
+    if (test === undefined || test === this.#lastTest) return
+    this.#lastTest = test
+    for (const { kv, seeded } of this.#namespaces) {
+      // What fails here fails the use that follows, which waits for it.
+      this.#restore(kv, seeded).catch(() => {})
+    }
+  }
+
   /**
    * Puts every namespace back to its seeded state. A restore queues behind anything a
    * previous test left running on the same namespace, so a forgotten promise cannot undo it.
@@ -174,6 +195,41 @@ class TestNamespaces {
     await Promise.all([...removed, ...this.#namespaces.map(({ kv }) => kv.close())])
     this.#namespaces = []
   }
+}
+
+// The operations of a KV that read or write it, which a restoring namespace precedes with its
+// check.
+const OPERATIONS = [
+  'get',
+  'getWithMetadata',
+  'put',
+  'delete',
+  'list',
+  'bulkPut',
+  'dump',
+  'snapshot',
+  'restore',
+  'clear',
+  'flush',
+]
+
+/** A subclass of `KV` whose every operation first calls `beforeUse()`. */
+function restoringOnFirstUse(KV, beforeUse) {
+  class RestoringKV extends KV {}
+  for (const name of OPERATIONS) {
+    const operation = KV.prototype[name]
+    Object.defineProperty(RestoringKV.prototype, name, {
+      value: {
+        [name](...args) {
+          beforeUse()
+          return operation.apply(this, args)
+        },
+      }[name],
+      writable: true,
+      configurable: true,
+    })
+  }
+  return RestoringKV
 }
 
 module.exports = { readOptions, TestNamespaces }

@@ -62,10 +62,16 @@ function pack(dir, destination) {
   return { file: path.join(destination, info.filename), info }
 }
 
-function project(dir, tarballs) {
+function project(dir, tarballs, npmOptions = []) {
   fs.mkdirSync(dir)
   fs.writeFileSync(path.join(dir, 'package.json'), '{ "name": "consumer", "private": true }\n')
-  sh('npm', ['install', '--no-audit', '--no-fund', '--no-package-lock', ...tarballs], { cwd: dir })
+  sh(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--no-package-lock', ...npmOptions, ...tarballs],
+    {
+      cwd: dir,
+    },
+  )
   return dir
 }
 
@@ -217,6 +223,66 @@ function main() {
         sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
       })
     }
+
+    // vitest-environment-kv-binding from its own tarball, beside kv-binding's, in the fixture
+    // project __test__/vitest-project, under every pool Vitest has. Vitest itself is the
+    // repository's (a user's project has its own).
+    const vitestEnv = pack(path.join(ROOT, 'packages', 'vitest-environment-kv-binding'), work)
+    check('the Vitest environment package holds only what a user needs', () => {
+      assert.deepEqual(vitestEnv.info.files.map((f) => f.path).sort(), ['index.js', 'package.json'])
+      // Released together: its version, and the kv-binding it needs, are the main package's.
+      const { version } = require(path.join(ROOT, 'package.json'))
+      const environment = require(
+        path.join(ROOT, 'packages', 'vitest-environment-kv-binding', 'package.json'),
+      )
+      assert.equal(environment.version, version)
+      assert.equal(environment.dependencies['kv-binding'], version)
+      const workflow = fs.readFileSync(
+        path.join(ROOT, '.github', 'workflows', 'release.yml'),
+        'utf8',
+      )
+      assert.match(workflow, /npm publish packages\/vitest-environment-kv-binding/)
+    })
+    // Its peer, vitest, is not fetched: the repository's pinned one is linked in.
+    const vitestApp = project(
+      path.join(work, 'vitest-app'),
+      [main.file, platform.file, vitestEnv.file],
+      ['--legacy-peer-deps'],
+    )
+    fs.cpSync(path.join(ROOT, '__test__', 'vitest-project'), vitestApp, { recursive: true })
+    fs.symlinkSync(
+      path.join(ROOT, 'node_modules', 'vitest'),
+      path.join(vitestApp, 'node_modules', 'vitest'),
+    )
+    const vitest = (args, extraEnv = {}) =>
+      sh(
+        process.execPath,
+        [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...args],
+        {
+          cwd: vitestApp,
+          env: { ...env, ...extraEnv, CI: 'true', NO_COLOR: '1' },
+        },
+      )
+    const passes = (out) => {
+      // 2 files of 5 tests each.
+      assert.match(out, /Tests\s+10 passed \(10\)/)
+    }
+    for (const pool of ['forks', 'threads', 'vmThreads', 'vmForks']) {
+      check(`Vitest runs the environment's fixture in the ${pool} pool`, () => {
+        passes(vitest([`--pool=${pool}`]))
+      })
+    }
+    check('Vitest runs the fixture with --no-isolate, and with kvPersist', () => {
+      passes(vitest(['--no-isolate']))
+      passes(vitest([], { KV_FIXTURE_PERSIST: '.kv-test' }))
+      assert.ok(fs.existsSync(path.join(vitestApp, '.kv-test')))
+    })
+    check('a fixture test that expects the wrong state fails the run', () => {
+      assert.throws(
+        () => vitest(['--pool=threads'], { KV_FIXTURE_EXPECT_FAILURE: '1' }),
+        /each test starts from the seed/,
+      )
+    })
 
     check('without the platform package, the error names the platform', () => {
       const bare = project(path.join(work, 'bare'), [main.file])

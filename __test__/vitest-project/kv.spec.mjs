@@ -1,0 +1,3 @@
+import { kvTests } from './tests.mjs'
+
+kvTests()
