@@ -225,11 +225,16 @@ function main() {
     }
 
     // vitest-environment-kv-binding from its own tarball, beside kv-binding's, in the fixture
-    // project __test__/vitest-project, under every pool Vitest has. Vitest itself is the
-    // repository's (a user's project has its own).
+    // project __test__/vitest-project, under every pool Vitest has: Vitest 4 (the
+    // repository's devDependency) on this Node, and Vitest 5 on the Node 22 it needs, both
+    // from __test__/vitest5, a project installed from its lock file.
     const vitestEnv = pack(path.join(ROOT, 'packages', 'vitest-environment-kv-binding'), work)
     check('the Vitest environment package holds only what a user needs', () => {
-      assert.deepEqual(vitestEnv.info.files.map((f) => f.path).sort(), ['index.js', 'package.json'])
+      assert.deepEqual(vitestEnv.info.files.map((f) => f.path).sort(), [
+        'index.d.ts',
+        'index.js',
+        'package.json',
+      ])
       // Released together: its version, and the kv-binding it needs, are the main package's.
       const { version } = require(path.join(ROOT, 'package.json'))
       const environment = require(
@@ -243,46 +248,101 @@ function main() {
       )
       assert.match(workflow, /npm publish packages\/vitest-environment-kv-binding/)
     })
-    // Its peer, vitest, is not fetched: the repository's pinned one is linked in.
+    // Its peer, vitest, is not fetched: the one under test is linked in.
     const vitestApp = project(
       path.join(work, 'vitest-app'),
       [main.file, platform.file, vitestEnv.file],
       ['--legacy-peer-deps'],
     )
     fs.cpSync(path.join(ROOT, '__test__', 'vitest-project'), vitestApp, { recursive: true })
-    fs.symlinkSync(
-      path.join(ROOT, 'node_modules', 'vitest'),
-      path.join(vitestApp, 'node_modules', 'vitest'),
-    )
-    const vitest = (args, extraEnv = {}) =>
-      sh(
-        process.execPath,
-        [path.join(ROOT, 'node_modules', 'vitest', 'vitest.mjs'), 'run', ...args],
-        {
-          cwd: vitestApp,
-          env: { ...env, ...extraEnv, CI: 'true', NO_COLOR: '1' },
-        },
-      )
+    const vitest5 = path.join(ROOT, '__test__', 'vitest5')
+    if (!fs.existsSync(path.join(vitest5, 'node_modules', 'vitest'))) {
+      sh('npm', ['ci', '--no-audit', '--no-fund'], { cwd: vitest5 })
+    }
+    const runners = {
+      4: { node: process.execPath, vitest: path.join(ROOT, 'node_modules', 'vitest') },
+      5: {
+        node: path.join(vitest5, 'node_modules', 'node', 'bin', 'node'),
+        vitest: path.join(vitest5, 'node_modules', 'vitest'),
+      },
+    }
+    const vitest = (major, args, extraEnv = {}) => {
+      const { node, vitest: dir } = runners[major]
+      const link = path.join(vitestApp, 'node_modules', 'vitest')
+      fs.rmSync(link, { force: true })
+      fs.symlinkSync(dir, link)
+      const out = sh(node, [path.join(dir, 'vitest.mjs'), 'run', ...args], {
+        cwd: vitestApp,
+        env: { ...env, ...extraEnv, CI: 'true', NO_COLOR: '1' },
+      })
+      assert.match(out, new RegExp(`RUN {2}v${major}\\.`))
+      return out
+    }
     const passes = (out) => {
       // 2 files of 5 tests each.
       assert.match(out, /Tests\s+10 passed \(10\)/)
     }
-    for (const pool of ['forks', 'threads', 'vmThreads', 'vmForks']) {
-      check(`Vitest runs the environment's fixture in the ${pool} pool`, () => {
-        passes(vitest([`--pool=${pool}`]))
+    check('TypeScript sees env, typed by the bindings a project declares', () => {
+      const dir = path.join(vitestApp, 'ts')
+      fs.mkdirSync(dir)
+      fs.writeFileSync(
+        path.join(dir, 'consumer.ts'),
+        `/// <reference types="vitest-environment-kv-binding" />
+         import type { KV } from 'kv-binding'
+         import type { KVEnvironmentOptions } from 'vitest-environment-kv-binding'
+         declare global {
+           interface KVBindings {
+             SESSIONS: KV
+           }
+         }
+         export const options: KVEnvironmentOptions = { kvSeed: { SESSIONS: 'seed.json' } }
+         export async function read(): Promise<string | null> {
+           return env.SESSIONS.get('k')
+         }
+         // @ts-expect-error: no binding of that name was declared
+         env.OTHER.get('k')
+        `,
+      )
+      fs.writeFileSync(
+        path.join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            module: 'node16',
+            moduleResolution: 'node16',
+            target: 'es2022',
+            lib: ['es2022', 'dom', 'esnext.disposable'],
+            strict: true,
+            noEmit: true,
+            types: [],
+          },
+          files: ['consumer.ts'],
+        }),
+      )
+      const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+      sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
+    })
+    for (const major of [4, 5]) {
+      for (const pool of ['forks', 'threads', 'vmThreads', 'vmForks']) {
+        check(`Vitest ${major} runs the environment's fixture in the ${pool} pool`, () => {
+          passes(vitest(major, [`--pool=${pool}`]))
+        })
+      }
+      check(`Vitest ${major} runs the fixture with --no-isolate, and with kvPersist`, () => {
+        passes(vitest(major, ['--no-isolate']))
+        passes(vitest(major, [], { KV_FIXTURE_PERSIST: `.kv-test-${major}` }))
+        assert.ok(fs.existsSync(path.join(vitestApp, `.kv-test-${major}`)))
+      })
+      check(`Vitest ${major} runs the README's recipe without the environment`, () => {
+        const out = vitest(major, ['--config', 'vitest.recipe.config.mjs'])
+        assert.match(out, /Tests\s+2 passed \(2\)/)
+      })
+      check(`Vitest ${major}: a fixture test that expects the wrong state fails the run`, () => {
+        assert.throws(
+          () => vitest(major, ['--pool=threads'], { KV_FIXTURE_EXPECT_FAILURE: '1' }),
+          /each test starts from the seed/,
+        )
       })
     }
-    check('Vitest runs the fixture with --no-isolate, and with kvPersist', () => {
-      passes(vitest(['--no-isolate']))
-      passes(vitest([], { KV_FIXTURE_PERSIST: '.kv-test' }))
-      assert.ok(fs.existsSync(path.join(vitestApp, '.kv-test')))
-    })
-    check('a fixture test that expects the wrong state fails the run', () => {
-      assert.throws(
-        () => vitest(['--pool=threads'], { KV_FIXTURE_EXPECT_FAILURE: '1' }),
-        /each test starts from the seed/,
-      )
-    })
 
     check('without the platform package, the error names the platform', () => {
       const bare = project(path.join(work, 'bare'), [main.file])

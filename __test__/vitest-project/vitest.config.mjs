@@ -4,6 +4,7 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
+    include: ['kv.spec.mjs', 'other.spec.mjs'],
     environment: 'kv-binding',
     environmentOptions: {
       kvSeed: { KV: 'seed.json' },

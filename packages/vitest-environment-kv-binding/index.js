@@ -61,7 +61,7 @@ module.exports = {
   // The vmThreads and vmForks pools: test files run in a vm context, which Vitest's own
   // node environment makes; the namespaces are made with that context's constructors.
   async setupVM(environmentOptions) {
-    const { builtinEnvironments } = await import('vitest/environments')
+    const { builtinEnvironments } = await import('vitest/runtime')
     const node = await builtinEnvironments.node.setupVM(environmentOptions)
     const context = node.getVmContext()
     const realm = runInContext('globalThis', context)
