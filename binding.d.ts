@@ -85,6 +85,11 @@ export declare class NativeNamespace {
   dumpAsync(now: number, skipDamaged: boolean): Promise<[Array<[string, Buffer, number | null, string | null]>, Array<[string, string]>] | Failure>
   /** Takes a snapshot of the namespace off the JS thread. */
   snapshotAsync(): Promise<NativeSnapshot | Failure>
+  /**
+   * Puts the namespace back to `snapshot` on the JS thread: for a namespace in memory,
+   * where that takes microseconds and a trip to the thread pool would cost more.
+   */
+  restore(snapshot: NativeSnapshot): void
   /** Puts the namespace back to `snapshot`, off the JS thread. */
   restoreAsync(snapshot: NativeSnapshot): Promise<void | Failure>
   /** Deletes every entry, off the JS thread. */

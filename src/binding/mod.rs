@@ -629,6 +629,14 @@ impl NativeNamespace {
         )
     }
 
+    /// Puts the namespace back to `snapshot` on the JS thread: for a namespace in memory,
+    /// where that takes microseconds and a trip to the thread pool would cost more.
+    #[napi(catch_unwind)]
+    pub fn restore(&self, snapshot: &NativeSnapshot) -> Result<()> {
+        let namespace = self.namespace()?;
+        guarded(|| namespace.restore(&snapshot.inner)).map_err(js_error)
+    }
+
     /// Puts the namespace back to `snapshot`, off the JS thread.
     #[napi(ts_return_type = "Promise<void | Failure>")]
     pub fn restore_async<'env>(
