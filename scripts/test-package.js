@@ -62,6 +62,29 @@ function pack(dir, destination) {
   return { file: path.join(destination, info.filename), info }
 }
 
+/** Compiles `source` as consumer.ts in a new directory `dir` with tsc, strict. */
+function typecheck(dir, source, { module = 'node16', moduleResolution = 'node16' } = {}) {
+  fs.mkdirSync(dir)
+  fs.writeFileSync(path.join(dir, 'consumer.ts'), source)
+  fs.writeFileSync(
+    path.join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        module,
+        moduleResolution,
+        target: 'es2022',
+        lib: ['es2022', 'dom', 'esnext.disposable'],
+        strict: true,
+        noEmit: true,
+        types: [],
+      },
+      files: ['consumer.ts'],
+    }),
+  )
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
+  sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
+}
+
 function project(dir, tarballs, npmOptions = []) {
   fs.mkdirSync(dir)
   fs.writeFileSync(path.join(dir, 'package.json'), '{ "name": "consumer", "private": true }\n')
@@ -189,10 +212,8 @@ function main() {
       ['node10', 'commonjs'],
     ]) {
       check(`TypeScript finds the types (moduleResolution ${moduleResolution})`, () => {
-        const dir = path.join(app, `ts-${moduleResolution}`)
-        fs.mkdirSync(dir)
-        fs.writeFileSync(
-          path.join(dir, 'consumer.ts'),
+        typecheck(
+          path.join(app, `ts-${moduleResolution}`),
           `import { KV, type KVNamespaceListResult } from 'kv-binding'
            const kv = new KV({ path: '.kv', durable: true })
            export async function run(): Promise<string | null> {
@@ -203,24 +224,8 @@ function main() {
            // @ts-expect-error: get takes a key
            kv.get(1, 2, 3)
           `,
+          { module, moduleResolution },
         )
-        fs.writeFileSync(
-          path.join(dir, 'tsconfig.json'),
-          JSON.stringify({
-            compilerOptions: {
-              module,
-              moduleResolution,
-              target: 'es2022',
-              lib: ['es2022', 'dom', 'esnext.disposable'],
-              strict: true,
-              noEmit: true,
-              types: [],
-            },
-            files: ['consumer.ts'],
-          }),
-        )
-        const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
-        sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
       })
     }
 
@@ -283,10 +288,8 @@ function main() {
       assert.match(out, /Tests\s+10 passed \(10\)/)
     }
     check('TypeScript sees env, typed by the bindings a project declares', () => {
-      const dir = path.join(vitestApp, 'ts')
-      fs.mkdirSync(dir)
-      fs.writeFileSync(
-        path.join(dir, 'consumer.ts'),
+      typecheck(
+        path.join(vitestApp, 'ts'),
         `/// <reference types="vitest-environment-kv-binding" />
          import type { KV } from 'kv-binding'
          import type { KVEnvironmentOptions } from 'vitest-environment-kv-binding'
@@ -303,23 +306,6 @@ function main() {
          env.OTHER.get('k')
         `,
       )
-      fs.writeFileSync(
-        path.join(dir, 'tsconfig.json'),
-        JSON.stringify({
-          compilerOptions: {
-            module: 'node16',
-            moduleResolution: 'node16',
-            target: 'es2022',
-            lib: ['es2022', 'dom', 'esnext.disposable'],
-            strict: true,
-            noEmit: true,
-            types: [],
-          },
-          files: ['consumer.ts'],
-        }),
-      )
-      const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
-      sh(process.execPath, [tsc, '-p', dir], { cwd: dir })
     })
     for (const major of [4, 5]) {
       for (const pool of ['forks', 'threads', 'vmThreads', 'vmForks']) {
