@@ -516,3 +516,38 @@ fn a_bulk_write_gives_a_key_written_twice_its_last_entry_and_leaves_nothing_behi
         assert_eq!(text(&namespace, "d", NOW_MS), None, "{name}");
     }
 }
+
+#[test]
+fn a_snapshot_keeps_its_moment_and_restores_into_any_namespace() {
+    for (name, kv, _dir) in backends() {
+        let put = |key: &str, value: &str| {
+            kv.put(key, value.as_bytes(), &PutOptions::default(), NOW_MS)
+                .unwrap()
+        };
+        put("a", "1");
+        put("b", "2");
+        let snapshot = kv.snapshot().unwrap();
+        // Writes after the snapshot, however it holds its entries, do not reach it.
+        put("a", "changed");
+        kv.delete("b").unwrap();
+        put("c", "new");
+        assert_eq!(snapshot.len(), 2, "{name}");
+        kv.restore(&snapshot).unwrap();
+        assert_eq!(text(&kv, "a", NOW_MS).as_deref(), Some("1"), "{name}");
+        assert_eq!(text(&kv, "b", NOW_MS).as_deref(), Some("2"), "{name}");
+        assert_eq!(text(&kv, "c", NOW_MS), None, "{name}");
+        // Restored twice, with writes between: each restore is the snapshot again.
+        put("a", "again");
+        kv.restore(&snapshot).unwrap();
+        assert_eq!(text(&kv, "a", NOW_MS).as_deref(), Some("1"), "{name}");
+        // A snapshot of one backend restores into the other.
+        for (other, target, _other_dir) in backends() {
+            target.restore(&snapshot).unwrap();
+            assert_eq!(
+                text(&target, "b", NOW_MS).as_deref(),
+                Some("2"),
+                "{name} into {other}"
+            );
+        }
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use sled::IVec;
 
@@ -96,6 +96,11 @@ pub trait Backend: Send + Sync {
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
+
+    /// The backend as a [`MemoryBackend`], whose snapshots share its map.
+    fn as_memory(&self) -> Option<&MemoryBackend> {
+        None
+    }
 }
 
 /// One entry of a [`Backend::put_all`].
@@ -123,13 +128,20 @@ pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound
     }
 }
 
+/// A namespace's entries in key order, as memory holds them.
+pub type EntryMap = BTreeMap<IVec, Entry>;
+
 /// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
 ///
 /// Keys are `IVec`s, which hold keys of up to 22 bytes inline: a lookup then compares keys
 /// inside the tree's nodes instead of following a pointer to each one.
+///
+/// The map is shared with the snapshots taken of it ([`Self::share`]) and copied only when
+/// written while shared, so that a snapshot and a restore ([`Self::adopt`]) cost nothing
+/// however many entries there are: a test that only reads after a restore never pays for one.
 #[derive(Default)]
 pub struct MemoryBackend {
-    entries: RwLock<BTreeMap<IVec, Entry>>,
+    entries: RwLock<Arc<EntryMap>>,
 }
 
 impl MemoryBackend {
@@ -137,14 +149,26 @@ impl MemoryBackend {
         Self::default()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<IVec, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<EntryMap>> {
         // A panic while holding the lock cannot leave the map half-updated (every update is one
         // insert or remove), so a poisoned lock is still safe to use.
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<IVec, Entry>> {
+    /// The map, to change through [`Arc::make_mut`], which first copies it if a snapshot
+    /// shares it.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Arc<EntryMap>> {
         self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Everything in the namespace now, shared rather than copied.
+    pub fn share(&self) -> Arc<EntryMap> {
+        self.read().clone()
+    }
+
+    /// Makes the namespace hold exactly `entries`, shared rather than copied.
+    pub fn adopt(&self, entries: Arc<EntryMap>) {
+        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
     }
 }
 
@@ -177,7 +201,8 @@ impl Backend for MemoryBackend {
     }
 
     fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
-        let mut map = self.write();
+        let mut shared = self.write();
+        let map = Arc::make_mut(&mut shared);
         for entry in entries {
             let stored = Entry {
                 expiration: entry.expiration,
@@ -190,17 +215,21 @@ impl Backend for MemoryBackend {
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
-        self.write().remove(key);
+        let mut shared = self.write();
+        // A key that is not there changes nothing, and copies nothing.
+        if shared.contains_key(key) {
+            Arc::make_mut(&mut shared).remove(key);
+        }
         Ok(())
     }
 
     fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
-        let mut entries = self.write();
-        if entries
+        let mut shared = self.write();
+        if shared
             .get(key)
             .is_some_and(|entry| is_expired(entry.expiration, now_ms))
         {
-            entries.remove(key);
+            Arc::make_mut(&mut shared).remove(key);
         }
         Ok(())
     }
@@ -226,12 +255,15 @@ impl Backend for MemoryBackend {
     }
 
     fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
-        let fresh = entries.iter().cloned().collect();
-        *self.write() = fresh;
+        self.adopt(Arc::new(entries.iter().cloned().collect()));
         Ok(())
     }
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn as_memory(&self) -> Option<&MemoryBackend> {
+        Some(self)
     }
 }

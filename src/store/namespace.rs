@@ -1,13 +1,14 @@
 //! A namespace: the KV operations, over whichever backend holds the data.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{DamageSink, Entry, MemoryBackend, PutEntry};
+use super::backend::{DamageSink, Entry, EntryMap, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::MAX_BULK_SIZE;
 use super::redis_backend::{RedisBackend, RedisConfig};
@@ -318,16 +319,31 @@ impl Namespace {
         Ok(entries)
     }
 
-    /// Everything in the namespace now, expired entries included, to `restore` later.
+    /// Everything in the namespace now, expired entries included, to `restore` later. In
+    /// memory it shares the namespace's map instead of copying it.
     pub async fn snapshot_async(&self) -> Result<Snapshot> {
-        Ok(Snapshot {
-            entries: self.storage.entries(None).await?,
-        })
+        if let Some(memory) = self.storage.memory() {
+            return Ok(Snapshot::Shared(memory.share()));
+        }
+        Ok(Snapshot::Entries(self.storage.entries(None).await?))
     }
 
     /// Makes the namespace hold exactly what `snapshot` held.
     pub async fn restore_async(&self, snapshot: &Snapshot) -> Result<()> {
-        self.storage.replace_all(&snapshot.entries).await
+        match (snapshot, self.storage.memory()) {
+            (Snapshot::Shared(map), Some(memory)) => {
+                memory.adopt(map.clone());
+                Ok(())
+            }
+            (Snapshot::Shared(map), None) => {
+                let entries: Vec<(IVec, Entry)> = map
+                    .iter()
+                    .map(|(key, entry)| (key.clone(), entry.clone()))
+                    .collect();
+                self.storage.replace_all(&entries).await
+            }
+            (Snapshot::Entries(entries), _) => self.storage.replace_all(entries).await,
+        }
     }
 
     /// Deletes every entry.
@@ -464,19 +480,31 @@ pub struct BulkEntry<'a> {
 }
 
 /// The contents of a namespace at one moment (see [`Namespace::snapshot`]).
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    entries: Vec<(IVec, Entry)>,
+#[derive(Clone, Debug)]
+pub enum Snapshot {
+    /// The entries, read from a store.
+    Entries(Vec<(IVec, Entry)>),
+    /// A namespace in memory's own map, shared with it until either is written.
+    Shared(Arc<EntryMap>),
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot::Entries(Vec::new())
+    }
 }
 
 impl Snapshot {
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match self {
+            Snapshot::Entries(entries) => entries.len(),
+            Snapshot::Shared(map) => map.len(),
+        }
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 }

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use sled::IVec;
 
-use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
+use super::backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
 use super::redis_backend::RedisBackend;
 #[cfg(unix)]
@@ -40,6 +40,14 @@ pub fn complete_local<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 impl Storage {
+    /// The memory backend, if this is one.
+    pub fn memory(&self) -> Option<&MemoryBackend> {
+        match self {
+            Storage::Local(backend) => backend.as_memory(),
+            _ => None,
+        }
+    }
+
     /// Whether calls complete in-line (see [`Storage::local`]).
     pub fn is_local(&self) -> bool {
         matches!(self, Storage::Local(_))
