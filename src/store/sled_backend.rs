@@ -273,15 +273,24 @@ fn take_lock(dir: &Path) -> Result<File> {
     )
     .open(&path)
     .map_err(storage)?;
-    if let Err(e) = file.try_lock_exclusive() {
-        if e.kind() == fs2::lock_contended_error().kind() {
-            return Err(Error::Locked {
-                path: dir.to_owned(),
-                pid: holder_pid(&mut file),
-                reason: None,
-            });
+    let started = Instant::now();
+    while let Err(e) = file.try_lock_exclusive() {
+        if e.kind() != fs2::lock_contended_error().kind() {
+            return Err(storage(e));
         }
-        return Err(storage(e));
+        let pid = holder_pid(&mut file);
+        // Held by this very process: a store it has just closed, whose lock a child process
+        // being started at that moment (between its fork and its exec) still shares. It lets
+        // go at once.
+        if pid == Some(std::process::id()) && started.elapsed() < LINGERING_CLOSE_WAIT {
+            thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        return Err(Error::Locked {
+            path: dir.to_owned(),
+            pid,
+            reason: None,
+        });
     }
     file.set_len(0).map_err(storage)?;
     file.seek(SeekFrom::Start(0)).map_err(storage)?;
