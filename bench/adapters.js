@@ -14,6 +14,15 @@ const path = require('node:path')
 // Any KVNamespace (kv-binding's KV, Miniflare's binding) through its own API.
 function kvNamespaceAdapter(kv, { sync, close }) {
   return {
+    // Putting a seed back before each test, where the namespace can (see the reset phase).
+    reset:
+      typeof kv.snapshot === 'function'
+        ? {
+            seed: (entries) => kv.bulkPut(entries).then(() => kv.snapshot()),
+            restore: (snapshot) => kv.restore(snapshot),
+            reput: (entries) => kv.clear().then(() => kv.bulkPut(entries)),
+          }
+        : undefined,
     put: (key, value) => kv.put(key, value),
     get: (key) => kv.get(key),
     getBytes: (key) => kv.get(key, 'arrayBuffer'),

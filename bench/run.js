@@ -15,7 +15,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { parseArgs } = require('node:util')
 
-const ALL_PHASES = ['get', 'put', 'list', 'large', 'delete', 'churn', 'list-large']
+const ALL_PHASES = ['get', 'put', 'list', 'large', 'delete', 'churn', 'list-large', 'reset']
 const { values: options } = parseArgs({
   options: {
     keys: { type: 'string' },

@@ -189,6 +189,27 @@ async function main() {
   } finally {
     await store.close()
   }
+  if (PHASES.has('reset')) {
+    // What a test environment does before every test, on a namespace of its own holding a
+    // 1,000-key seed: restore a snapshot of it, against clearing it and putting the seed
+    // back.
+    const resetDir = path.join(root, 'reset')
+    fs.mkdirSync(resetDir)
+    const fresh = await adapter.open(resetDir)
+    try {
+      if (fresh.reset) {
+        const entries = Array.from({ length: 1000 }, (_, i) => ({
+          key: key(i),
+          value: smallValue(i),
+        }))
+        const snapshot = await fresh.reset.seed(entries)
+        await measure('reset-restore', 2000, () => fresh.reset.restore(snapshot))
+        await measure('reset-reput', 100, () => fresh.reset.reput(entries), { yieldEvery: 1 })
+      }
+    } finally {
+      await fresh.close()
+    }
+  }
   if (PHASES.has('list-large')) {
     // The same list over keys whose values are 1 MiB: a store that reads values while listing
     // slows down by orders of magnitude.
