@@ -284,8 +284,8 @@ function main() {
       return out
     }
     const passes = (out) => {
-      // 2 files of 5 tests each.
-      assert.match(out, /Tests\s+10 passed \(10\)/)
+      // 2 files of 6 tests each.
+      assert.match(out, /Tests\s+12 passed \(12\)/)
     }
     check('TypeScript sees env, typed by the bindings a project declares', () => {
       typecheck(

@@ -51,6 +51,15 @@ export function kvTests() {
     await expect(env.KV.get('')).rejects.toThrow(TypeError)
   })
 
+  let attempts = 0
+  test('a retry starts from the seed too', { retry: 1 }, async () => {
+    attempts++
+    expect(await env.KV.get('retried')).toBeNull()
+    await env.KV.put('retried', 'by the first attempt')
+    // The first attempt fails on purpose; the retry must not see what it wrote.
+    expect(attempts).toBe(2)
+  })
+
   test('kvPersist gives each worker a sled store of its own', () => {
     const dir = process.env.KV_FIXTURE_PERSIST
     if (!dir) return

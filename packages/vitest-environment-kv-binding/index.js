@@ -23,11 +23,14 @@ const { readOptions, TestNamespaces } = require('kv-binding/test-environment')
 
 const NAME = 'vitest-environment-kv-binding'
 
-// The test running now in `realm`: Vitest's worker state names it while it runs (and while
-// its beforeEach hooks do).
+// The test running now in `realm`, and which attempt of it (a retry or a repeat starts from
+// the seed too): Vitest's worker state names it while it runs, and while its beforeEach
+// hooks do.
 const currentTest = (realm) => {
   const current = realm.__vitest_worker__?.current
-  return current?.type === 'test' ? current : undefined
+  if (current?.type !== 'test') return undefined
+  const { retryCount = 0, repeatCount = 0 } = current.result ?? {}
+  return `${current.id}:${retryCount}:${repeatCount}`
 }
 
 /** Opens the namespaces for the test files whose global object is `realm`. */
