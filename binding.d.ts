@@ -100,6 +100,10 @@ export declare class NativeNamespace {
   delete(key: string): void
   /** Deletes `key` off the JS thread. */
   deleteAsync(key: string): Promise<void | Failure>
+  /** Deletes up to 100 keys in-line (the experimental `deleteBulk`). */
+  deleteBulk(keys: Array<string>): void
+  /** Deletes up to 100 keys off the JS thread. */
+  deleteBulkAsync(keys: Array<string>): Promise<void | Failure>
   /** Makes every write so far durable, off the JS thread. */
   flush(): Promise<void | Failure>
   /**

@@ -129,6 +129,8 @@ export interface KVOptions {
    * `cursor` fails with a handful of keys instead of 1001. Validation is unchanged.
    */
   listPageCap?: number
+  /** Adds what workerd has only under its `experimental` flag: `deleteBulk`. */
+  experimental?: boolean
 }
 
 /** One entry of `wrangler kv bulk put`'s JSON format, as `bulkPut` takes and `dump` gives. */
@@ -296,6 +298,15 @@ export declare class KV<Key extends string = string> {
 
   /** Deletes a key; deleting a missing key succeeds. */
   delete(key: Key): Promise<void>
+
+  /**
+   * Deletes a key, or up to 100 keys, each checked as `delete` checks it before any is deleted.
+   * Present only on a `KV` made with `experimental: true`: workerd has it only under its
+   * `experimental` compatibility flag, and workers-types only in its experimental typings.
+   *
+   * @experimental
+   */
+  deleteBulk?: (keys: Key | Key[]) => Promise<void>
 
   /**
    * Writes entries in `wrangler kv bulk put`'s format, each checked as `put` checks it: all of

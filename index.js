@@ -134,6 +134,7 @@ function createKV(realm) {
         durable = false,
         shared,
         timeoutMs,
+        experimental = false,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -148,6 +149,17 @@ function createKV(realm) {
       }
       if (typeof durable !== 'boolean') {
         throw new TypeErrorInRealm('The durable option must be true or false.')
+      }
+      if (typeof experimental !== 'boolean') {
+        throw new TypeErrorInRealm('The experimental option must be true or false.')
+      }
+      if (experimental) {
+        // As in workerd, where deleteBulk exists only under its experimental flag.
+        Object.defineProperty(this, 'deleteBulk', {
+          value: (...args) => this.#deleteBulkPublic(...args),
+          writable: true,
+          configurable: true,
+        })
       }
       this.#durable = durable
       this.#clock = clock || (() => realm.Date.now())
@@ -484,6 +496,26 @@ function createKV(realm) {
     #delete(name) {
       if (this.#remote) return new Later(completion(this.#native.deleteAsync(name)))
       this.#native.delete(name)
+    }
+
+    // The experimental deleteBulk(keys): a key or an array of up to 100, each checked as
+    // delete checks it before any is deleted. Present only with the experimental option.
+    #deleteBulkPublic(keys) {
+      let names
+      try {
+        if (keys === undefined && arguments.length === 0) {
+          throw new TypeErrorInRealm(missingArgument('deleteBulk', 1, 'string or Array'))
+        }
+        names = Array.isArray(keys) ? keys.map((key) => `${key}`) : [`${keys}`]
+      } catch (error) {
+        return PromiseInRealm.reject(error)
+      }
+      return this.#scheduleWrite(keysScope(names), this.#deleteBulk, names)
+    }
+
+    #deleteBulk(names) {
+      if (this.#remote) return new Later(completion(this.#native.deleteBulkAsync(names)))
+      this.#native.deleteBulk(names)
     }
 
     /**

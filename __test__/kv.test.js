@@ -556,6 +556,47 @@ describe.each(backends)('%s backend', (_name, open) => {
     })
   })
 
+  describe('deleteBulk (experimental)', () => {
+    test("exists only with the experimental option, as under workerd's flag", () => {
+      expect(kv.deleteBulk).toBeUndefined()
+      expect(typeof open({ experimental: true }).deleteBulk).toBe('function')
+    })
+
+    test('deletes a key or up to 100 keys, in order with the writes around it', async () => {
+      const bulk = open({ experimental: true, clock: () => now })
+      await bulk.put('one', '1')
+      for (let i = 0; i < 100; i++) await bulk.put(`k${i}`, String(i))
+      await expect(bulk.deleteBulk('one')).resolves.toBeUndefined()
+      await expect(bulk.get('one')).resolves.toBeNull()
+      // Written before it, deleted by it; written after it, kept.
+      bulk.put('k0', 'rewritten before')
+      const deleted = bulk.deleteBulk(Array.from({ length: 100 }, (_, i) => `k${i}`))
+      bulk.put('k1', 'written after')
+      await deleted
+      await expect(bulk.get('k0')).resolves.toBeNull()
+      await expect(bulk.get('k1')).resolves.toBe('written after')
+      await expect(bulk.list()).resolves.toMatchObject({ keys: [{ name: 'k1' }] })
+      // Missing keys and an empty array are fine.
+      await expect(bulk.deleteBulk(['missing'])).resolves.toBeUndefined()
+      await expect(bulk.deleteBulk([])).resolves.toBeUndefined()
+    })
+
+    test('checks every key as delete does, and the count, before deleting any', async () => {
+      const bulk = open({ experimental: true, clock: () => now })
+      await bulk.put('kept', 'yes')
+      const error = await rejection(bulk.deleteBulk(['kept', '']))
+      expect(error).toEqual(new TypeError('Key name cannot be empty.'))
+      await expect(bulk.deleteBulk(['kept', 'x'.repeat(513)])).rejects.toThrow(
+        'KV DELETE failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512.',
+      )
+      await expect(bulk.deleteBulk(Array.from({ length: 101 }, (_, i) => `k${i}`))).rejects.toThrow(
+        new Error('KV DELETE failed: 400 You can delete maximum of 100 keys per request'),
+      )
+      await expect(bulk.get('kept')).resolves.toBe('yes')
+      await expect(bulk.deleteBulk()).rejects.toThrow(TypeError)
+    })
+  })
+
   describe('ordering and concurrency', () => {
     test('reads see every earlier write, also behind a large write on the pool', async () => {
       const large = 'x'.repeat(2 * MiB)

@@ -16,6 +16,10 @@ const bound: { SESSIONS: KVNamespace; FLAGS: KVNamespace } = wranglerEnv<'SESSIO
 })
 // @ts-expect-error: each namespace is named by its binding
 wranglerEnv({ namespace: 'KV' })
+const experimental = new KV<'user:1' | 'user:2'>({ experimental: true })
+const deleted: Promise<void> | undefined = experimental.deleteBulk?.(['user:1', 'user:2'])
+// @ts-expect-error: a key outside the namespace's Key type
+experimental.deleteBulk?.(['user:3'])
 
 type Is<A, B> = [A] extends [B] ? ([B] extends [A] ? true : never) : never
 const check = <T extends true>(value: T) => value

@@ -689,6 +689,27 @@ impl NativeNamespace {
         )
     }
 
+    /// Deletes up to 100 keys in-line (the experimental `deleteBulk`).
+    #[napi(catch_unwind)]
+    pub fn delete_bulk(&self, keys: Vec<String>) -> Result<()> {
+        let namespace = self.namespace()?;
+        guarded(|| namespace.delete_bulk(&keys)).map_err(js_error)
+    }
+
+    /// Deletes up to 100 keys off the JS thread.
+    #[napi(ts_return_type = "Promise<void | Failure>")]
+    pub fn delete_bulk_async<'env>(
+        &self,
+        env: &'env Env,
+        keys: Vec<String>,
+    ) -> Result<Pending<'env, (), ()>> {
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.delete_bulk_async(&keys).await },
+            nothing,
+        )
+    }
+
     /// Makes every write so far durable, off the JS thread.
     #[napi(ts_return_type = "Promise<void | Failure>")]
     pub fn flush<'env>(&self, env: &'env Env) -> Result<Pending<'env, (), ()>> {

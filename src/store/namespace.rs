@@ -10,7 +10,7 @@ use sled::IVec;
 
 use super::backend::{DamageSink, Entry, EntryMap, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
-use super::limits::MAX_BULK_SIZE;
+use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
 use super::redis_backend::{RedisBackend, RedisConfig};
 use super::sled_backend::{SledBackend, StoreConfig};
 use super::storage::Storage;
@@ -167,6 +167,25 @@ impl Namespace {
     pub async fn delete_async(&self, key: &str) -> Result<()> {
         validate_key(Op::Delete, key)?;
         self.storage.delete(key.as_bytes()).await
+    }
+
+    /// Deletes up to 100 keys: the experimental `deleteBulk`. Every key is checked as
+    /// `delete` checks it before any is deleted.
+    pub async fn delete_bulk_async(&self, keys: &[String]) -> Result<()> {
+        if keys.len() > MAX_BULK_KEYS {
+            return Err(Error::service(
+                Op::Delete,
+                400,
+                format!("You can delete maximum of {MAX_BULK_KEYS} keys per request"),
+            ));
+        }
+        for key in keys {
+            validate_key(Op::Delete, key)?;
+        }
+        for key in keys {
+            self.storage.delete(key.as_bytes()).await?;
+        }
+        Ok(())
     }
 
     /// Reads up to 100 keys at once, in request order (`None` for missing or expired keys).
@@ -381,6 +400,10 @@ impl Namespace {
     pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
         self.storage
             .local(self.put_async(key, value, options, now_ms))
+    }
+
+    pub fn delete_bulk(&self, keys: &[String]) -> Result<()> {
+        self.storage.local(self.delete_bulk_async(keys))
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {
