@@ -101,3 +101,26 @@ test('kvUrl is a Redis URL, and not with kvPersist', () => {
     'give kvPersist or kvUrl, not both.',
   )
 })
+
+test('kvSeed and kvPersist paths may start with <rootDir>, as Jest paths do', async () => {
+  const root = tempDir()
+  const fs = require('node:fs')
+  fs.mkdirSync(path.join(root, 'fixtures'))
+  fs.writeFileSync(path.join(root, 'fixtures', 'kv.json'), '[{ "key": "seeded", "value": "yes" }]')
+  const env = environment(
+    {
+      kvNamespaces: ['KV'],
+      kvSeed: { KV: '<rootDir>/fixtures/kv.json' },
+      kvPersist: '<rootDir>/.kv-test',
+    },
+    root,
+  )
+  await env.setup()
+  try {
+    await expect(env.global.env.KV.get('seeded')).resolves.toBe('yes')
+  } finally {
+    await env.teardown()
+  }
+  const worker = `worker-${process.env.JEST_WORKER_ID ?? '1'}`
+  expect(fs.existsSync(path.join(root, '.kv-test', worker, 'kv.lock'))).toBe(true)
+})

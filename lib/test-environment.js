@@ -36,6 +36,9 @@ function wranglerBindings(rootDir, kvWranglerConfig, kvWranglerEnv, fail) {
   return namespaces.length > 0 || named ? namespaces.map(({ binding }) => binding) : ['KV']
 }
 
+/** `file` from `rootDir`, where a leading `<rootDir>` is that directory, as in Jest's config. */
+const fromRoot = (rootDir, file) => path.resolve(rootDir, file.replace(/^<rootDir>/, rootDir))
+
 /**
  * Checks a test environment's options (`kvNamespaces`, `kvSeed`, ...) and resolves their
  * paths from `rootDir`. `name` prefixes every error; `workerId` names this worker's
@@ -82,10 +85,10 @@ function readOptions(options, { rootDir, name, workerId }) {
     name,
     names: kvNamespaces,
     seeds: Object.fromEntries(
-      Object.entries(kvSeed).map(([name, file]) => [name, path.resolve(rootDir, file)]),
+      Object.entries(kvSeed).map(([name, file]) => [name, fromRoot(rootDir, file)]),
     ),
     // One directory per worker, so parallel workers never contend for a store's lock.
-    persistDir: kvPersist && path.resolve(rootDir, kvPersist, `worker-${workerId}`),
+    persistDir: kvPersist && path.join(fromRoot(rootDir, kvPersist), `worker-${workerId}`),
     redis: kvUrl && { url: kvUrl, cluster: kvCluster },
   }
 }
