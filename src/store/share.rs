@@ -413,7 +413,7 @@ type Reply = oneshot::Sender<std::result::Result<Response, FrameError>>;
 /// order, read by another, so any number can be in flight.
 #[derive(Clone)]
 struct Connection {
-    requests: mpsc::UnboundedSender<(Vec<u8>, Reply)>,
+    requests: mpsc::UnboundedSender<(Arc<Vec<u8>>, Reply)>,
     /// Which connection this is, so that only the first caller to find it broken replaces it.
     generation: u64,
     /// The holder's pid, for messages.
@@ -457,7 +457,7 @@ impl Connection {
         })
     }
 
-    async fn call(&self, frame: Vec<u8>) -> std::result::Result<Response, FrameError> {
+    async fn call(&self, frame: Arc<Vec<u8>>) -> std::result::Result<Response, FrameError> {
         let (reply, answer) = oneshot::channel();
         let gone = || FrameError::Closed;
         self.requests.send((frame, reply)).map_err(|_| gone())?;
@@ -468,7 +468,7 @@ impl Connection {
 /// Writes requests in the order they come, each after its answer is awaited.
 async fn send(
     mut write: BufWriter<OwnedWriteHalf>,
-    mut outgoing: mpsc::UnboundedReceiver<(Vec<u8>, Reply)>,
+    mut outgoing: mpsc::UnboundedReceiver<(Arc<Vec<u8>>, Reply)>,
     waiting: Waiting,
 ) {
     while let Some((frame, reply)) = outgoing.recv().await {
@@ -646,9 +646,10 @@ impl SharedBackend {
             // Encoded once, however often it is sent.
             if frame.is_none() {
                 let make = request.take().expect("a request is made once");
-                frame = Some(wire::encode(&make(self.name.clone())?)?);
+                frame = Some(Arc::new(wire::encode(&make(self.name.clone())?)?));
             }
-            let sent = frame.clone().unwrap_or_default();
+            // Shared by every attempt, not copied: a value may be 25 MiB.
+            let sent: Arc<Vec<u8>> = frame.clone().unwrap_or_default();
             let Ok(outcome) =
                 tokio::time::timeout(self.config.holder_timeout, connection.call(sent)).await
             else {
