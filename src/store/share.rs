@@ -280,12 +280,7 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
                 .iter()
                 .map(WireEntry::as_put)
                 .collect::<Result<Vec<PutEntry<'_>>>>()?;
-            match entries.as_slice() {
-                // One entry is a single write, as on a local store (see Storage::put_all).
-                [one] => b.put(one.key, one.value, one.expiration, one.metadata),
-                _ => b.put_all(&entries),
-            }
-            .map(|()| Response::Done)
+            b.put_all(&entries).map(|()| Response::Done)
         }),
         Request::Delete { ns, key } => {
             backend(lease, &ns, config).and_then(|b| b.delete(&key).map(|()| Response::Done))
@@ -755,10 +750,7 @@ impl SharedBackend {
 
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
         self.write(
-            |b| match entries {
-                [one] => b.put(one.key, one.value, one.expiration, one.metadata),
-                _ => b.put_all(entries),
-            },
+            |b| b.put_all(entries),
             |ns| {
                 Ok(Request::PutAll {
                     ns,

@@ -87,12 +87,7 @@ impl Storage {
 
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
         match self {
-            // One entry takes the backend's single write: on sled an insert, not a batch,
-            // whose global write lock many threads writing at once must not all wait for.
-            Storage::Local(backend) => match entries {
-                [one] => backend.put(one.key, one.value, one.expiration, one.metadata),
-                _ => backend.put_all(entries),
-            },
+            Storage::Local(backend) => backend.put_all(entries),
             Storage::Remote(redis) => Box::pin(redis.put_all(entries)).await,
             #[cfg(unix)]
             Storage::Shared(shared) => Box::pin(shared.put_all(entries)).await,
