@@ -212,7 +212,7 @@ describeUnix('a store shared by processes', () => {
     await kv.close()
   })
 
-  test('hostile clients are dropped unanswered; the holder serves on and nothing is written', async () => {
+  test('hostile clients: garbage is dropped unanswered, entries no KV writes are refused, nothing is written', async () => {
     const dir = tempDir()
     const holder = await holdStore(dir)
     children.push(holder)
@@ -254,6 +254,23 @@ describeUnix('a store shared by processes', () => {
     expect(answers.slice(4).every((bytes) => bytes > 0 && bytes < 16)).toBe(true)
     await expect(kv.get('kept')).resolves.toBe('as it was')
     await expect(kv.get('evil')).resolves.toBeNull()
+    await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
+
+    // Well-formed requests carrying what no KV writes are refused with an answer: a key that
+    // is not UTF-8, metadata that is not JSON, a key over 512 bytes.
+    const put = (key, metadata) =>
+      frame([3, ...text('default'), 1, ...key, ...text('x'), 0, ...metadata])
+    const longKey = [0x81, 0x05, ...Buffer.alloc(641, 'k')] // a varint length of 641
+    const refused = await Promise.all(
+      [
+        put([2, 0xff, 0xfe], [0]),
+        put(text('evil2'), [1, ...text('not json')]),
+        put(longKey, [0]),
+      ].map((request) => hostile(Buffer.concat([hello(1), request]))),
+    )
+    // The hello's answer and then an error's, which is longer than any hello.
+    for (const bytes of refused) expect(bytes).toBeGreaterThan(32)
+    await expect(kv.get('evil2')).resolves.toBeNull()
     await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
     await kv.close()
   })

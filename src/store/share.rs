@@ -278,7 +278,7 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
         Request::PutAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
             let entries = entries
                 .iter()
-                .map(WireEntry::as_put)
+                .map(|entry| entry.check().and_then(|()| entry.as_put()))
                 .collect::<Result<Vec<PutEntry<'_>>>>()?;
             b.put_all(&entries).map(|()| Response::Done)
         }),
@@ -326,6 +326,7 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
             Ok(Response::All { entries, damaged })
         }),
         Request::ReplaceAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
+            entries.iter().try_for_each(WireEntry::check)?;
             let entries: Vec<(IVec, Entry)> =
                 entries.into_iter().map(WireEntry::into_entry).collect();
             b.replace_all(&entries).map(|()| Response::Done)

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::backend::{Entry, PutEntry, Value};
 use super::error::Error;
+use super::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
 
 /// Bumped when a message changes shape; a client and a holder of different versions do not
 /// talk (the client then reports the store as locked).
@@ -124,6 +125,32 @@ impl WireEntry {
             expiration: entry.expiration,
             metadata: entry.metadata.as_deref().map(ByteBuf::from),
         })
+    }
+
+    /// Refuses an entry that no KV writes: a key that is empty, not UTF-8 or over the key
+    /// limit, a value over the value limit, metadata that is not JSON text within its limit.
+    /// A holder checks what a client sends, so that its store only ever holds what a `KV`
+    /// could have put there, whoever is at the other end of the socket.
+    pub fn check(&self) -> Result<(), Error> {
+        let refuse = |what: &str| Err(Error::Invalid(format!("a client sent {what}")));
+        if self.key.is_empty()
+            || self.key.len() > MAX_KEY_SIZE
+            || std::str::from_utf8(&self.key).is_err()
+        {
+            return refuse("a key that no KV writes");
+        }
+        if self.value.len() > MAX_VALUE_SIZE {
+            return refuse("a value over the value limit");
+        }
+        match self.metadata_str()? {
+            Some(text)
+                if text.len() > MAX_METADATA_SIZE
+                    || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() =>
+            {
+                refuse("metadata that is not JSON within the metadata limit")
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Metadata as text: the wire carries what a backend stored, which is always UTF-8.
