@@ -212,6 +212,31 @@ describeUnix('a store shared by processes', () => {
     await kv.close()
   })
 
+  test('opening a store whose holder is stopped fails in bounded time, saying why', async () => {
+    const dir = tempDir()
+    const holder = await holdStore(dir)
+    children.push(holder)
+    holder.kill('SIGSTOP')
+    await stopped(holder.pid)
+    try {
+      const opened = await new Promise((resolve) => {
+        const child = spawn(process.execPath, [BIN, '--path', dir, 'get', 'k'])
+        let stderr = ''
+        child.stderr.on('data', (chunk) => (stderr += chunk))
+        child.once('exit', (status) => resolve({ status, stderr }))
+      })
+      expect(opened.status).toBe(1)
+      // Connected but unanswered, or (with its backlog full) not even connected.
+      expect(opened.stderr).toMatch(
+        new RegExp(
+          `\\(pid ${holder.pid}\\), which cannot share it: it (did not answer|accepted no connection)`,
+        ),
+      )
+    } finally {
+      holder.kill('SIGCONT')
+    }
+  })
+
   test('hostile clients: garbage is dropped unanswered, entries no KV writes are refused, nothing is written', async () => {
     const dir = tempDir()
     const holder = await holdStore(dir)

@@ -343,12 +343,25 @@ fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> 
 
 // ----- a client's side -----
 
+/// Connects to the socket at `path` within [`PROBE_WAIT`]: a blocking connect to a holder
+/// that is stopped with a full listen backlog would wait for as long as it stays stopped.
+fn connect_within(handle: &Handle, path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let connect = async {
+        tokio::time::timeout(PROBE_WAIT, UnixStream::connect(path))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+    };
+    let stream = handle.block_on(connect)?.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 /// Checks that the holder of `store` serves it: connects and says hello. `Err` says why not,
 /// for the message of the store's `ERR_KV_LOCKED`.
 pub fn probe(store: &Path) -> std::result::Result<(), String> {
-    if runtime().is_none() {
+    let Some(handle) = runtime() else {
         return Err("this build shares no store".into());
-    }
+    };
     let socket = store.join(SOCKET_FILE);
     let deadline = Instant::now() + PROBE_WAIT;
     // A holder that has just taken the lock (and written its pid) may not serve yet: it is
@@ -357,12 +370,23 @@ pub fn probe(store: &Path) -> std::result::Result<(), String> {
         .and_then(|meta| meta.modified())
         .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < PROBE_WAIT));
     let mut stream = loop {
-        let connected = socket_path(store)
-            .and_then(|(path, _dir)| std::os::unix::net::UnixStream::connect(path));
+        let connected = socket_path(store).and_then(|(path, _dir)| connect_within(handle, &path));
         match connected {
             Ok(stream) => break stream,
             Err(_) if fresh && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10))
+            }
+            // A full backlog: at once on a non-blocking connect, or after the wait.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return Err(format!(
+                    "it accepted no connection within {} ms; is it stopped?",
+                    PROBE_WAIT.as_millis()
+                ))
             }
             Err(_) => {
                 return Err(
