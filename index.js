@@ -314,7 +314,8 @@ function createKV(realm) {
       const build = (entries) => {
         const map = new MapInRealm()
         for (let i = 0; i < names.length; i++) {
-          const name = names[i]
+          // The service returns its keys as UTF-8: a lone surrogate comes back as U+FFFD.
+          const name = names[i].toWellFormed()
           if ((this.#omitIndexKeys && isArrayIndex(name)) || map.has(name)) continue
           const entry = entries[i]
           let result = null

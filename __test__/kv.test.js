@@ -83,6 +83,33 @@ describe.each(backends)('%s backend', (_name, open) => {
       )
     })
 
+    test('bytes that are not UTF-8 read as json fail with the text the WHATWG decoder makes', async () => {
+      // A truncated 4-byte sequence, an encoded surrogate, an overlong form and a truncated
+      // 3-byte sequence: one U+FFFD per maximal subpart, as workerd's decoder replaces them.
+      // After a '{', so that the parse fails at the first replacement.
+      const bytes = Buffer.from('7bf09f9841eda080c0afe282', 'hex')
+      const decoded = '{\ufffdA\ufffd\ufffd\ufffd\ufffd\ufffd\ufffd'
+      let expected
+      try {
+        JSON.parse(decoded)
+      } catch (error) {
+        expected = error.message
+      }
+      // In-line, and long enough to be read off the JS thread.
+      const long = Buffer.concat([bytes, Buffer.alloc(300 * 1024, 0x20)])
+      for (const value of [bytes, long]) {
+        await kv.put('bytes', value)
+        await expect(kv.get('bytes')).resolves.toBe(
+          value === bytes ? decoded : `${decoded}${' '.repeat(300 * 1024)}`,
+        )
+        const error = await rejection(kv.get('bytes', 'json'))
+        expect(error).toBeInstanceOf(SyntaxError)
+        expect(error.message).toBe(expected)
+        const withMetadata = await rejection(kv.getWithMetadata('bytes', 'json'))
+        expect(withMetadata.message).toBe(expected)
+      }
+    })
+
     test('an unknown type rejects for a stored key and resolves null for a missing one', async () => {
       await kv.put('key', 'value')
       const error = await rejection(kv.get('key', 'map'))

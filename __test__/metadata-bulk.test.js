@@ -242,6 +242,43 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect([...result.keys()]).toEqual(['a', 'b'])
     })
 
+    test('reads keys one by one in request order: the first failure in that order is the error', async () => {
+      await kv.put('text', 'not json')
+      const bulk = (keys, options) => rejection(kv.get(keys, options))
+      const tooLong = 'k'.repeat(513)
+      // A value that is not JSON, read before the bad key, is what fails.
+      expect((await bulk(['text', tooLong], 'json')).message).toBe(
+        'KV GET_BULK failed: 400 At least one of the requested keys corresponds to a non-json value',
+      )
+      expect((await bulk(['text', ''], 'json')).message).toContain('non-json value')
+      // A bad key before it fails first.
+      expect((await bulk([tooLong, 'text'], 'json')).message).toBe(
+        'KV GET_BULK failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512.',
+      )
+      expect((await bulk(['text'], { type: 'json', cacheTtl: 10 })).message).toContain(
+        'Invalid cache_ttl of 10',
+      )
+      // The total size is checked after every key.
+      const half = 'h'.repeat(13 * MiB)
+      await kv.put('one', half)
+      await kv.put('two', half)
+      expect((await bulk(['one', 'two', '.'])).message).toContain('Illegal key name "."')
+    })
+
+    test('a key with a lone surrogate comes back as its U+FFFD form, as the service sends it', async () => {
+      await kv.put('a\ud800b', 'surrogate', { metadata: 1 })
+      await expect(kv.get(['a\ud800b', 'c\udc00'])).resolves.toEqual(
+        new Map([
+          ['a\ufffdb', 'surrogate'],
+          ['c\ufffd', null],
+        ]),
+      )
+      // The two spellings of one key are one entry of the Map.
+      await expect(kv.getWithMetadata(['a\ufffdb', 'a\ud800b'])).resolves.toEqual(
+        new Map([['a\ufffdb', { value: 'surrogate', metadata: 1 }]]),
+      )
+    })
+
     test('keys that look like array indices are left out, unless bulkIndexKeys is "keep"', async () => {
       await kv.put('0', 'zero')
       await kv.put('42', 'forty-two')

@@ -29,6 +29,6 @@ pub use share::{set_runtime as set_share_runtime, SOCKET_FILE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
 pub use storage::complete_local;
 pub use validate::{
-    check_put, is_expired, now_seconds, validate_bulk, validate_cache_ttl, validate_key,
-    validate_list, validate_put, BulkType, PutOptions,
+    check_bulk_key, check_put, is_expired, now_seconds, validate_bulk, validate_cache_ttl,
+    validate_key, validate_list, validate_put, BulkType, PutOptions,
 };

@@ -15,8 +15,8 @@ use super::redis_backend::{RedisBackend, RedisConfig};
 use super::sled_backend::{SledBackend, StoreConfig};
 use super::storage::Storage;
 use super::validate::{
-    check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key, validate_list,
-    BulkType, PutOptions,
+    check_bulk_key, check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key,
+    validate_list, BulkType, PutOptions,
 };
 
 /// Longest namespace name, in UTF-8 bytes.
@@ -191,6 +191,10 @@ impl Namespace {
     /// Reads up to 100 keys at once, in request order (`None` for missing or expired keys).
     /// Every value must be at most `max_len` bytes and all together too, or the read is
     /// refused with `Ok(None)` for the caller to redo elsewhere with a higher bound.
+    ///
+    /// As the service does, keys are checked and read one by one in request order: a value
+    /// that is not JSON (with `kind` json) before a bad key is the error reported, a bad key
+    /// before it is. The total size is checked last.
     pub async fn get_bulk_async(
         &self,
         keys: &[String],
@@ -199,8 +203,18 @@ impl Namespace {
         max_len: u64,
         now_ms: i64,
     ) -> Result<Option<Vec<Option<Entry>>>> {
-        let kind = validate_bulk(keys, kind, cache_ttl)?;
-        let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let kind = validate_bulk(keys, kind)?;
+        // The keys before the first bad one are read; its error comes after theirs.
+        let mut refused = Ok(());
+        let mut readable = Vec::with_capacity(keys.len());
+        for key in keys {
+            refused = check_bulk_key(key, cache_ttl);
+            if refused.is_err() {
+                break;
+            }
+            readable.push(key.as_bytes());
+        }
+        let keys = readable;
         let found = self.storage.get_many(&keys, max_len).await?;
         let entries = self.live(&keys, found, now_ms).await?;
         let mut total: u64 = 0;
@@ -229,6 +243,7 @@ impl Namespace {
                 "At least one of the requested keys corresponds to a non-json value",
             ));
         }
+        refused?;
         // The service counts decoded string lengths, in UTF-16 units; a value never has more
         // of those than bytes, so the exact count is needed only past the limit.
         if total > MAX_BULK_SIZE as u64

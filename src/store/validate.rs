@@ -153,51 +153,50 @@ pub enum BulkType {
     Json,
 }
 
-/// Checks a bulk read the way the service does, in its order: the type, the number of keys,
-/// then each key (name, then `cacheTtl`). The runtime checks nothing itself for bulk reads, so
-/// every message is the service's `KV GET_BULK failed: ...`.
-pub fn validate_bulk(
-    keys: &[String],
-    kind: Option<&str>,
-    cache_ttl: Option<i32>,
-) -> Result<BulkType> {
-    let bulk_error = |status, message: String| Error::service(Op::GetBulk, status, message);
+/// Checks a bulk read's type and number of keys, in the service's order. Each key is then
+/// checked by [`check_bulk_key`] as the service reads it, one by one in request order. The
+/// runtime checks nothing itself for bulk reads, so every message is the service's
+/// `KV GET_BULK failed: ...`.
+pub fn validate_bulk(keys: &[String], kind: Option<&str>) -> Result<BulkType> {
+    let bulk_error = |message: String| Error::service(Op::GetBulk, 400, message);
     let kind = match kind {
         None | Some("text") => BulkType::Text,
         Some("json") => BulkType::Json,
         Some(other) => {
-            return Err(bulk_error(
-                400,
-                format!("\"{other}\" is not a valid type. Use \"json\" or \"text\""),
-            ))
+            return Err(bulk_error(format!(
+                "\"{other}\" is not a valid type. Use \"json\" or \"text\""
+            )))
         }
     };
     if keys.len() > MAX_BULK_KEYS {
-        return Err(bulk_error(
-            400,
-            format!("You can request a maximum of {MAX_BULK_KEYS} keys"),
-        ));
+        return Err(bulk_error(format!(
+            "You can request a maximum of {MAX_BULK_KEYS} keys"
+        )));
     }
     if keys.is_empty() {
-        return Err(bulk_error(
-            400,
-            "You must request a minimum of 1 key".into(),
-        ));
-    }
-    for key in keys {
-        match key.as_str() {
-            "" => return Err(bulk_error(400, "Key names must not be empty".into())),
-            "." | ".." => {
-                return Err(bulk_error(
-                    400,
-                    format!("Illegal key name \"{key}\". Please use a different name."),
-                ))
-            }
-            _ if key.len() > MAX_KEY_SIZE => return Err(key_too_long(Op::GetBulk, key)),
-            _ => validate_cache_ttl(Op::GetBulk, cache_ttl)?,
-        }
+        return Err(bulk_error("You must request a minimum of 1 key".into()));
     }
     Ok(kind)
+}
+
+/// Checks one key of a bulk read as the service does before reading it: its name, then
+/// `cacheTtl` (checked again for every key, so an empty first key is reported before a bad
+/// `cacheTtl`).
+pub fn check_bulk_key(key: &str, cache_ttl: Option<i32>) -> Result<()> {
+    match key {
+        "" => Err(Error::service(
+            Op::GetBulk,
+            400,
+            "Key names must not be empty",
+        )),
+        "." | ".." => Err(Error::service(
+            Op::GetBulk,
+            400,
+            format!("Illegal key name \"{key}\". Please use a different name."),
+        )),
+        _ if key.len() > MAX_KEY_SIZE => Err(key_too_long(Op::GetBulk, key)),
+        _ => validate_cache_ttl(Op::GetBulk, cache_ttl),
+    }
 }
 
 /// Checks `list`'s limit and prefix in the service's order and returns the page size. A limit
