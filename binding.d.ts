@@ -30,6 +30,16 @@ export declare class NativeNamespace {
    */
   get isLocal(): boolean
   /**
+   * Simulates eventual consistency: this handle becomes one location, with a read cache of
+   * its own. Called once, right after the handle is made.
+   */
+  makeEventuallyConsistent(): void
+  /**
+   * The same namespace seen from another location: the same data, and, when consistency is
+   * simulated, a read cache of its own.
+   */
+  atNewLocation(): NativeNamespace
+  /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).
    */

@@ -131,6 +131,30 @@ export interface KVOptions {
   listPageCap?: number
   /** Adds what workerd has only under its `experimental` flag: `deleteBulk`. */
   experimental?: boolean
+  /**
+   * `"strong"` (the default, as Miniflare): every read sees every write at once.
+   * `"eventual"` simulates production's caching: this `KV` and each `location(name)` is a
+   * Cloudflare location that keeps what it read (a value, or that the key was missing) for the
+   * read's `cacheTtl` (60 s by default) by the KV clock, and a `list` page for 60 s. A
+   * location sees its own writes at once, other locations' once its cached answer runs out.
+   * `clear()` and `restore()` empty every location's cache.
+   */
+  consistency?: 'strong' | 'eventual'
+  /**
+   * Enforces production's limits, off by default: `true` for all of them, or pick.
+   * `writeRate`: a second `put` to one key within a second (KV clock) rejects with
+   * `KV PUT failed: 429 Too Many Requests`. `operationsPerInvocation` (1000): the operations
+   * one `invocation()` may start; a bulk read counts as one.
+   */
+  limits?: boolean | KVLimits
+}
+
+/** The limits a `KV` enforces (see `KVOptions.limits`). */
+export interface KVLimits {
+  /** At most one `put` a second to each key. Default `true`. */
+  writeRate?: boolean
+  /** Operations one `invocation()` may start; 0 for no budget. Default 1000. */
+  operationsPerInvocation?: number
 }
 
 /** One entry of `wrangler kv bulk put`'s JSON format, as `bulkPut` takes and `dump` gives. */
@@ -327,6 +351,19 @@ export declare class KV<Key extends string = string> {
   restore(snapshot: KVSnapshot): Promise<void>
   /** Deletes every key. */
   clear(): Promise<void>
+
+  /**
+   * The same namespace seen from another Cloudflare location: a `KV` that shares this one's
+   * data and, with `consistency: "eventual"`, has a read cache of its own. The same name gives
+   * the same `KV`; closing any of them closes them all.
+   */
+  location(name: string): KV<Key>
+  /**
+   * This `KV` as one worker invocation uses it, with its own budget of operations when
+   * `limits` sets one (past it, operations reject with
+   * `Too many API requests by single worker invocation.`). Same data, location and cache.
+   */
+  invocation(): KV<Key>
 
   /** Resolves once every write issued before it is durable on disk (at once in memory). */
   flush(): Promise<void>

@@ -37,6 +37,29 @@ const REMOVE = Symbol('kv-binding: remove namespace')
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out.
 const snapshotHandles = new WeakMap()
 
+// Production's limits, which `limits: true` enforces: writes a second to one key, operations
+// per worker invocation (a bulk read is one).
+const WRITE_INTERVAL_MS = 1000
+const OPERATIONS_PER_INVOCATION = 1000
+
+/**
+ * The limits a KV enforces, from its `limits` option: `false` (none, the default), `true`
+ * (production's), or `{ writeRate?, operationsPerInvocation? }` to pick.
+ */
+function readLimits(limits, TypeErrorInRealm) {
+  if (limits === false || limits === undefined) return null
+  const invalid = () =>
+    new TypeErrorInRealm(
+      'The limits option must be true, false, or { writeRate?: boolean, operationsPerInvocation?: number }.',
+    )
+  if (limits === true) limits = {}
+  if (!isObject(limits)) throw invalid()
+  const { writeRate = true, operationsPerInvocation = OPERATIONS_PER_INVOCATION } = limits
+  if (typeof writeRate !== 'boolean' || !isWhole(operationsPerInvocation, 0)) throw invalid()
+  // Key (well-formed) -> when it was last written, by the KV clock: shared by every view.
+  return { writeRate, operationsPerInvocation, lastWrites: new Map(), sweepAt: 1024 }
+}
+
 /**
  * Builds the `KV` class for one realm: every value, Map, stream, promise and error it hands
  * out is made from that realm's own constructors.
@@ -53,6 +76,8 @@ function createKV(realm) {
     Array: ArrayInRealm,
   } = realm
   const done = () => undefined
+  // While a view is being made: what KV's constructor makes it from (see KV#view).
+  let viewing = null
   const {
     NO_GET_OPTIONS,
     readGetOptions,
@@ -109,6 +134,14 @@ function createKV(realm) {
     #flushQueued = null
     // close()'s promise, once it is called: it flushes everything written before it.
     #closing = null
+    #experimental = false
+    // The limits enforced (see readLimits), shared by every view of the namespace, or null.
+    #limits = null
+    // In a view made by invocation(): how many operations it may still start.
+    #budget = null
+    // Once views exist (location(), invocation()): the namespace as first opened, its
+    // location views by name, and the promise of closing them all.
+    #family = null
 
     /**
      * @param {{ path?: string, url?: string, namespace?: string, clock?: () => number,
@@ -119,6 +152,10 @@ function createKV(realm) {
      *   tls?: { ca?: string, cert?: string, key?: string } }} [options]
      */
     constructor(options = {}) {
+      if (viewing !== null) {
+        this.#becomeView(viewing)
+        return
+      }
       if (!isObject(options)) {
         throw new TypeErrorInRealm('The KV options must be an object.')
       }
@@ -135,6 +172,8 @@ function createKV(realm) {
         shared,
         timeoutMs,
         experimental = false,
+        consistency = 'strong',
+        limits,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
         throw new TypeErrorInRealm('The clock option must be a function returning milliseconds.')
@@ -153,29 +192,33 @@ function createKV(realm) {
       if (typeof experimental !== 'boolean') {
         throw new TypeErrorInRealm('The experimental option must be true or false.')
       }
-      if (experimental) {
-        // As in workerd, where deleteBulk exists only under its experimental flag.
-        Object.defineProperty(this, 'deleteBulk', {
-          value: (...args) => this.#deleteBulkPublic(...args),
-          writable: true,
-          configurable: true,
-        })
+      if (consistency !== 'strong' && consistency !== 'eventual') {
+        throw new TypeErrorInRealm('The consistency option must be "strong" or "eventual".')
       }
+      this.#limits = readLimits(limits, TypeErrorInRealm)
+      if (experimental) this.#addExperimental()
       this.#durable = durable
       this.#clock = clock || (() => realm.Date.now())
       this.#omitIndexKeys = bulkIndexKeys === 'omit'
+      const where = { path, url, namespace, cacheCapacity, flushEveryMs, listPageCap, shared }
+      this.#native = this.#open(where, timeoutMs, options)
+      if (consistency === 'eventual') this.#native.makeEventuallyConsistent()
+    }
+
+    // The native namespace that the options name: in memory, in a sled store or on Redis
+    // (whose own options `connect` reads from `options`).
+    #open(where, timeoutMs, options) {
+      const { path, url, namespace, cacheCapacity, flushEveryMs, listPageCap, shared } = where
       if (url !== undefined) {
         if (path !== undefined) {
           throw new TypeErrorInRealm('Give either the path option or the url option, not both.')
         }
-        this.#native = connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative)
         this.#remote = true
-        return
+        return connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative)
       }
       if (path === undefined) {
-        this.#native = native.NativeNamespace.inMemory(listPageCap)
         this.#inMemory = true
-        return
+        return native.NativeNamespace.inMemory(listPageCap)
       }
       if (typeof path !== 'string' || path === '') {
         throw new TypeErrorInRealm('The path option must be a non-empty string.')
@@ -201,8 +244,9 @@ function createKV(realm) {
           'The timeoutMs option must be a whole number of milliseconds, 1 or more.',
         )
       }
+      let opened
       try {
-        this.#native = native.NativeNamespace.open(
+        opened = native.NativeNamespace.open(
           path,
           namespace,
           cacheCapacity,
@@ -215,7 +259,113 @@ function createKV(realm) {
         throw fromNative(error)
       }
       // Held by another process: every operation goes through it, off the JS thread.
-      this.#remote = !this.#native.isLocal
+      this.#remote = !opened.isLocal
+      return opened
+    }
+
+    // As in workerd, where deleteBulk exists only under its experimental flag.
+    #addExperimental() {
+      this.#experimental = true
+      Object.defineProperty(this, 'deleteBulk', {
+        value: (...args) => this.#deleteBulkPublic(...args),
+        writable: true,
+        configurable: true,
+      })
+    }
+
+    // Makes this KV a view of `from`'s namespace (see #view): the same data, order of
+    // operations, clock and limits, through `nativeView`, with `budget` operations to start.
+    #becomeView({ from, nativeView, budget }) {
+      this.#native = nativeView
+      this.#remote = from.#remote
+      this.#inMemory = from.#inMemory
+      this.#clock = from.#clock
+      this.#omitIndexKeys = from.#omitIndexKeys
+      this.#order = from.#order
+      this.#readers = from.#readers
+      this.#durable = from.#durable
+      this.#limits = from.#limits
+      this.#family = from.#family
+      this.#budget = budget
+      if (from.#experimental) this.#addExperimental()
+    }
+
+    // A KV of the same class as this one (a subclass's methods included), viewing its
+    // namespace through `nativeView`.
+    #view(nativeView, budget) {
+      this.#family ??= { root: this, locations: new Map(), closing: null }
+      viewing = { from: this, nativeView, budget }
+      try {
+        return Reflect.construct(KV, [], this.constructor)
+      } finally {
+        viewing = null
+      }
+    }
+
+    /**
+     * The same namespace as seen from another Cloudflare location, `name`: the same data and
+     * order of operations; with `consistency: 'eventual'`, a read cache of its own, so that
+     * what this KV writes reaches it only when its cached answer runs out. The same name
+     * gives the same view.
+     */
+    location(name) {
+      if (typeof name !== 'string' || name === '') {
+        throw new TypeErrorInRealm('location() takes the name of a location, a non-empty string.')
+      }
+      const locations = this.#family?.locations
+      let view = locations?.get(name)
+      if (view === undefined) {
+        let nativeView
+        try {
+          nativeView = this.#native.atNewLocation()
+        } catch (error) {
+          throw fromNative(error)
+        }
+        view = this.#view(nativeView, null)
+        this.#family.locations.set(name, view)
+      }
+      return view
+    }
+
+    /**
+     * This KV as one worker invocation (one request) uses it: the same namespace and
+     * location, with a budget of operations of its own when `limits` sets one (production's
+     * 1000; a bulk read counts as one). An operation past the budget rejects.
+     */
+    invocation() {
+      const budget = this.#limits?.operationsPerInvocation || null
+      return this.#view(this.#native, budget)
+    }
+
+    // With an invocation budget: counts one operation, or returns the rejection of one
+    // that is over budget. Returns null when the operation may go ahead.
+    #overBudget() {
+      if (this.#budget === null || this.#budget-- > 0) return null
+      this.#budget = 0
+      return PromiseInRealm.reject(
+        new ErrorInRealm('Too many API requests by single worker invocation.'),
+      )
+    }
+
+    // With the write rate limited: refuses a put to a key written less than a second ago by
+    // the KV clock, as production does, once every other check of the put has passed.
+    #admitPut(name, length, { expiration, expirationTtl }, metadata) {
+      const limits = this.#limits
+      if (limits === null || !limits.writeRate) return
+      const now = this.#now()
+      native.checkPut(name, expiration, expirationTtl, metadata, length, now)
+      const key = name.toWellFormed()
+      const last = limits.lastWrites.get(key)
+      if (last !== undefined && now >= last && now - last < WRITE_INTERVAL_MS) {
+        throw new ErrorInRealm('KV PUT failed: 429 Too Many Requests')
+      }
+      limits.lastWrites.set(key, now)
+      if (limits.lastWrites.size >= limits.sweepAt) {
+        for (const [written, at] of limits.lastWrites) {
+          if (now - at >= WRITE_INTERVAL_MS) limits.lastWrites.delete(written)
+        }
+        limits.sweepAt = Math.max(1024, limits.lastWrites.size * 2)
+      }
     }
 
     #now() {
@@ -262,7 +412,7 @@ function createKV(realm) {
         const start = () => {
           this.#flushQueued = null
           // A write still waiting when the namespace closes is made durable by close().
-          const flushing = this.#closing ?? completion(this.#native.flush())
+          const flushing = this.#closed() ?? completion(this.#native.flush())
           this.#flushRunning = flushing
           return flushing
         }
@@ -336,6 +486,10 @@ function createKV(realm) {
     }
 
     #write(name, body, options, metadata) {
+      if (this.#limits !== null && typeof body.getReader !== 'function') {
+        const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
+        this.#admitPut(name, length, options, metadata)
+      }
       if (typeof body === 'string') {
         // A string's UTF-8 form is at most three bytes per UTF-16 unit.
         if (body.length * 3 <= IN_LINE_MAX && !this.#remote) {
@@ -349,7 +503,7 @@ function createKV(realm) {
         native.validatePutKey(name)
         // A stream whose turn comes after close() was called is not read at all: close()
         // must settle, whatever the stream does.
-        if (this.#closing !== null) {
+        if (this.#closed() !== null) {
           const error = this.#closedMidStream()
           cancelQuietly(body, error)
           throw error
@@ -360,6 +514,7 @@ function createKV(realm) {
               const { expiration, expirationTtl } = options
               native.checkPut(name, expiration, expirationTtl, metadata, length, this.#now())
             }
+            this.#admitPut(name, length, options, metadata)
             const result = this.#putBytes(name, bytes, options, metadata)
             return result instanceof Later ? result.promise : result
           }),
@@ -407,6 +562,10 @@ function createKV(realm) {
       // The commonest call, get(key), skips reading options.
       const { type, cacheTtl } =
         typeOrOptions === undefined ? NO_GET_OPTIONS : readGetOptions(typeOrOptions)
+      if (this.#budget !== null) {
+        const refused = this.#overBudget()
+        if (refused !== null) return refused
+      }
       if (Array.isArray(key)) {
         // However long the array, the core's refusal of more than 100 keys needs no more than
         // 101 of them converted.
@@ -433,6 +592,8 @@ function createKV(realm) {
         return PromiseInRealm.reject(error)
       }
       const { prefix, limit, cursor } = query
+      const refused = this.#overBudget()
+      if (refused !== null) return refused
       return this.#schedule(prefixScope(prefix), () => {
         if (this.#remote) {
           const pending = this.#native.listAsync(prefix, limit, cursor, this.#now())
@@ -469,6 +630,8 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(fromNative(error))
       }
+      const refused = this.#overBudget()
+      if (refused !== null) return refused
       // The value is fixed now, as production copies it at the call: bytes that are not
       // written before this call returns are copied, so that a caller who changes or
       // transfers them afterwards changes nothing stored.
@@ -491,6 +654,8 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(error)
       }
+      const refused = this.#overBudget()
+      if (refused !== null) return refused
       return this.#scheduleWrite(name, this.#delete, name)
     }
 
@@ -511,6 +676,8 @@ function createKV(realm) {
       } catch (error) {
         return PromiseInRealm.reject(error)
       }
+      const refused = this.#overBudget()
+      if (refused !== null) return refused
       return this.#scheduleWrite(keysScope(names), this.#deleteBulk, names)
     }
 
@@ -631,6 +798,25 @@ function createKV(realm) {
      * reject with `ERR_KV_CLOSED`; closing twice is fine.
      */
     close() {
+      const family = this.#family
+      if (family !== null) {
+        // One store behind every view: closing any closes them all.
+        family.closing ??= PromiseInRealm.all(
+          [family.root, ...family.locations.values()].map((kv) => kv.#closeOwn()),
+        ).then(done)
+        return family.closing
+      }
+      return this.#closeOwn()
+    }
+
+    // close()'s promise once close() was called on this KV or on any view of its namespace,
+    // else null.
+    #closed() {
+      return this.#closing ?? this.#family?.closing ?? null
+    }
+
+    // Closes this KV's own native handle (see close()).
+    #closeOwn() {
       if (this.#closing === null) {
         for (const stop of this.#readers) stop(this.#closedMidStream())
         this.#closing = this.#schedule(

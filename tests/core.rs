@@ -551,3 +551,56 @@ fn a_snapshot_keeps_its_moment_and_restores_into_any_namespace() {
         }
     }
 }
+
+#[test]
+fn bulk_reads_check_and_read_keys_one_by_one_in_request_order() {
+    for (_, kv, _dir) in backends() {
+        kv.put("text", b"not json", &PutOptions::default(), NOW_MS)
+            .unwrap();
+        let long = "k".repeat(513);
+        let bulk = |keys: &[&str]| {
+            let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
+            message(kv.get_bulk(&keys, Some("json"), None, u64::MAX, NOW_MS))
+        };
+        assert!(bulk(&["text", &long]).contains("non-json value"));
+        assert!(bulk(&[&long, "text"]).contains("414 UTF-8 encoded length of 513"));
+        assert!(bulk(&["missing", "", "text"]).contains("Key names must not be empty"));
+    }
+}
+
+#[test]
+fn an_eventually_consistent_location_serves_its_cached_reads_for_the_cache_ttl() {
+    for (_, kv, _dir) in backends() {
+        let here = kv.eventually_consistent();
+        let there = here.at_new_location();
+        assert!(here.is_eventually_consistent() && there.is_eventually_consistent());
+        let put = |kv: &Namespace, value: &str| {
+            kv.put("k", value.as_bytes(), &PutOptions::default(), NOW_MS)
+                .unwrap()
+        };
+        assert_eq!(text(&there, "k", NOW_MS), None);
+        put(&here, "v1");
+        assert_eq!(text(&here, "k", NOW_MS), Some("v1".into()));
+        assert_eq!(text(&there, "k", NOW_MS + 59_999), None);
+        assert_eq!(text(&there, "k", NOW_MS + 60_000), Some("v1".into()));
+        put(&here, "v2");
+        assert_eq!(text(&here, "k", NOW_MS), Some("v2".into()));
+        let keys = vec!["k".to_string()];
+        let entries = there.get_bulk(&keys, None, None, u64::MAX, NOW_MS + 60_000);
+        let entry = entries.unwrap().unwrap().remove(0).unwrap();
+        assert_eq!(entry.value.bytes(), Some(&b"v1"[..]));
+        // A write there is seen there at once; a clear anywhere empties every cache.
+        put(&there, "v3");
+        assert_eq!(text(&there, "k", NOW_MS), Some("v3".into()));
+        assert_eq!(text(&here, "k", NOW_MS), Some("v2".into()));
+        there.clear().unwrap();
+        assert_eq!(text(&here, "k", NOW_MS), None);
+        // Without simulated consistency, another location is the same view.
+        let strong = Namespace::in_memory();
+        let elsewhere = strong.at_new_location();
+        assert!(!elsewhere.is_eventually_consistent());
+        assert_eq!(text(&elsewhere, "k", NOW_MS), None);
+        put(&strong, "v");
+        assert_eq!(text(&elsewhere, "k", NOW_MS), Some("v".into()));
+    }
+}

@@ -73,6 +73,12 @@ async function overloads(env: { KV: KVNamespace }) {
   new KV({ url: 'redis://localhost:6379', timeoutMs: '1s' })
   // @ts-expect-error: unknown constructor option
   new KV({ pth: '.kv' })
+  const eventual = new KV<'flag'>({ consistency: 'eventual', limits: { writeRate: true } })
+  const tokyo: KV<'flag'> = eventual.location('tokyo')
+  await tokyo.invocation().get('flag')
+  await new KV({ limits: true }).close()
+  // @ts-expect-error: consistency is "strong" or "eventual"
+  new KV({ consistency: 'weak' })
 }
 
 export { ns, typed, other, overloads, optIn }

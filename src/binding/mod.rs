@@ -286,6 +286,37 @@ impl NativeNamespace {
             .is_some_and(|namespace| namespace.is_local())
     }
 
+    /// Simulates eventual consistency: this handle becomes one location, with a read cache of
+    /// its own. Called once, right after the handle is made.
+    #[napi]
+    pub fn make_eventually_consistent(&mut self) -> Result<()> {
+        let namespace = self
+            .inner
+            .take()
+            .ok_or_else(|| js_error(store::Error::Closed))?;
+        match Arc::try_unwrap(namespace) {
+            Ok(namespace) => {
+                self.inner = Some(Arc::new(namespace.eventually_consistent()));
+                Ok(())
+            }
+            Err(namespace) => {
+                self.inner = Some(namespace);
+                Err(js_error(store::Error::Internal(
+                    "consistency can only be chosen before a namespace is used".into(),
+                )))
+            }
+        }
+    }
+
+    /// The same namespace seen from another location: the same data, and, when consistency is
+    /// simulated, a read cache of its own.
+    #[napi]
+    pub fn at_new_location(&self) -> Result<NativeNamespace> {
+        Ok(Self {
+            inner: Some(Arc::new(self.namespace()?.at_new_location())),
+        })
+    }
+
     fn namespace(&self) -> Result<&Arc<Namespace>> {
         self.inner
             .as_ref()

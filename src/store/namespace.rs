@@ -11,6 +11,7 @@ use sled::IVec;
 use super::backend::{DamageSink, Entry, EntryMap, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
+use super::location::{Location, PageQuery};
 use super::redis_backend::{RedisBackend, RedisConfig};
 use super::sled_backend::{SledBackend, StoreConfig};
 use super::storage::Storage;
@@ -37,8 +38,11 @@ pub const MAX_NAMESPACE_SIZE: usize = 256;
 /// assert_eq!(entry.value, Value::Loaded("hello".into()));
 /// ```
 pub struct Namespace {
-    storage: Storage,
+    // Shared by the namespace's locations (see [`Namespace::at_new_location`]).
+    storage: Arc<Storage>,
     page_cap: Option<usize>,
+    // With simulated eventual consistency, this location's read cache.
+    location: Option<Location>,
 }
 
 impl Namespace {
@@ -83,8 +87,45 @@ impl Namespace {
 
     fn with_storage(storage: Storage) -> Self {
         Self {
-            storage,
+            storage: Arc::new(storage),
             page_cap: None,
+            location: None,
+        }
+    }
+
+    /// Simulates eventual consistency: this namespace becomes one location with a read cache
+    /// of its own (see [`super::location`]); others come from [`Namespace::at_new_location`].
+    pub fn eventually_consistent(mut self) -> Self {
+        self.location = Some(Location::new());
+        self
+    }
+
+    /// Whether reads go through a location's cache.
+    pub fn is_eventually_consistent(&self) -> bool {
+        self.location.is_some()
+    }
+
+    /// The same namespace seen from another location: the same data, and, when consistency
+    /// is simulated, a read cache of its own.
+    pub fn at_new_location(&self) -> Self {
+        Self {
+            storage: self.storage.clone(),
+            page_cap: self.page_cap,
+            location: self.location.as_ref().map(Location::sibling),
+        }
+    }
+
+    // After a write of `key` here: this location reads it afresh.
+    fn wrote(&self, key: &str) {
+        if let Some(location) = &self.location {
+            location.forget(key);
+        }
+    }
+
+    // After the namespace was replaced as a whole: every location reads afresh.
+    fn replaced(&self) {
+        if let Some(location) = &self.location {
+            location.forget_everywhere();
         }
     }
 
@@ -111,6 +152,18 @@ impl Namespace {
     ) -> Result<Option<Entry>> {
         validate_key(Op::Get, key)?;
         validate_cache_ttl(Op::Get, cache_ttl)?;
+        let Some(location) = &self.location else {
+            return self.read(key, max_len, now_ms).await;
+        };
+        if let Some(cached) = location.lookup(key, cache_ttl, max_len, now_ms) {
+            return Ok(cached);
+        }
+        let found = self.read(key, max_len, now_ms).await?;
+        Ok(location.remember(key, found, cache_ttl, now_ms))
+    }
+
+    // Reads `key` from the store; expired entries read as missing and are reclaimed.
+    async fn read(&self, key: &str, max_len: u64, now_ms: i64) -> Result<Option<Entry>> {
         match self.storage.get(key.as_bytes(), max_len).await? {
             Some(entry) if is_expired(entry.expiration, now_ms) => {
                 self.storage
@@ -120,6 +173,42 @@ impl Namespace {
             }
             found => Ok(found),
         }
+    }
+
+    // Reads `keys` (checked already) through this location's cache, if any: in request order,
+    // `None` for missing or expired keys.
+    async fn read_many(
+        &self,
+        keys: &[&str],
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<Vec<Option<Entry>>> {
+        let mut entries = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let cached = self
+                .location
+                .as_ref()
+                .and_then(|location| location.lookup(key, cache_ttl, max_len, now_ms));
+            if cached.is_none() {
+                missing.push(index);
+            }
+            entries.push(cached.flatten());
+        }
+        if missing.is_empty() {
+            return Ok(entries);
+        }
+        let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_bytes()).collect();
+        let found = self.storage.get_many(&wanted, max_len).await?;
+        let found = self.live(&wanted, found, now_ms).await?;
+        for (index, entry) in missing.into_iter().zip(found) {
+            entries[index] = match &self.location {
+                Some(location) => location.remember(keys[index], entry, cache_ttl, now_ms),
+                None => entry,
+            };
+        }
+        Ok(entries)
     }
 
     /// `entries` (read for `keys`) with the expired ones as `None`, reclaimed on the way.
@@ -160,13 +249,17 @@ impl Namespace {
             expiration,
             metadata: options.metadata.as_deref(),
         };
-        self.storage.put_all(&[entry]).await
+        let written = self.storage.put_all(&[entry]).await;
+        self.wrote(key);
+        written
     }
 
     /// Deletes `key`. Deleting a missing key succeeds.
     pub async fn delete_async(&self, key: &str) -> Result<()> {
         validate_key(Op::Delete, key)?;
-        self.storage.delete(key.as_bytes()).await
+        let deleted = self.storage.delete(key.as_bytes()).await;
+        self.wrote(key);
+        deleted
     }
 
     /// Deletes up to 100 keys: the experimental `deleteBulk`. Every key is checked as
@@ -183,7 +276,9 @@ impl Namespace {
             validate_key(Op::Delete, key)?;
         }
         for key in keys {
-            self.storage.delete(key.as_bytes()).await?;
+            let deleted = self.storage.delete(key.as_bytes()).await;
+            self.wrote(key);
+            deleted?;
         }
         Ok(())
     }
@@ -212,11 +307,11 @@ impl Namespace {
             if refused.is_err() {
                 break;
             }
-            readable.push(key.as_bytes());
+            readable.push(key.as_str());
         }
-        let keys = readable;
-        let found = self.storage.get_many(&keys, max_len).await?;
-        let entries = self.live(&keys, found, now_ms).await?;
+        let entries = self
+            .read_many(&readable, cache_ttl, max_len, now_ms)
+            .await?;
         let mut total: u64 = 0;
         for entry in entries.iter().flatten() {
             let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) else {
@@ -272,6 +367,30 @@ impl Namespace {
     ) -> Result<ListPage> {
         let limit = validate_list(limit, prefix)?;
         let limit = self.page_cap.map_or(limit, |cap| limit.min(cap));
+        let Some(location) = &self.location else {
+            return self.list_page(prefix, limit, cursor, now_ms).await;
+        };
+        let query = PageQuery {
+            prefix: prefix.to_owned(),
+            limit,
+            cursor: cursor.map(str::to_owned),
+        };
+        if let Some(page) = location.page(&query, now_ms) {
+            return Ok(page);
+        }
+        let page = self.list_page(prefix, limit, cursor, now_ms).await?;
+        location.remember_page(query, &page, now_ms);
+        Ok(page)
+    }
+
+    // One `list` page, read from the store.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        limit: usize,
+        cursor: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ListPage> {
         let after = match cursor.map(decode_cursor) {
             // A cursor we never made points nowhere: the list is over.
             Some(None) => return Ok(ListPage::default()),
@@ -337,7 +456,11 @@ impl Namespace {
                 metadata: entry.options.metadata.as_deref(),
             });
         }
-        self.storage.put_all(&checked).await
+        let written = self.storage.put_all(&checked).await;
+        for entry in entries {
+            self.wrote(entry.key);
+        }
+        written
     }
 
     /// Every live entry in key order, values loaded. A damaged entry fails the dump, unless
@@ -364,6 +487,12 @@ impl Namespace {
 
     /// Makes the namespace hold exactly what `snapshot` held.
     pub async fn restore_async(&self, snapshot: &Snapshot) -> Result<()> {
+        let restored = self.replace(snapshot).await;
+        self.replaced();
+        restored
+    }
+
+    async fn replace(&self, snapshot: &Snapshot) -> Result<()> {
         match (snapshot, self.storage.memory()) {
             (Snapshot::Shared(map), Some(memory)) => {
                 memory.adopt(map.clone());
@@ -382,13 +511,17 @@ impl Namespace {
 
     /// Deletes every entry.
     pub async fn clear_async(&self) -> Result<()> {
-        self.storage.replace_all(&[]).await
+        let cleared = self.storage.replace_all(&[]).await;
+        self.replaced();
+        cleared
     }
 
     /// Deletes every entry and every trace of the namespace in its store (on Redis, its
     /// layout key): for namespaces made for one test run.
     pub async fn remove_async(&self) -> Result<()> {
-        self.storage.remove().await
+        let removed = self.storage.remove().await;
+        self.replaced();
+        removed
     }
 
     /// Makes every write so far durable (a no-op in memory; on Redis, the server's

@@ -1,0 +1,343 @@
+//! Simulated eventual consistency: a location's read cache, as a Cloudflare location keeps one.
+//!
+//! A read at a location remembers what it found, a value or its absence, for the read's
+//! `cacheTtl` (60 s by default) by the KV clock, and serves that answer until it runs out,
+//! whatever other locations write meanwhile. A write or delete forgets the key at the location
+//! that made it, so that location reads its own writes at once; other locations see it when
+//! their cached answer runs out. A `list` page is remembered the same way, for 60 s, keyed by
+//! its prefix, limit and cursor; a write forgets the pages whose prefix its key starts with.
+//!
+//! The cache sits in front of any backend. Every location of a namespace shares one
+//! generation counter: `clear`, `restore` and `remove` (test tools, not KV operations) move it
+//! on, which empties every location's cache at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sled::IVec;
+
+use super::backend::{Entry, Value};
+use super::namespace::ListPage;
+use super::validate::is_expired;
+
+/// How long a read is cached when it gives no `cacheTtl`, and how long a `list` page is.
+pub const DEFAULT_CACHE_TTL_SECONDS: i64 = 60;
+
+/// How many cached answers a location holds before it drops those that ran out.
+const SWEEP_FLOOR: usize = 1024;
+
+/// One location's cache of reads and list pages.
+#[derive(Debug)]
+pub struct Location {
+    generation: Arc<AtomicU64>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    reads: HashMap<String, Cached<Option<Entry>>>,
+    pages: HashMap<PageQuery, Cached<ListPage>>,
+    // The size at which the next insert first drops what ran out.
+    sweep_at: usize,
+}
+
+/// What a `list` call asked for: its cached page answers only the same question.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageQuery {
+    pub prefix: String,
+    pub limit: usize,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug)]
+struct Cached<T> {
+    answer: T,
+    until_ms: i64,
+    generation: u64,
+}
+
+impl<T> Cached<T> {
+    fn fresh(&self, now_ms: i64, generation: u64) -> bool {
+        self.generation == generation && now_ms < self.until_ms
+    }
+}
+
+impl Location {
+    /// The first location of a namespace.
+    pub fn new() -> Self {
+        Self::sharing(Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Another location of the same namespace, with an empty cache of its own.
+    pub fn sibling(&self) -> Self {
+        Self::sharing(self.generation.clone())
+    }
+
+    fn sharing(generation: Arc<AtomicU64>) -> Self {
+        Self {
+            generation,
+            cache: Mutex::new(Cache {
+                sweep_at: SWEEP_FLOOR,
+                ..Cache::default()
+            }),
+        }
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // The cache holds no invariant a panic elsewhere could break halfway.
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What this location answers for `key` from its cache: `None` when it has nothing fresh
+    /// (the caller reads the store, then calls [`Location::remember`]), else the cached entry
+    /// or absence. A `cacheTtl` shorter than what is left of the cached answer shortens it, as
+    /// production does. A value longer than `max_len` comes back `Deferred`, for the caller
+    /// to ask again where it can take it; an entry whose expiration has passed reads as
+    /// missing, as expiration wins over `cacheTtl`.
+    pub fn lookup(
+        &self,
+        key: &str,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Option<Option<Entry>> {
+        let generation = self.generation();
+        let mut cache = self.cache();
+        let cached = cache.reads.get_mut(key)?;
+        if !cached.fresh(now_ms, generation) {
+            cache.reads.remove(key);
+            return None;
+        }
+        cached.until_ms = cached.until_ms.min(until(now_ms, cache_ttl));
+        let entry = match &cached.answer {
+            Some(entry) if !is_expired(entry.expiration, now_ms) => entry,
+            _ => return Some(None),
+        };
+        let len = entry.value.bytes().map_or(0, |bytes| bytes.len() as u64);
+        if len > max_len {
+            return Some(Some(Entry {
+                value: Value::Deferred { len },
+                ..entry.clone()
+            }));
+        }
+        Some(Some(entry.clone()))
+    }
+
+    /// Caches what a read of `key` found in the store and hands it back. A value that was not
+    /// read (`Deferred`) is not cached: the read that takes it in full caches it.
+    pub fn remember(
+        &self,
+        key: &str,
+        found: Option<Entry>,
+        cache_ttl: Option<i32>,
+        now_ms: i64,
+    ) -> Option<Entry> {
+        let found = found.map(shareable);
+        if let Some(Entry {
+            value: Value::Deferred { .. },
+            ..
+        }) = found
+        {
+            return found;
+        }
+        let cached = Cached {
+            answer: found.clone(),
+            until_ms: until(now_ms, cache_ttl),
+            generation: self.generation(),
+        };
+        let mut cache = self.cache();
+        cache.reads.insert(key.to_owned(), cached);
+        cache.sweep(now_ms, self.generation());
+        found
+    }
+
+    /// The cached page for `query`, if fresh, without the keys that expired since.
+    pub fn page(&self, query: &PageQuery, now_ms: i64) -> Option<ListPage> {
+        let generation = self.generation();
+        let mut cache = self.cache();
+        let cached = cache.pages.get(query)?;
+        if !cached.fresh(now_ms, generation) {
+            cache.pages.remove(query);
+            return None;
+        }
+        let mut page = cached.answer.clone();
+        page.keys.retain(|key| !is_expired(key.expiration, now_ms));
+        Some(page)
+    }
+
+    /// Caches a `list` page for the default cache TTL.
+    pub fn remember_page(&self, query: PageQuery, page: &ListPage, now_ms: i64) {
+        let cached = Cached {
+            answer: page.clone(),
+            until_ms: until(now_ms, None),
+            generation: self.generation(),
+        };
+        let mut cache = self.cache();
+        cache.pages.insert(query, cached);
+        cache.sweep(now_ms, self.generation());
+    }
+
+    /// Forgets what this location cached about `key`: after a write or delete here.
+    pub fn forget(&self, key: &str) {
+        let mut cache = self.cache();
+        cache.reads.remove(key);
+        cache
+            .pages
+            .retain(|query, _| !key.starts_with(query.prefix.as_str()));
+    }
+
+    /// Empties the cache of every location of the namespace.
+    pub fn forget_everywhere(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Default for Location {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cache {
+    // Drops the answers that ran out once the cache has doubled since the last sweep, so that
+    // a location reading ever new keys holds about as many as it read within one TTL.
+    fn sweep(&mut self, now_ms: i64, generation: u64) {
+        if self.reads.len() + self.pages.len() < self.sweep_at {
+            return;
+        }
+        self.reads
+            .retain(|_, cached| cached.fresh(now_ms, generation));
+        self.pages
+            .retain(|_, cached| cached.fresh(now_ms, generation));
+        self.sweep_at = ((self.reads.len() + self.pages.len()) * 2).max(SWEEP_FLOOR);
+    }
+}
+
+/// The instant a read made at `now_ms` with `cache_ttl` stops being served.
+fn until(now_ms: i64, cache_ttl: Option<i32>) -> i64 {
+    let seconds = cache_ttl.map_or(DEFAULT_CACHE_TTL_SECONDS, i64::from);
+    now_ms.saturating_add(seconds.saturating_mul(1000))
+}
+
+/// `entry` with bytes that clone without a copy.
+fn shareable(entry: Entry) -> Entry {
+    match entry.value {
+        Value::Owned(bytes) => Entry {
+            value: Value::Loaded(IVec::from(bytes)),
+            ..entry
+        },
+        _ => entry,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(value: &str, expiration: Option<i64>) -> Entry {
+        Entry {
+            expiration,
+            metadata: None,
+            value: Value::Owned(value.as_bytes().to_vec()),
+        }
+    }
+
+    const NOW: i64 = 1_900_000_000_000;
+
+    #[test]
+    fn serves_a_read_until_its_ttl_runs_out() {
+        let here = Location::new();
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW), None);
+        here.remember("k", Some(entry("v", None)), None, NOW);
+        let cached = here.lookup("k", None, u64::MAX, NOW + 59_999).unwrap();
+        assert_eq!(cached.unwrap().value.bytes(), Some(&b"v"[..]));
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW + 60_000), None);
+    }
+
+    #[test]
+    fn caches_absence_and_a_shorter_ttl_shortens_it() {
+        let here = Location::new();
+        here.remember("k", None, Some(300), NOW);
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW + 100_000), Some(None));
+        // Read again with 30 s: the answer now runs out 30 s after this read.
+        assert_eq!(
+            here.lookup("k", Some(30), u64::MAX, NOW + 100_000),
+            Some(None)
+        );
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW + 129_999), Some(None));
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW + 130_000), None);
+    }
+
+    #[test]
+    fn an_expiration_wins_over_the_cache() {
+        let here = Location::new();
+        let expiration = NOW / 1000 + 10;
+        here.remember("k", Some(entry("v", Some(expiration))), None, NOW);
+        assert!(here
+            .lookup("k", None, u64::MAX, NOW + 9_999)
+            .unwrap()
+            .is_some());
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW + 10_000), Some(None));
+    }
+
+    #[test]
+    fn a_long_cached_value_is_deferred_and_a_deferred_one_is_not_cached() {
+        let here = Location::new();
+        here.remember("k", Some(entry("four", None)), None, NOW);
+        let cached = here.lookup("k", None, 3, NOW).unwrap().unwrap();
+        assert_eq!(cached.value, Value::Deferred { len: 4 });
+        let deferred = Entry {
+            expiration: None,
+            metadata: None,
+            value: Value::Deferred { len: 9 },
+        };
+        here.remember("long", Some(deferred), None, NOW);
+        assert_eq!(here.lookup("long", None, u64::MAX, NOW), None);
+    }
+
+    #[test]
+    fn forgetting_is_local_and_clearing_is_everywhere() {
+        let here = Location::new();
+        let there = here.sibling();
+        for location in [&here, &there] {
+            location.remember("k", Some(entry("old", None)), None, NOW);
+            let query = PageQuery {
+                prefix: "k".into(),
+                limit: 1000,
+                cursor: None,
+            };
+            location.remember_page(query, &ListPage::default(), NOW);
+        }
+        here.forget("k");
+        let query = |prefix: &str| PageQuery {
+            prefix: prefix.into(),
+            limit: 1000,
+            cursor: None,
+        };
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW), None);
+        assert_eq!(here.page(&query("k"), NOW), None);
+        assert!(there.lookup("k", None, u64::MAX, NOW).is_some());
+        assert!(there.page(&query("k"), NOW).is_some());
+        here.forget_everywhere();
+        assert_eq!(there.lookup("k", None, u64::MAX, NOW), None);
+        assert_eq!(there.page(&query("k"), NOW), None);
+    }
+
+    #[test]
+    fn answers_that_ran_out_are_dropped_as_the_cache_grows() {
+        let here = Location::new();
+        for i in 0..SWEEP_FLOOR - 1 {
+            here.remember(&format!("old{i}"), None, None, NOW);
+        }
+        // One TTL later, new reads sweep the old ones out.
+        here.remember("new", None, None, NOW + 60_000);
+        assert_eq!(here.cache().reads.len(), 1);
+    }
+}
