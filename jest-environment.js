@@ -12,7 +12,10 @@
 //     kvSeed: { KV: 'fixtures/kv.json' },        // `wrangler kv bulk put` JSON, from rootDir
 //     kvPersist: '.kv-test',                     // optional: sled stores instead of memory
 //     kvUrl: 'redis://localhost:6379',           // optional: Redis instead (kvCluster: true
-//   }                                            //   for a Redis Cluster)
+//                                                //   for a Redis Cluster)
+//     kvConsistency: 'eventual',                 // optional: simulate production's caching
+//     kvLimits: true,                            // optional: production's write rate limit
+//   }
 
 const { TestEnvironment } = require('jest-environment-node')
 const { readOptions, TestNamespaces } = require('./lib/test-environment.js')

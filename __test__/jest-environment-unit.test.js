@@ -124,3 +124,29 @@ test('kvSeed and kvPersist paths may start with <rootDir>, as Jest paths do', as
   const worker = `worker-${process.env.JEST_WORKER_ID ?? '1'}`
   expect(fs.existsSync(path.join(root, '.kv-test', worker, 'kv.lock'))).toBe(true)
 })
+
+test('kvConsistency is "strong" or "eventual", kvLimits true, false or limits', () => {
+  expect(() => environment({ kvConsistency: 'weak' }, tempDir())).toThrow(
+    new TypeError('kv-binding/jest-environment: kvConsistency must be "strong" or "eventual".'),
+  )
+  expect(() => environment({ kvLimits: 'on' }, tempDir())).toThrow(
+    'kv-binding/jest-environment: kvLimits must be true, false, or the limits option of KV.',
+  )
+})
+
+test('kvConsistency and kvLimits apply to stores on disk too', async () => {
+  const env = environment(
+    { kvNamespaces: ['KV'], kvPersist: '.kv-test', kvConsistency: 'eventual', kvLimits: true },
+    tempDir(),
+  )
+  await env.setup()
+  try {
+    const { KV } = env.global.env
+    await expect(KV.location('tokyo').get('k')).resolves.toBeNull()
+    await KV.put('k', 'v')
+    await expect(KV.location('tokyo').get('k')).resolves.toBeNull()
+    await expect(KV.put('k', 'w')).rejects.toThrow('KV PUT failed: 429 Too Many Requests')
+  } finally {
+    await env.teardown()
+  }
+})

@@ -53,6 +53,8 @@ function readOptions(options, { rootDir, name, workerId }) {
     kvPersist,
     kvUrl,
     kvCluster = false,
+    kvConsistency = 'strong',
+    kvLimits = false,
   } = options ?? {}
   const fail = (message) => {
     throw new TypeError(`${name}: ${message}`)
@@ -81,6 +83,12 @@ function readOptions(options, { rootDir, name, workerId }) {
     fail('give kvPersist or kvUrl, not both.')
   }
   if (typeof kvCluster !== 'boolean') fail('kvCluster must be true or false.')
+  if (kvConsistency !== 'strong' && kvConsistency !== 'eventual') {
+    fail('kvConsistency must be "strong" or "eventual".')
+  }
+  if (typeof kvLimits !== 'boolean' && (typeof kvLimits !== 'object' || kvLimits === null)) {
+    fail('kvLimits must be true, false, or the limits option of KV.')
+  }
   return {
     name,
     names: kvNamespaces,
@@ -90,6 +98,8 @@ function readOptions(options, { rootDir, name, workerId }) {
     // One directory per worker, so parallel workers never contend for a store's lock.
     persistDir: kvPersist && path.join(fromRoot(rootDir, kvPersist), `worker-${workerId}`),
     redis: kvUrl && { url: kvUrl, cluster: kvCluster },
+    // What every namespace is opened with besides where it lives.
+    behaviour: { consistency: kvConsistency, limits: kvLimits },
   }
 }
 
@@ -108,14 +118,14 @@ function readSeed(file, name) {
 // Opens namespace `name` in `dir`, or, when another test run holds `dir` (a watch mode beside
 // a CI run), in a directory of this process's own: every test file starts from a cleared
 // store, so nothing is lost. Returns the namespace and the directory used.
-function openPersisted(KV, dir, name) {
+function openPersisted(KV, dir, name, behaviour) {
   try {
     // Not shared: a store another run holds is never cleared and reseeded under it.
-    return { kv: new KV({ path: dir, namespace: name, shared: false }), dir }
+    return { kv: new KV({ ...behaviour, path: dir, namespace: name, shared: false }), dir }
   } catch (error) {
     if (error.code !== 'ERR_KV_LOCKED') throw error
     const own = `${dir}-pid${process.pid}`
-    return { kv: new KV({ path: own, namespace: name, shared: false }), dir: own }
+    return { kv: new KV({ ...behaviour, path: own, namespace: name, shared: false }), dir: own }
   }
 }
 
@@ -146,7 +156,7 @@ class TestNamespaces {
     this.#restore = (kv, seeded) => base.prototype.restore.call(kv, seeded)
     const KV = currentTest ? restoringOnFirstUse(base, () => this.#beforeUse(currentTest())) : base
     const env = new realm.Object()
-    const { name: who, names, seeds, redis } = this.#options
+    const { name: who, names, seeds, redis, behaviour } = this.#options
     let { persistDir } = this.#options
     // On Redis, a key prefix of this test file's own (process, and a random part), so that
     // parallel workers and runs never meet; close() removes everything under it.
@@ -154,9 +164,9 @@ class TestNamespaces {
       redis && `${keyPrefix}:${process.pid}:${Math.random().toString(36).slice(2, 10)}:`
     for (const name of names) {
       let kv
-      if (persistDir) ({ kv, dir: persistDir } = openPersisted(KV, persistDir, name))
-      else if (redis) kv = new KV({ ...redis, keyPrefix: prefix, namespace: name })
-      else kv = new KV()
+      if (persistDir) ({ kv, dir: persistDir } = openPersisted(KV, persistDir, name, behaviour))
+      else if (redis) kv = new KV({ ...behaviour, ...redis, keyPrefix: prefix, namespace: name })
+      else kv = new KV(behaviour)
       this.#namespaces.push({ kv })
       // A persisted store keeps what the last test file of this worker left: start clean.
       if (persistDir) await kv.clear()

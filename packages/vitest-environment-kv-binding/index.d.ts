@@ -37,6 +37,10 @@ export interface KVEnvironmentOptions {
   /** A Redis server instead of memory (`kvCluster: true` for a Redis Cluster). */
   kvUrl?: string
   kvCluster?: boolean
+  /** `"eventual"` simulates production's caching per location (see `KVOptions.consistency`). */
+  kvConsistency?: 'strong' | 'eventual'
+  /** Production's limits (see `KVOptions.limits`). */
+  kvLimits?: boolean | { writeRate?: boolean; operationsPerInvocation?: number }
 }
 
 /** The environment Vitest loads for `environment: 'kv-binding'`. */
