@@ -66,6 +66,15 @@ describe.each(stores)('demo worker on the %s backend', (_name, kvOptions) => {
     expect((await call('/flags', { method: 'PUT', body: 'not json' })).status).toBe(400)
   })
 
+  test('?colo= names a location; without --eventual every location sees every write', async () => {
+    await call('/flags', { method: 'PUT', body: '{"newCheckout":true}' })
+    const there = await call('/checkout?colo=NRT')
+    expect(there.headers.get('x-kv-location')).toBe('NRT')
+    expect(await there.text()).toBe('new checkout flow\n')
+    await call('/flags', { method: 'PUT', body: '{"newCheckout":false}' })
+    expect(await (await call('/checkout?colo=NRT')).text()).toBe('classic checkout flow\n')
+  })
+
   test('the API answers 429 after the rate limit, per client IP', async () => {
     const from = (ip) => call('/api', { headers: { 'CF-Connecting-IP': ip } })
     const statuses = []
@@ -136,6 +145,29 @@ function chunkedPut(url, total) {
     write()
   })
 }
+
+describe.each(stores)('demo worker with --eventual on the %s backend', (_name, kvOptions) => {
+  test('a location keeps the flags it read for 60 s after they change elsewhere', async () => {
+    let now = Date.now()
+    const demo = await startDemo({
+      port: 0,
+      kvOptions: { ...kvOptions(), consistency: 'eventual', clock: () => now },
+    })
+    try {
+      const call = async (path, init) =>
+        (await fetch(`${demo.url.replace(/\/$/, '')}${path}`, init)).text()
+      await call('/flags', { method: 'PUT', body: '{"newCheckout":true}' })
+      expect(await call('/checkout?colo=NRT')).toBe('new checkout flow\n')
+      await call('/flags', { method: 'PUT', body: '{"newCheckout":false}' })
+      expect(await call('/checkout')).toBe('classic checkout flow\n')
+      expect(await call('/checkout?colo=NRT')).toBe('new checkout flow\n')
+      now += 60_000
+      expect(await call('/checkout?colo=NRT')).toBe('classic checkout flow\n')
+    } finally {
+      await demo.close()
+    }
+  })
+})
 
 test('Ctrl-C of the demo server loses no acknowledged write', async () => {
   const { spawn } = require('node:child_process')

@@ -4,10 +4,12 @@
 // backed by kv-binding, and serves it over HTTP.
 //
 //   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv | --url redis://...]
-//                         [--binding NAME [--env NAME] [--config wrangler.toml]]
+//                         [--binding NAME [--env NAME] [--config wrangler.toml]] [--eventual]
 //
 // The worker's env.KV is the store's namespace KV, or with --binding the namespace of that
-// binding in the project's wrangler configuration (checked to bind it).
+// binding in the project's wrangler configuration (checked to bind it). With --eventual, KV
+// reads are cached per Cloudflare location as production caches them: a request that adds
+// ?colo=NRT is served from location NRT (see examples/worker.js).
 //
 // Environment: PORT, HOST, KV_PATH, KV_URL (Redis instead of a directory: every demo process
 // pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100).
@@ -166,6 +168,7 @@ async function main() {
       binding: { type: 'string' },
       env: { type: 'string' },
       config: { type: 'string' },
+      eventual: { type: 'boolean', default: false },
     },
   })
   const namespace =
@@ -174,6 +177,7 @@ async function main() {
       : bindingNamespace(values.binding, { env: values.env, config: values.config })
   // Redis when a URL is given: the namespace is then shared by every process that names it.
   const kvOptions = values.url ? { url: values.url, namespace } : { path: values.path, namespace }
+  if (values.eventual) kvOptions.consistency = 'eventual'
   const where = values.url
     ? `on Redis at ${redacted(values.url)}`
     : `in ${path.resolve(values.path)}`
@@ -191,6 +195,11 @@ async function main() {
   )
   console.log(`  curl ${url}/checkout    curl -X PUT ${url}/flags -d '{"newCheckout":false}'`)
   console.log(`  curl -H 'CF-Connecting-IP: 203.0.113.7' ${url}/api   (${rateLimit} a minute)`)
+  if (values.eventual) {
+    console.log(
+      `  curl '${url}/checkout?colo=NRT'   (location NRT keeps what it read for 60 s after a PUT /flags)`,
+    )
+  }
   console.log('Ctrl-C stops it; every acknowledged write is flushed first.')
   const stop = async () => {
     await demo.close()
