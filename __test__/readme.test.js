@@ -42,3 +42,32 @@ test('the opening example runs, and every commented result is what it returns', 
   expect(list[1]).toMatchObject({ keys: [{ name: 'user:1' }], list_complete: true })
   expect(rejected[1]).toBe('Key name cannot be empty.')
 })
+
+test("the eventual-consistency example fails under 'eventual' and passes under 'strong'", () => {
+  const example = blocks.find((block) => block.includes('a revoked session is refused everywhere'))
+  expect(example).toBeDefined()
+  const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'kv-binding-readme-'))
+  try {
+    fs.writeFileSync(path.join(dir, 'session.test.js'), `/* global env */\n${example}`)
+    const jest = (options) => {
+      const config = {
+        rootDir: dir,
+        testEnvironment: path.join(ROOT, 'jest-environment.js'),
+        testEnvironmentOptions: options,
+      }
+      const args = [require.resolve('jest/bin/jest'), '--ci', '--config', JSON.stringify(config)]
+      try {
+        execFileSync(process.execPath, args, { cwd: dir, encoding: 'utf8', stdio: 'pipe' })
+        return 'passed'
+      } catch (error) {
+        return error.stderr
+      }
+    }
+    expect(jest({})).toBe('passed')
+    const failure = jest({ kvConsistency: 'eventual' })
+    expect(failure).toContain('a revoked session is refused everywhere')
+    expect(failure).toMatch(/toBeNull\(\)\s+Received: "alice"/)
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})

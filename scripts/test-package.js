@@ -325,6 +325,10 @@ function main() {
         const out = vitest(major, ['--config', 'vitest.recipe.config.mjs'])
         assert.match(out, /Tests\s+2 passed \(2\)/)
       })
+      check(`Vitest ${major} runs the fixture with kvConsistency and kvLimits`, () => {
+        const out = vitest(major, ['--config', 'vitest.eventual.config.mjs'])
+        assert.match(out, /Tests\s+2 passed \(2\)/)
+      })
       check(`Vitest ${major}: a fixture test that expects the wrong state fails the run`, () => {
         assert.throws(
           () => vitest(major, ['--pool=threads'], { KV_FIXTURE_EXPECT_FAILURE: '1' }),
