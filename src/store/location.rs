@@ -11,7 +11,9 @@
 //! generation counter: `clear`, `restore` and `remove` (test tools, not KV operations) move it
 //! on, which empties every location's cache at once.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -110,11 +112,7 @@ impl Location {
     ) -> Option<Option<Entry>> {
         let generation = self.generation();
         let mut cache = self.cache();
-        let cached = cache.reads.get_mut(key)?;
-        if !cached.fresh(now_ms, generation) {
-            cache.reads.remove(key);
-            return None;
-        }
+        let cached = fresh(&mut cache.reads, key, now_ms, generation)?;
         cached.until_ms = cached.until_ms.min(until(now_ms, cache_ttl));
         let entry = match &cached.answer {
             Some(entry) if !is_expired(entry.expiration, now_ms) => entry,
@@ -162,11 +160,7 @@ impl Location {
     pub fn page(&self, query: &PageQuery, now_ms: i64) -> Option<ListPage> {
         let generation = self.generation();
         let mut cache = self.cache();
-        let cached = cache.pages.get(query)?;
-        if !cached.fresh(now_ms, generation) {
-            cache.pages.remove(query);
-            return None;
-        }
+        let cached = fresh(&mut cache.pages, query, now_ms, generation)?;
         let mut page = cached.answer.clone();
         page.keys.retain(|key| !is_expired(key.expiration, now_ms));
         Some(page)
@@ -218,6 +212,24 @@ impl Cache {
             .retain(|_, cached| cached.fresh(now_ms, generation));
         self.sweep_at = ((self.reads.len() + self.pages.len()) * 2).max(SWEEP_FLOOR);
     }
+}
+
+/// The fresh answer cached under `key` in `answers`, if any; one that ran out is dropped.
+fn fresh<'a, K, Q, T>(
+    answers: &'a mut HashMap<K, Cached<T>>,
+    key: &Q,
+    now_ms: i64,
+    generation: u64,
+) -> Option<&'a mut Cached<T>>
+where
+    K: Borrow<Q> + Hash + Eq,
+    Q: Hash + Eq + ?Sized,
+{
+    if !answers.get(key)?.fresh(now_ms, generation) {
+        answers.remove(key);
+        return None;
+    }
+    answers.get_mut(key)
 }
 
 /// The instant a read made at `now_ms` with `cache_ttl` stops being served.
