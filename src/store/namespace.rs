@@ -184,13 +184,15 @@ impl Namespace {
         max_len: u64,
         now_ms: i64,
     ) -> Result<Vec<Option<Entry>>> {
+        let Some(location) = &self.location else {
+            let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+            let found = self.storage.get_many(&keys, max_len).await?;
+            return self.live(&keys, found, now_ms).await;
+        };
         let mut entries = Vec::with_capacity(keys.len());
         let mut missing = Vec::new();
         for (index, key) in keys.iter().enumerate() {
-            let cached = self
-                .location
-                .as_ref()
-                .and_then(|location| location.lookup(key, cache_ttl, max_len, now_ms));
+            let cached = location.lookup(key, cache_ttl, max_len, now_ms);
             if cached.is_none() {
                 missing.push(index);
             }
@@ -203,10 +205,7 @@ impl Namespace {
         let found = self.storage.get_many(&wanted, max_len).await?;
         let found = self.live(&wanted, found, now_ms).await?;
         for (index, entry) in missing.into_iter().zip(found) {
-            entries[index] = match &self.location {
-                Some(location) => location.remember(keys[index], entry, cache_ttl, now_ms),
-                None => entry,
-            };
+            entries[index] = location.remember(keys[index], entry, cache_ttl, now_ms);
         }
         Ok(entries)
     }
