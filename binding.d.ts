@@ -50,16 +50,17 @@ export declare class NativeNamespace {
    */
   getBytes(key: string, cacheTtl: number | undefined | null, now: number): Read<Buffer>
   /**
-   * Reads `key` with its metadata, both from one version of the entry: `[value, metadata]`
-   * (text or a Buffer; metadata JSON or `null`), `null` when missing, or the value's length
-   * when it is too long to read in-line (then call `readAsync`).
+   * Reads `key` with its metadata, both from one version of the entry:
+   * `[value, metadata, cacheStatus]` (text or a Buffer; metadata JSON or `null`;
+   * `"HIT"`/`"MISS"` when consistency is simulated, else `null`), `null` when missing, or
+   * the value's length when it is too long to read in-line (then call `readAsync`).
    */
-  getWithMetadata(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Read<[JsValueOf, string | undefined | null]>
+  getWithMetadata(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Read<InLineRead>
   /**
-   * Reads `key` off the JS thread; resolves `[value, metadata]` (text when `asText`,
-   * otherwise a Buffer) or `null`.
+   * Reads `key` off the JS thread; resolves `[value, metadata, cacheStatus]` (text when
+   * `asText`, otherwise a Buffer) or `null`.
    */
-  readAsync(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Promise<[string | Buffer, string | null] | null | Failure>
+  readAsync(key: string, cacheTtl: number | undefined | null, asText: boolean, now: number): Promise<[string | Buffer, string | null, string | null] | null | Failure>
   /**
    * Reads up to 100 keys as text: `[text, metadata]` or `null` per key, in request order,
    * or `null` for the whole read when the values are too long to read in-line (then call

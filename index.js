@@ -447,10 +447,10 @@ function createKV(realm) {
     #getWithMetadata(name, type, cacheTtl) {
       const { asText, convert } = readerFor(type)
       const now = this.#now()
-      const build = (pair) =>
-        pair === null
+      const build = (read) =>
+        read === null
           ? withMetadata(null, null)
-          : withMetadata(convert(pair[0]), parseMetadata(pair[1]))
+          : withMetadata(convert(read[0]), parseMetadata(read[1]), read[2])
       const found = this.#remote ? 0 : this.#native.getWithMetadata(name, cacheTtl, asText, now)
       if (typeof found === 'number') {
         return new Later(this.#readOffThread(name, cacheTtl, asText, now, build))

@@ -146,6 +146,31 @@ describe.each(backends)('%s backend', (_name, open) => {
     await expect(names(there, { prefix: 'user:' })).resolves.toEqual(['user:2', 'user:3'])
   })
 
+  test("cacheStatus says whether the location's cache answered: MISS, then HIT", async () => {
+    await here.put('k', 'v', { metadata: 1 })
+    await expect(there.getWithMetadata('k')).resolves.toEqual({
+      value: 'v',
+      metadata: 1,
+      cacheStatus: 'MISS',
+    })
+    await expect(there.getWithMetadata('k', 'arrayBuffer')).resolves.toMatchObject({
+      cacheStatus: 'HIT',
+    })
+    // A missing key has no cacheStatus, as in production.
+    await expect(there.getWithMetadata('gone')).resolves.toEqual({
+      value: null,
+      metadata: null,
+      cacheStatus: null,
+    })
+    await expect(there.list()).resolves.toMatchObject({ cacheStatus: 'MISS' })
+    await expect(there.list()).resolves.toMatchObject({ cacheStatus: 'HIT' })
+    await expect(there.list({ prefix: 'k' })).resolves.toMatchObject({ cacheStatus: 'MISS' })
+    // A value read off the JS thread reports it too.
+    await here.put('long', 'l'.repeat(300 * 1024))
+    await expect(there.getWithMetadata('long')).resolves.toMatchObject({ cacheStatus: 'MISS' })
+    await expect(there.getWithMetadata('long')).resolves.toMatchObject({ cacheStatus: 'HIT' })
+  })
+
   test('clear() and restore() empty the cache of every location', async () => {
     await here.put('k', 'seed')
     const seeded = await here.snapshot()
@@ -171,7 +196,11 @@ describe.each(backends)('%s backend', (_name, open) => {
     await expect(elsewhere.get('k')).resolves.toBeNull()
     await strong.put('k', 'v')
     await expect(elsewhere.get('k')).resolves.toBe('v')
-    await expect(elsewhere.list()).resolves.toMatchObject({ keys: [{ name: 'k' }] })
+    await expect(elsewhere.list()).resolves.toMatchObject({
+      keys: [{ name: 'k' }],
+      cacheStatus: null,
+    })
+    await expect(elsewhere.getWithMetadata('k')).resolves.toHaveProperty('cacheStatus', null)
   })
 })
 

@@ -85,16 +85,17 @@ function resultsFor(realm) {
   const UNKNOWN_READER = { asText: false, convert: unknownType }
   const readerFor = (type) => (Object.hasOwn(READERS, type) ? READERS[type] : UNKNOWN_READER)
 
-  function withMetadata(value, metadata, cacheStatus = true) {
+  // `cacheStatus` is "HIT" or "MISS" when consistency is simulated, else null or undefined;
+  // false for a bulk entry, which has no cacheStatus (single reads always have one).
+  function withMetadata(value, metadata, cacheStatus) {
     const result = new ObjectInRealm()
     result.value = value
     result.metadata = metadata
-    // Bulk entries have no cacheStatus, single reads always do.
-    if (cacheStatus) result.cacheStatus = null
+    if (cacheStatus !== false) result.cacheStatus = cacheStatus ?? null
     return result
   }
 
-  function listResult([names, lengths, expirations, metadata, cursor]) {
+  function listResult([names, lengths, expirations, metadata, cursor, cacheStatus]) {
     const keys = new ArrayInRealm()
     for (let i = 0, start = 0; i < lengths.length; i++) {
       const key = new ObjectInRealm()
@@ -107,7 +108,7 @@ function resultsFor(realm) {
     result.keys = keys
     result.list_complete = cursor === null
     if (cursor !== null) result.cursor = cursor
-    result.cacheStatus = null
+    result.cacheStatus = cacheStatus ?? null
     return result
   }
 

@@ -1,6 +1,8 @@
 //! The core's contract, without Node: validation wording, expiry, and both backends.
 
-use kv_binding::store::{BulkEntry, Error, Namespace, Op, PutOptions, StoreConfig, Value};
+use kv_binding::store::{
+    BulkEntry, CacheStatus, Error, Namespace, Op, PutOptions, StoreConfig, Value,
+};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_900_000_000_500;
@@ -595,10 +597,16 @@ fn an_eventually_consistent_location_serves_its_cached_reads_for_the_cache_ttl()
         assert_eq!(text(&here, "k", NOW_MS), Some("v2".into()));
         there.clear().unwrap();
         assert_eq!(text(&here, "k", NOW_MS), None);
+        // Where each answer came from: the store, then the cache.
+        let status = |kv: &Namespace| kv.get_reporting("k", None, u64::MAX, NOW_MS).unwrap().1;
+        put(&there, "v4");
+        assert_eq!(status(&there), Some(CacheStatus::Miss));
+        assert_eq!(status(&there), Some(CacheStatus::Hit));
         // Without simulated consistency, another location is the same view.
         let strong = Namespace::in_memory();
         let elsewhere = strong.at_new_location();
         assert!(!elsewhere.is_eventually_consistent());
+        assert_eq!(status(&elsewhere), None);
         assert_eq!(text(&elsewhere, "k", NOW_MS), None);
         put(&strong, "v");
         assert_eq!(text(&elsewhere, "k", NOW_MS), Some("v".into()));

@@ -163,15 +163,17 @@ pub(super) fn js_pair((value, metadata): OwnedPair) -> (Either<String, Buffer>, 
     (value, metadata)
 }
 
-/// One `list` page as `[names, lengths, expirations, metadata, cursor]`. The names come as
-/// one string, cut into keys by `lengths` (UTF-16 units each): one string crosses instead of a
-/// thousand. `expirations` and `metadata` are parallel arrays, `null` when no key on the page
-/// has any; `cursor` is `null` on the last page.
+/// One `list` page as `[names, lengths, expirations, metadata, cursor, cacheStatus]`. The
+/// names come as one string, cut into keys by `lengths` (UTF-16 units each): one string
+/// crosses instead of a thousand. `expirations` and `metadata` are parallel arrays, `null`
+/// when no key on the page has any; `cursor` is `null` on the last page; `cacheStatus` is
+/// `"HIT"` or `"MISS"` when consistency is simulated.
 pub(super) type ListPage = (
     String,
     Uint32Array,
     Option<Vec<Option<f64>>>,
     Option<Vec<Option<String>>>,
+    Option<String>,
     Option<String>,
 );
 
@@ -205,6 +207,7 @@ pub(super) fn list_page(page: store::ListPage) -> ListPage {
         expirations,
         metadata,
         page.cursor,
+        page.cache_status.map(|status| status.as_str().into()),
     )
 }
 

@@ -15,7 +15,8 @@ use napi::JsString;
 use napi_derive::napi;
 
 use crate::store::{
-    self, BulkEntry, Namespace, Op, PutOptions, RedisConfig, StoreConfig, TlsConfig, Value,
+    self, BulkEntry, CacheStatus, Namespace, Op, PutOptions, RedisConfig, StoreConfig, TlsConfig,
+    Value,
 };
 
 mod convert;
@@ -367,9 +368,10 @@ impl NativeNamespace {
         })
     }
 
-    /// Reads `key` with its metadata, both from one version of the entry: `[value, metadata]`
-    /// (text or a Buffer; metadata JSON or `null`), `null` when missing, or the value's length
-    /// when it is too long to read in-line (then call `readAsync`).
+    /// Reads `key` with its metadata, both from one version of the entry:
+    /// `[value, metadata, cacheStatus]` (text or a Buffer; metadata JSON or `null`;
+    /// `"HIT"`/`"MISS"` when consistency is simulated, else `null`), `null` when missing, or
+    /// the value's length when it is too long to read in-line (then call `readAsync`).
     #[napi(catch_unwind)]
     pub fn get_with_metadata<'env>(
         &self,
@@ -378,10 +380,12 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         as_text: bool,
         now: f64,
-    ) -> Result<Read<(JsValueOf<'env>, Option<JsString<'env>>)>> {
+    ) -> Result<Read<InLineRead<'env>>> {
         let namespace = self.namespace()?;
-        let entry = guarded(|| namespace.get(&key, cache_ttl, u64::from(IN_LINE_MAX), now_ms(now)))
-            .map_err(js_error)?;
+        let (entry, status) = guarded(|| {
+            namespace.get_reporting(&key, cache_ttl, u64::from(IN_LINE_MAX), now_ms(now))
+        })
+        .map_err(js_error)?;
         let Some(entry) = entry else {
             return Ok(Either3::B(Null));
         };
@@ -394,12 +398,19 @@ impl NativeNamespace {
             .as_ref()
             .map(|m| js_text(env, m))
             .transpose()?;
-        Ok(Either3::A((js_value(env, bytes, as_text)?, metadata)))
+        let status = status.map(CacheStatus::as_str);
+        Ok(Either3::A((
+            js_value(env, bytes, as_text)?,
+            metadata,
+            status,
+        )))
     }
 
-    /// Reads `key` off the JS thread; resolves `[value, metadata]` (text when `asText`,
-    /// otherwise a Buffer) or `null`.
-    #[napi(ts_return_type = "Promise<[string | Buffer, string | null] | null | Failure>")]
+    /// Reads `key` off the JS thread; resolves `[value, metadata, cacheStatus]` (text when
+    /// `asText`, otherwise a Buffer) or `null`.
+    #[napi(
+        ts_return_type = "Promise<[string | Buffer, string | null, string | null] | null | Failure>"
+    )]
     pub fn read_async<'env>(
         &self,
         env: &'env Env,
@@ -407,16 +418,23 @@ impl NativeNamespace {
         cache_ttl: Option<i32>,
         as_text: bool,
         now: f64,
-    ) -> Result<Pending<'env, Option<OwnedPair>, Option<JsPair>>> {
+    ) -> Result<Pending<'env, Option<OwnedRead>, Option<JsRead>>> {
         self.off_thread(
             env,
             |namespace| async move {
-                let entry = namespace
-                    .get_async(&key, cache_ttl, u64::MAX, now_ms(now))
+                let (entry, status) = namespace
+                    .get_reporting_async(&key, cache_ttl, u64::MAX, now_ms(now))
                     .await?;
-                Ok(entry.and_then(|entry| owned_pair(entry, as_text)))
+                Ok(entry
+                    .and_then(|entry| owned_pair(entry, as_text))
+                    .map(|pair| (pair, status)))
             },
-            |pair| pair.map(js_pair),
+            |read| {
+                read.map(|(pair, status)| {
+                    let (value, metadata) = js_pair(pair);
+                    (value, metadata, status.map(|status| status.as_str().into()))
+                })
+            },
         )
     }
 
@@ -774,7 +792,16 @@ type Dumped = (String, Buffer, Option<f64>, Option<String>);
 /// An entry a dump left out: key, and why.
 type Damaged = Vec<(String, String)>;
 /// A value and its metadata as JS gets them.
-type JsPair = (Either<String, Buffer>, Option<String>);
+/// A value, its metadata and where it was read from, read in-line.
+type InLineRead<'env> = (
+    JsValueOf<'env>,
+    Option<JsString<'env>>,
+    Option<&'static str>,
+);
+/// The same, read off the JS thread.
+type OwnedRead = (OwnedPair, Option<CacheStatus>);
+/// The same, as JS gets it from a pool task.
+type JsRead = (Either<String, Buffer>, Option<String>, Option<String>);
 
 /// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
 #[napi]

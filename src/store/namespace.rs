@@ -11,7 +11,7 @@ use sled::IVec;
 use super::backend::{DamageSink, Entry, EntryMap, MemoryBackend, PutEntry};
 use super::error::{Error, Op, Result};
 use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
-use super::location::{Location, PageQuery};
+use super::location::{CacheStatus, Location, PageQuery};
 use super::redis_backend::{RedisBackend, RedisConfig};
 use super::sled_backend::{SledBackend, StoreConfig};
 use super::storage::Storage;
@@ -150,16 +150,32 @@ impl Namespace {
         max_len: u64,
         now_ms: i64,
     ) -> Result<Option<Entry>> {
+        let (entry, _) = self
+            .get_reporting_async(key, cache_ttl, max_len, now_ms)
+            .await?;
+        Ok(entry)
+    }
+
+    /// [`Namespace::get_async`], also saying where the answer came from when consistency is
+    /// simulated: this location's cache, or the store (`None` when it is not simulated).
+    pub async fn get_reporting_async(
+        &self,
+        key: &str,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<(Option<Entry>, Option<CacheStatus>)> {
         validate_key(Op::Get, key)?;
         validate_cache_ttl(Op::Get, cache_ttl)?;
         let Some(location) = &self.location else {
-            return self.read(key, max_len, now_ms).await;
+            return Ok((self.read(key, max_len, now_ms).await?, None));
         };
         if let Some(cached) = location.lookup(key, cache_ttl, max_len, now_ms) {
-            return Ok(cached);
+            return Ok((cached, Some(CacheStatus::Hit)));
         }
         let found = self.read(key, max_len, now_ms).await?;
-        Ok(location.remember(key, found, cache_ttl, now_ms))
+        let found = location.remember(key, found, cache_ttl, now_ms);
+        Ok((found, Some(CacheStatus::Miss)))
     }
 
     // Reads `key` from the store; expired entries read as missing and are reclaimed.
@@ -375,11 +391,19 @@ impl Namespace {
             cursor: cursor.map(str::to_owned),
         };
         if let Some(page) = location.page(&query, now_ms) {
-            return Ok(page);
+            let cache_status = Some(CacheStatus::Hit);
+            return Ok(ListPage {
+                cache_status,
+                ..page
+            });
         }
         let page = self.list_page(prefix, limit, cursor, now_ms).await?;
         location.remember_page(query, &page, now_ms);
-        Ok(page)
+        let cache_status = Some(CacheStatus::Miss);
+        Ok(ListPage {
+            cache_status,
+            ..page
+        })
     }
 
     // One `list` page, read from the store.
@@ -430,7 +454,11 @@ impl Namespace {
             Some(last) if more => Some(BASE64.encode(&last.name)),
             _ => None,
         };
-        Ok(ListPage { keys, cursor })
+        Ok(ListPage {
+            keys,
+            cursor,
+            cache_status: None,
+        })
     }
 
     /// Writes every entry, or none: all are checked as `put` checks them, against the one
@@ -544,6 +572,17 @@ impl Namespace {
             .local(self.get_async(key, cache_ttl, max_len, now_ms))
     }
 
+    pub fn get_reporting(
+        &self,
+        key: &str,
+        cache_ttl: Option<i32>,
+        max_len: u64,
+        now_ms: i64,
+    ) -> Result<(Option<Entry>, Option<CacheStatus>)> {
+        self.storage
+            .local(self.get_reporting_async(key, cache_ttl, max_len, now_ms))
+    }
+
     pub fn put(&self, key: &str, value: &[u8], options: &PutOptions, now_ms: i64) -> Result<()> {
         self.storage
             .local(self.put_async(key, value, options, now_ms))
@@ -634,6 +673,8 @@ pub struct ListedKey {
 pub struct ListPage {
     pub keys: Vec<ListedKey>,
     pub cursor: Option<String>,
+    /// Whether a location's cache answered, when consistency is simulated.
+    pub cache_status: Option<CacheStatus>,
 }
 
 /// A cursor is the base64 of the last key returned; the next page starts strictly after it.
