@@ -64,11 +64,14 @@ fn alive(stored: &Stored, now_ms: i64) -> bool {
     stored.1.is_none_or(|seconds| now_ms < seconds * 1000)
 }
 
+/// The keys of a list page, with their expirations when listed.
+type Listed = Vec<(String, Option<i64>)>;
+
 /// One location of the model: what it read, until when.
 #[derive(Default)]
 struct Cache {
     reads: HashMap<String, (Option<Stored>, i64)>,
-    pages: HashMap<String, (Vec<(String, Option<i64>)>, i64)>,
+    pages: HashMap<String, (Listed, i64)>,
 }
 
 fn run(locations: &[Namespace], ops: &[Op]) -> Result<(), TestCaseError> {
@@ -134,7 +137,7 @@ fn run(locations: &[Namespace], ops: &[Op]) -> Result<(), TestCaseError> {
                 let listed = match cache.pages.get(prefix) {
                     Some((listed, until)) if now < *until => listed.clone(),
                     _ => {
-                        let listed: Vec<(String, Option<i64>)> = store
+                        let listed: Listed = store
                             .iter()
                             .filter(|(name, stored)| name.starts_with(prefix) && alive(stored, now))
                             .map(|(name, (_, expiration))| (name.clone(), *expiration))
