@@ -765,16 +765,26 @@ function createKV(realm) {
         )
       }
       // In memory, a restore takes microseconds: done in-line, as a get is.
-      return this.#scheduleWrite(EVERYTHING, () =>
-        this.#inMemory
+      return this.#scheduleWrite(EVERYTHING, () => {
+        this.#forgetWrites()
+        return this.#inMemory
           ? this.#native.restore(handle)
-          : new Later(completion(this.#native.restoreAsync(handle))),
-      )
+          : new Later(completion(this.#native.restoreAsync(handle)))
+      })
     }
 
     /** Deletes every key in the namespace. */
     clear() {
-      return this.#scheduleWrite(EVERYTHING, () => new Later(completion(this.#native.clearAsync())))
+      return this.#scheduleWrite(EVERYTHING, () => {
+        this.#forgetWrites()
+        return new Later(completion(this.#native.clearAsync()))
+      })
+    }
+
+    // A namespace put back as a whole (a test starting afresh) starts with no write that the
+    // write rate limit counts, as it starts with every location's cache empty.
+    #forgetWrites() {
+      this.#limits?.lastWrites.clear()
     }
 
     // Deletes every entry and every trace of the namespace in its store (see REMOVE).

@@ -39,3 +39,9 @@ test('kvLimits: a second write to one key within a second of fake time is refuse
   jest.advanceTimersByTime(1000)
   await expect(env.SESSIONS.put('counter', '3')).resolves.toBeUndefined()
 })
+
+test('kvLimits: the writes of the previous test do not count against this one', async () => {
+  // The instant of the previous test's last write to the key.
+  jest.useFakeTimers({ now: new Date('2030-01-01T00:00:01Z') })
+  await expect(env.SESSIONS.put('counter', '1')).resolves.toBeUndefined()
+})
