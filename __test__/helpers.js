@@ -73,7 +73,7 @@ if (process.platform !== 'win32') {
 // The Redis servers of this run (see redis/setup.js): each test file writes under a key
 // prefix of its own, and each KV gets a namespace of its own.
 const REDIS_PREFIX = `kvtest:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
-const { KV_TEST_REDIS_URL, KV_TEST_REDIS_CLUSTER_URL } = process.env
+const { KV_TEST_REDIS_URL, KV_TEST_REDIS_CLUSTER_URL, KV_TEST_VALKEY_URL } = process.env
 const onRedis =
   (url, cluster) =>
   (options = {}) =>
@@ -84,6 +84,7 @@ if (KV_TEST_REDIS_URL) backends.push(['redis', onRedis(KV_TEST_REDIS_URL, false)
 if (KV_TEST_REDIS_CLUSTER_URL) {
   backends.push(['redis cluster', onRedis(KV_TEST_REDIS_CLUSTER_URL, true)])
 }
+if (KV_TEST_VALKEY_URL) backends.push(['valkey', onRedis(KV_TEST_VALKEY_URL, false)])
 
 function track(kv) {
   opened.push(kv)

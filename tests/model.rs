@@ -272,6 +272,14 @@ fn redis_handles_match_the_model() {
     }
 }
 
+/// On a Valkey server of this test's own: the same commands and scripts as Redis.
+#[test]
+fn valkey_handles_match_the_model() {
+    if let Some(server) = common::redis::RedisServer::start_valkey() {
+        run_on_redis(&server.url, false, 3, 32);
+    }
+}
+
 /// On a 3-shard Redis Cluster of this test's own, the namespace spread over 16 partitions
 /// (fewer cases: every list there is 16 round trips).
 #[test]

@@ -43,14 +43,15 @@ async function waitFor(port, args, ok, what) {
 }
 
 /**
- * Starts `redis-server` on a free port in a fresh directory with `extra` arguments; resolves
- * `{ port, dir, child }` once it answers PING.
+ * Starts `server` (redis-server, or valkey-server, which takes the same arguments) on a free
+ * port in a fresh directory with `extra` arguments; resolves `{ port, dir, child }` once it
+ * answers PING.
  */
-async function startServer(extra = [], port) {
+async function startServer(extra = [], port, server = 'redis-server') {
   port ??= await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-binding-redis-'))
   const child = spawn(
-    'redis-server',
+    server,
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extra],
     { stdio: 'ignore', detached: false },
   )

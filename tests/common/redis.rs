@@ -1,5 +1,5 @@
 //! Private Redis servers for the integration tests, on free loopback ports, stopped when
-//! dropped: one server, or three joined into a Redis Cluster.
+//! dropped: one server, three joined into a Redis Cluster, or one Valkey server.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -13,9 +13,9 @@ pub struct RedisServer {
     _dir: tempfile::TempDir,
 }
 
-/// Whether `redis-server` and `redis-cli` can run here. Where they cannot, says so, or under
-/// `CI=true` (which installs them) fails the test.
-pub fn available() -> bool {
+/// Whether `server` (redis-server or valkey-server) and `redis-cli` can run here. Where they
+/// cannot, says so, or under `CI=true` (which installs them) fails the test.
+pub fn available(server: &str) -> bool {
     let runs = |command: &str| {
         Command::new(command)
             .arg("--version")
@@ -23,14 +23,14 @@ pub fn available() -> bool {
             .status()
             .is_ok_and(|status| status.success())
     };
-    if runs("redis-server") && runs("redis-cli") {
+    if runs(server) && runs("redis-cli") {
         return true;
     }
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "redis-server is not installed, and under CI=true the Redis tests may not skip"
+        "{server} is not installed, and under CI=true its tests may not skip"
     );
-    eprintln!("redis-server is not installed here, so this Redis test is skipped");
+    eprintln!("{server} is not installed here, so this test is skipped");
     false
 }
 
@@ -50,13 +50,18 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server, or `None` where `redis-server` is not installed (see [`available`]).
     pub fn start() -> Option<Self> {
-        available().then(|| Self::spawn(&[]))
+        available("redis-server").then(|| Self::spawn("redis-server", &[]))
     }
 
-    fn spawn(extra: &[&str]) -> Self {
+    /// Starts a Valkey server, or `None` where `valkey-server` is not installed.
+    pub fn start_valkey() -> Option<Self> {
+        available("valkey-server").then(|| Self::spawn("valkey-server", &[]))
+    }
+
+    fn spawn(server: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let dir = tempfile::TempDir::new().unwrap();
-        let child = Command::new("redis-server")
+        let child = Command::new(server)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", ""])
             .arg("--dir")
@@ -64,12 +69,12 @@ impl RedisServer {
             .args(extra)
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server starts");
+            .expect("the server starts");
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
+                "{server} did not start"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -98,11 +103,16 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts a cluster, or `None` where `redis-server` is not installed.
     pub fn start() -> Option<Self> {
-        if !available() {
+        if !available("redis-server") {
             return None;
         }
         let nodes: Vec<_> = (0..3)
-            .map(|_| RedisServer::spawn(&["--cluster-enabled", "yes", "--appendonly", "no"]))
+            .map(|_| {
+                RedisServer::spawn(
+                    "redis-server",
+                    &["--cluster-enabled", "yes", "--appendonly", "no"],
+                )
+            })
             .collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
