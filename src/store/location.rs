@@ -62,6 +62,17 @@ struct Cache {
     pages: HashMap<PageQuery, Cached<ListPage>>,
     // The size at which the next insert first drops what ran out.
     sweep_at: usize,
+    // How many writes this location has made (see Ticket).
+    writes: u64,
+}
+
+/// Taken before a read goes to the store. What the read found is cached only if this location
+/// wrote nothing, and no location cleared the namespace, while it read: an answer that may be
+/// older than a write made here is never cached, whatever order concurrent calls finish in.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    generation: u64,
+    writes: u64,
 }
 
 /// What a `list` call asked for: its cached page answers only the same question.
@@ -148,14 +159,24 @@ impl Location {
         Some(Some(entry.clone()))
     }
 
-    /// Caches what a read of `key` found in the store and hands it back. A value that was not
-    /// read (`Deferred`) is not cached: the read that takes it in full caches it.
+    /// A ticket for a read about to go to the store (see [`Ticket`]).
+    pub fn ticket(&self) -> Ticket {
+        Ticket {
+            generation: self.generation(),
+            writes: self.cache().writes,
+        }
+    }
+
+    /// Caches what a read of `key` found in the store, unless `ticket` has run out, and hands
+    /// it back. A value that was not read (`Deferred`) is not cached: the read that takes it in
+    /// full caches it.
     pub fn remember(
         &self,
         key: &str,
         found: Option<Entry>,
         cache_ttl: Option<i32>,
         now_ms: i64,
+        ticket: Ticket,
     ) -> Option<Entry> {
         let found = found.map(shareable);
         if let Some(Entry {
@@ -165,15 +186,22 @@ impl Location {
         {
             return found;
         }
+        let mut cache = self.cache();
+        if !self.honours(&cache, ticket) {
+            return found;
+        }
         let cached = Cached {
             answer: found.clone(),
             until_ms: until(now_ms, cache_ttl),
-            generation: self.generation(),
+            generation: ticket.generation,
         };
-        let mut cache = self.cache();
         cache.reads.insert(key.to_owned(), cached);
-        cache.sweep(now_ms, self.generation());
+        cache.sweep(now_ms, ticket.generation);
         found
+    }
+
+    fn honours(&self, cache: &Cache, ticket: Ticket) -> bool {
+        ticket.writes == cache.writes && ticket.generation == self.generation()
     }
 
     /// The cached page for `query`, if fresh, without the keys that expired since.
@@ -186,21 +214,25 @@ impl Location {
         Some(page)
     }
 
-    /// Caches a `list` page for the default cache TTL.
-    pub fn remember_page(&self, query: PageQuery, page: &ListPage, now_ms: i64) {
+    /// Caches a `list` page for the default cache TTL, unless `ticket` has run out.
+    pub fn remember_page(&self, query: PageQuery, page: &ListPage, now_ms: i64, ticket: Ticket) {
+        let mut cache = self.cache();
+        if !self.honours(&cache, ticket) {
+            return;
+        }
         let cached = Cached {
             answer: page.clone(),
             until_ms: until(now_ms, None),
-            generation: self.generation(),
+            generation: ticket.generation,
         };
-        let mut cache = self.cache();
         cache.pages.insert(query, cached);
-        cache.sweep(now_ms, self.generation());
+        cache.sweep(now_ms, ticket.generation);
     }
 
     /// Forgets what this location cached about `key`: after a write or delete here.
     pub fn forget(&self, key: &str) {
         let mut cache = self.cache();
+        cache.writes += 1;
         cache.reads.remove(key);
         cache
             .pages
@@ -287,7 +319,7 @@ mod tests {
     fn serves_a_read_until_its_ttl_runs_out() {
         let here = Location::new();
         assert_eq!(here.lookup("k", None, u64::MAX, NOW), None);
-        here.remember("k", Some(entry("v", None)), None, NOW);
+        here.remember("k", Some(entry("v", None)), None, NOW, here.ticket());
         let cached = here.lookup("k", None, u64::MAX, NOW + 59_999).unwrap();
         assert_eq!(cached.unwrap().value.bytes(), Some(&b"v"[..]));
         assert_eq!(here.lookup("k", None, u64::MAX, NOW + 60_000), None);
@@ -296,7 +328,7 @@ mod tests {
     #[test]
     fn caches_absence_and_a_shorter_ttl_shortens_it() {
         let here = Location::new();
-        here.remember("k", None, Some(300), NOW);
+        here.remember("k", None, Some(300), NOW, here.ticket());
         assert_eq!(here.lookup("k", None, u64::MAX, NOW + 100_000), Some(None));
         // Read again with 30 s: the answer now runs out 30 s after this read.
         assert_eq!(
@@ -311,7 +343,13 @@ mod tests {
     fn an_expiration_wins_over_the_cache() {
         let here = Location::new();
         let expiration = NOW / 1000 + 10;
-        here.remember("k", Some(entry("v", Some(expiration))), None, NOW);
+        here.remember(
+            "k",
+            Some(entry("v", Some(expiration))),
+            None,
+            NOW,
+            here.ticket(),
+        );
         assert!(here
             .lookup("k", None, u64::MAX, NOW + 9_999)
             .unwrap()
@@ -322,7 +360,7 @@ mod tests {
     #[test]
     fn a_long_cached_value_is_deferred_and_a_deferred_one_is_not_cached() {
         let here = Location::new();
-        here.remember("k", Some(entry("four", None)), None, NOW);
+        here.remember("k", Some(entry("four", None)), None, NOW, here.ticket());
         let cached = here.lookup("k", None, 3, NOW).unwrap().unwrap();
         assert_eq!(cached.value, Value::Deferred { len: 4 });
         let deferred = Entry {
@@ -330,7 +368,7 @@ mod tests {
             metadata: None,
             value: Value::Deferred { len: 9 },
         };
-        here.remember("long", Some(deferred), None, NOW);
+        here.remember("long", Some(deferred), None, NOW, here.ticket());
         assert_eq!(here.lookup("long", None, u64::MAX, NOW), None);
     }
 
@@ -339,13 +377,13 @@ mod tests {
         let here = Location::new();
         let there = here.sibling();
         for location in [&here, &there] {
-            location.remember("k", Some(entry("old", None)), None, NOW);
+            location.remember("k", Some(entry("old", None)), None, NOW, location.ticket());
             let query = PageQuery {
                 prefix: "k".into(),
                 limit: 1000,
                 cursor: None,
             };
-            location.remember_page(query, &ListPage::default(), NOW);
+            location.remember_page(query, &ListPage::default(), NOW, location.ticket());
         }
         here.forget("k");
         let query = |prefix: &str| PageQuery {
@@ -363,13 +401,40 @@ mod tests {
     }
 
     #[test]
+    fn a_read_that_a_write_or_clear_overtook_is_not_cached() {
+        let here = Location::new();
+        let there = here.sibling();
+        // A read starts, a write here finishes, then the read does: its answer may predate
+        // the write, so it is handed back but not kept.
+        let ticket = here.ticket();
+        here.forget("other");
+        let found = here.remember("k", Some(entry("old", None)), None, NOW, ticket);
+        assert!(found.is_some());
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW), None);
+        let query = PageQuery {
+            prefix: String::new(),
+            limit: 1000,
+            cursor: None,
+        };
+        let ticket = here.ticket();
+        there.forget_everywhere();
+        here.remember_page(query.clone(), &ListPage::default(), NOW, ticket);
+        assert_eq!(here.page(&query, NOW), None);
+        // A write elsewhere does not stop this location caching.
+        let ticket = here.ticket();
+        there.forget("k");
+        here.remember("k", None, None, NOW, ticket);
+        assert_eq!(here.lookup("k", None, u64::MAX, NOW), Some(None));
+    }
+
+    #[test]
     fn answers_that_ran_out_are_dropped_as_the_cache_grows() {
         let here = Location::new();
         for i in 0..SWEEP_FLOOR - 1 {
-            here.remember(&format!("old{i}"), None, None, NOW);
+            here.remember(&format!("old{i}"), None, None, NOW, here.ticket());
         }
         // One TTL later, new reads sweep the old ones out.
-        here.remember("new", None, None, NOW + 60_000);
+        here.remember("new", None, None, NOW + 60_000, here.ticket());
         assert_eq!(here.cache().reads.len(), 1);
     }
 }

@@ -173,8 +173,9 @@ impl Namespace {
         if let Some(cached) = location.lookup(key, cache_ttl, max_len, now_ms) {
             return Ok((cached, Some(CacheStatus::Hit)));
         }
+        let ticket = location.ticket();
         let found = self.read(key, max_len, now_ms).await?;
-        let found = location.remember(key, found, cache_ttl, now_ms);
+        let found = location.remember(key, found, cache_ttl, now_ms, ticket);
         Ok((found, Some(CacheStatus::Miss)))
     }
 
@@ -218,10 +219,11 @@ impl Namespace {
             return Ok(entries);
         }
         let wanted: Vec<&[u8]> = missing.iter().map(|&i| keys[i].as_bytes()).collect();
+        let ticket = location.ticket();
         let found = self.storage.get_many(&wanted, max_len).await?;
         let found = self.live(&wanted, found, now_ms).await?;
         for (index, entry) in missing.into_iter().zip(found) {
-            entries[index] = location.remember(keys[index], entry, cache_ttl, now_ms);
+            entries[index] = location.remember(keys[index], entry, cache_ttl, now_ms, ticket);
         }
         Ok(entries)
     }
@@ -397,8 +399,9 @@ impl Namespace {
                 ..page
             });
         }
+        let ticket = location.ticket();
         let page = self.list_page(prefix, limit, cursor, now_ms).await?;
-        location.remember_page(query, &page, now_ms);
+        location.remember_page(query, &page, now_ms, ticket);
         let cache_status = Some(CacheStatus::Miss);
         Ok(ListPage {
             cache_status,
