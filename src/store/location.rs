@@ -9,7 +9,8 @@
 //!
 //! The cache sits in front of any backend. Every location of a namespace shares one
 //! generation counter: `clear`, `restore` and `remove` (test tools, not KV operations) move it
-//! on, which empties every location's cache at once.
+//! on, which empties every location's cache at once. A read that such a step, or a write at its
+//! own location, overtook while it was at the store is not cached (see [`Ticket`]).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -129,7 +130,8 @@ impl Location {
     }
 
     /// What this location answers for `key` from its cache: `None` when it has nothing fresh
-    /// (the caller reads the store, then calls [`Location::remember`]), else the cached entry
+    /// (the caller takes a [`Location::ticket`], reads the store, then calls
+    /// [`Location::remember`] with both), else the cached entry
     /// or absence. A `cacheTtl` shorter than what is left of the cached answer shortens it, as
     /// production does. A value longer than `max_len` comes back `Deferred`, for the caller
     /// to ask again where it can take it; an entry whose expiration has passed reads as
