@@ -94,7 +94,7 @@ impl Namespace {
     }
 
     /// Simulates eventual consistency: this namespace becomes one location with a read cache
-    /// of its own (see [`super::location`]); others come from [`Namespace::at_new_location`].
+    /// of its own (`store/location.rs`); others come from [`Namespace::at_new_location`].
     pub fn eventually_consistent(mut self) -> Self {
         self.location = Some(Location::new());
         self
