@@ -535,7 +535,8 @@ impl RedisBackend {
         partitions: u32,
         key: &[u8],
     ) -> Result<Option<Entry>> {
-        let (_, _, value_key) = self.entry_keys(key, partitions);
+        // Only the value key: a read needs neither the index nor the meta key.
+        let value_key = self.value_key(Self::partition_of(key, partitions), key);
         let bytes: Option<Vec<u8>> = redis::cmd("GET")
             .arg(value_key)
             .query_async(&mut connection)
