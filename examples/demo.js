@@ -4,12 +4,14 @@
 // backed by kv-binding, and serves it over HTTP.
 //
 //   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv | --url redis://...]
-//                         [--binding NAME [--env NAME] [--config wrangler.toml]] [--eventual]
+//                         [--binding NAME [--env NAME] [--config wrangler.toml]]
+//                         [--eventual] [--limits]
 //
 // The worker's env.KV is the store's namespace KV, or with --binding the namespace of that
 // binding in the project's wrangler configuration (checked to bind it). With --eventual, KV
 // reads are cached per Cloudflare location as production caches them: a request that adds
-// ?colo=NRT is served from location NRT (see examples/worker.js).
+// ?colo=NRT is served from location NRT (see examples/worker.js). With --limits, KV enforces
+// production's one write a second per key (see the worker's /api).
 //
 // Environment: PORT, HOST, KV_PATH, KV_URL (Redis instead of a directory: every demo process
 // pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100).
@@ -169,6 +171,7 @@ async function main() {
       env: { type: 'string' },
       config: { type: 'string' },
       eventual: { type: 'boolean', default: false },
+      limits: { type: 'boolean', default: false },
     },
   })
   const namespace =
@@ -178,6 +181,7 @@ async function main() {
   // Redis when a URL is given: the namespace is then shared by every process that names it.
   const kvOptions = values.url ? { url: values.url, namespace } : { path: values.path, namespace }
   if (values.eventual) kvOptions.consistency = 'eventual'
+  if (values.limits) kvOptions.limits = true
   const where = values.url
     ? `on Redis at ${redacted(values.url)}`
     : `in ${path.resolve(values.path)}`
