@@ -300,6 +300,62 @@ describeUnix('a store shared by processes', () => {
     await kv.close()
   })
 
+  test('a holder whose answers no KV store gives is not believed: the operation fails', async () => {
+    // A process holds the lock without serving it, and another serves kv.sock instead, as a
+    // holder gone wrong would: the entry of another key, a scan that goes backwards (which
+    // paged for ever before), entries out of order, metadata that is not JSON.
+    const dir = tempDir()
+    children.push(await holdStore(dir, { shared: false }))
+    const impostor = spawn(process.execPath, [
+      '-e',
+      `const frame = (bytes) => {
+         const head = Buffer.alloc(4)
+         head.writeUInt32LE(bytes.length)
+         return Buffer.concat([head, Buffer.from(bytes)])
+       }
+       const text = (string) => [string.length, ...Buffer.from(string)]
+       const entry = (key, metadata) =>
+         [...text(key), ...text('forged'), 0, ...(metadata ? [1, ...text(metadata)] : [0])]
+       // Answers by request variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush), with
+       // response variants 0 Hello, 1 Entry, 2 Entries, 3 Done, 4 Scanned, 5 All.
+       const answers = {
+         1: [1, 1, ...entry('other')],
+         2: [2, 2, 1, ...entry('a'), 1, ...entry('b', 'not json')],
+         6: [4, 2, ...text('b'), 0, 0, ...text('a'), 0, 0, 1],
+         7: [5, 2, ...entry('b'), ...entry('a'), 0],
+         9: [3],
+       }
+       require('node:net')
+         .createServer((connection) => {
+           let pending = Buffer.alloc(0)
+           connection.on('error', () => {})
+           connection.on('data', (chunk) => {
+             pending = Buffer.concat([pending, chunk])
+             while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32LE(0)) {
+               const variant = pending[4]
+               pending = pending.subarray(4 + pending.readUInt32LE(0))
+               connection.write(frame(variant === 0 ? [0, 1, 7] : answers[variant]))
+             }
+           })
+         })
+         .listen(${JSON.stringify(path.join(dir, 'kv.sock'))}, () => console.log('serving'))`,
+    ])
+    children.push(impostor)
+    await new Promise((resolve) => impostor.stdout.once('data', resolve))
+    const kv = new KV({ path: dir })
+    for (const [operation, fault] of [
+      [() => kv.get('k'), 'the entry of another key'],
+      [() => kv.get(['a', 'b']), 'metadata that is not JSON'],
+      [() => kv.list(), 'keys out of order'],
+      [() => kv.dump(), 'entries out of key order'],
+    ]) {
+      const error = await rejection(operation())
+      expect(error.code).toBe('ERR_KV_STORAGE')
+      expect(error.message).toContain(`its holder sent ${fault}`)
+    }
+    await kv.close()
+  })
+
   test('another user cannot connect to the socket', async () => {
     if (process.getuid?.() !== 0) {
       if (process.env.CI === 'true') throw new Error('this test needs root under CI=true')

@@ -37,7 +37,9 @@ use tokio::task::JoinSet;
 use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
 use super::sled_backend::{Lease, SledBackend, StoreConfig};
-use super::wire::{self, FrameError, Request, Response, WireEntry, PROTOCOL};
+use super::wire::{
+    self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, PROTOCOL,
+};
 
 pub use super::dir::SOCKET_FILE;
 
@@ -729,6 +731,36 @@ impl SharedBackend {
         }
     }
 
+    /// The error of an answer that no holder of a `KV`'s store gives.
+    fn bad_answer(&self, what: &str) -> Error {
+        self.unreachable(&format!("its holder sent {what}"))
+    }
+
+    /// The entry the holder answered for `key`, once it is that key's and one a `KV` could
+    /// have written.
+    fn entry_for(&self, key: &[u8], entry: WireEntry) -> Result<Entry> {
+        let fault = (entry.key.as_slice() != key)
+            .then_some("the entry of another key")
+            .or_else(|| entry.fault());
+        match fault {
+            Some(what) => Err(self.bad_answer(what)),
+            None => Ok(entry.into_entry().1),
+        }
+    }
+
+    /// Every entry of the namespace as the holder answered them, once each is one a `KV`
+    /// could have written and they come in key order, each key once.
+    fn all_entries(&self, entries: Vec<WireEntry>) -> Result<Vec<(IVec, Entry)>> {
+        let ordered = entries.windows(2).all(|pair| pair[0].key < pair[1].key);
+        let fault = (!ordered)
+            .then_some("entries out of key order")
+            .or_else(|| entries.iter().find_map(WireEntry::fault));
+        match fault {
+            Some(what) => Err(self.bad_answer(what)),
+            None => Ok(entries.into_iter().map(WireEntry::into_entry).collect()),
+        }
+    }
+
     fn unreachable(&self, why: &str) -> Error {
         Error::Storage {
             path: self.store.clone(),
@@ -746,7 +778,7 @@ impl SharedBackend {
                 })
             },
             |response| match response {
-                Response::Entry(entry) => Some(Ok(entry.map(|e| e.into_entry().1))),
+                Response::Entry(entry) => Some(entry.map(|e| self.entry_for(key, e)).transpose()),
                 _ => None,
             },
         )
@@ -763,10 +795,13 @@ impl SharedBackend {
                 })
             },
             |response| match response {
-                Response::Entries(entries) if entries.len() == keys.len() => Some(Ok(entries
-                    .into_iter()
-                    .map(|e| e.map(|e| e.into_entry().1))
-                    .collect())),
+                Response::Entries(entries) if entries.len() == keys.len() => Some(
+                    entries
+                        .into_iter()
+                        .zip(keys)
+                        .map(|(e, key)| e.map(|e| self.entry_for(key, e)).transpose())
+                        .collect(),
+                ),
                 _ => None,
             },
         )
@@ -850,9 +885,24 @@ impl SharedBackend {
             let Some((items, more)) = batch else {
                 return Ok(());
             };
+            // A holder scans in key order from after `after`, within the prefix: anything
+            // else would make this list wrong, or page for ever.
+            let mut previous = after.as_deref();
+            for (key, _, metadata) in &items {
+                let out_of_place = !key.starts_with(prefix)
+                    || previous.is_some_and(|previous| key.as_slice() <= previous);
+                let fault = out_of_place
+                    .then_some("keys out of order or outside the prefix scanned")
+                    .or_else(|| key_fault(key))
+                    .or_else(|| metadata_fault(metadata.as_ref().map(|m| m.as_slice())));
+                if let Some(what) = fault {
+                    return Err(self.bad_answer(what));
+                }
+                previous = Some(key);
+            }
             for (key, expiration, metadata) in &items {
                 let metadata = metadata.as_ref().map(|m| IVec::from(m.as_slice()));
-                if !key.starts_with(prefix) || !visit(key, *expiration, metadata.as_ref()) {
+                if !visit(key, *expiration, metadata.as_ref()) {
                     return Ok(());
                 }
             }
@@ -876,13 +926,15 @@ impl SharedBackend {
                 },
                 |ns| Ok(Request::Entries { ns, skip_damaged }),
                 |response| match response {
-                    Response::All { entries, damaged } => Some(Ok((
-                        entries.into_iter().map(WireEntry::into_entry).collect(),
-                        damaged
-                            .into_iter()
-                            .map(|(key, error)| (IVec::from(key.into_vec()), error))
-                            .collect(),
-                    ))),
+                    Response::All { entries, damaged } => {
+                        Some(self.all_entries(entries).map(|entries| {
+                            let damaged = damaged
+                                .into_iter()
+                                .map(|(key, error)| (IVec::from(key.into_vec()), error))
+                                .collect();
+                            (entries, damaged)
+                        }))
+                    }
                     _ => None,
                 },
             )

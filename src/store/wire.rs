@@ -132,25 +132,20 @@ impl WireEntry {
     /// A holder checks what a client sends, so that its store only ever holds what a `KV`
     /// could have put there, whoever is at the other end of the socket.
     pub fn check(&self) -> Result<(), Error> {
-        let refuse = |what: &str| Err(Error::Invalid(format!("a client sent {what}")));
-        if self.key.is_empty()
-            || self.key.len() > MAX_KEY_SIZE
-            || std::str::from_utf8(&self.key).is_err()
-        {
-            return refuse("a key that no KV writes");
+        match self.fault() {
+            Some(what) => Err(Error::Invalid(format!("a client sent {what}"))),
+            None => Ok(()),
         }
-        if self.value.len() > MAX_VALUE_SIZE {
-            return refuse("a value over the value limit");
-        }
-        match self.metadata_str()? {
-            Some(text)
-                if text.len() > MAX_METADATA_SIZE
-                    || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() =>
-            {
-                refuse("metadata that is not JSON within the metadata limit")
-            }
-            _ => Ok(()),
-        }
+    }
+
+    /// What makes this an entry no `KV` could have written, if anything: what a holder
+    /// refuses from a client, and a client from a holder.
+    pub fn fault(&self) -> Option<&'static str> {
+        key_fault(&self.key)
+            .or_else(|| {
+                (self.value.len() > MAX_VALUE_SIZE).then_some("a value over the value limit")
+            })
+            .or_else(|| metadata_fault(self.metadata.as_ref().map(|m| m.as_slice())))
     }
 
     /// Metadata as text: the wire carries what a backend stored, which is always UTF-8.
@@ -178,6 +173,28 @@ impl WireEntry {
             value: Value::Owned(self.value.into_vec()),
         };
         (IVec::from(self.key.into_vec()), entry)
+    }
+}
+
+/// What makes `key` one that no `KV` writes, if anything.
+pub fn key_fault(key: &[u8]) -> Option<&'static str> {
+    (key.is_empty() || key.len() > MAX_KEY_SIZE || std::str::from_utf8(key).is_err())
+        .then_some("a key that no KV writes")
+}
+
+/// What makes `metadata` something no `KV` writes, if anything: it must be JSON text within
+/// the metadata limit.
+pub fn metadata_fault(metadata: Option<&[u8]>) -> Option<&'static str> {
+    let metadata = metadata?;
+    let text = std::str::from_utf8(metadata).ok();
+    match text {
+        Some(text)
+            if text.len() <= MAX_METADATA_SIZE
+                && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() =>
+        {
+            None
+        }
+        _ => Some("metadata that is not JSON within the metadata limit"),
     }
 }
 
