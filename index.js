@@ -562,10 +562,8 @@ function createKV(realm) {
       // The commonest call, get(key), skips reading options.
       const { type, cacheTtl } =
         typeOrOptions === undefined ? NO_GET_OPTIONS : readGetOptions(typeOrOptions)
-      if (this.#budget !== null) {
-        const refused = this.#overBudget()
-        if (refused !== null) return refused
-      }
+      const refused = this.#overBudget()
+      if (refused !== null) return refused
       if (Array.isArray(key)) {
         // However long the array, the core's refusal of more than 100 keys needs no more than
         // 101 of them converted.

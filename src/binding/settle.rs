@@ -7,9 +7,9 @@
 //!
 //! - A call makes a plain promise, keeps its deferred under an id and puts its future in the
 //!   outbox. The first call of a batch queues a microtask (a reaction to a resolved promise)
-//!   that hands the whole outbox to the runtime as one task, so the operations a JS turn starts together reach the connection
-//!   together and are written to the server in a few system calls, not one each. An awaited
-//!   operation alone waits for one microtask more.
+//!   that hands the whole outbox to the runtime as one task, so the operations a JS turn
+//!   starts reach the connection together and are written to the server in a few system
+//!   calls, not one each. An awaited operation alone waits for one microtask more.
 //! - The results that one wake-up of the batch finishes are left on the channel together,
 //!   which signals the threadsafe function only if none were waiting there; the JS thread
 //!   then settles every result that waits, in one wake-up.
