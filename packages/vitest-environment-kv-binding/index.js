@@ -10,6 +10,8 @@
 //       kvNamespaces: ['KV', 'SESSIONS'],   // default: the wrangler configuration's bindings
 //       kvSeed: { KV: 'fixtures/kv.json' }, // `wrangler kv bulk put` JSON
 //       kvPersist: '.kv-test',              // optional: sled stores, one directory per worker
+//       kvConsistency: 'eventual',          // optional: cache reads per location
+//       kvLimits: true,                     // optional: production's write rate limit
 //     },
 //   },
 //
