@@ -377,17 +377,18 @@ function createKV(realm) {
     }
 
     // Runs `operation` (called on this KV with `a` to `d`, so that hot callers need no
-    // closure) once the earlier operations that `scope` meets are done: at once, in-line, when
-    // there are none. Its result may be a `Later`, whose promise is then waited for.
-    #schedule(scope, operation, a, b, c, d) {
+    // closure) once the earlier operations that `scope` meets are done (see lib/order.js; an
+    // operation that `reads` only waits for writes): at once, in-line, when there are none.
+    // Its result may be a `Later`, whose promise is then waited for.
+    #run(scope, reads, operation, a, b, c, d) {
       const order = this.#order
-      const before = order.idle ? null : order.before(scope)
+      const before = order.idle ? null : order.before(scope, reads)
       if (before !== null) {
         const run = () => {
           const result = operation.call(this, a, b, c, d)
           return result instanceof Later ? result.promise : result
         }
-        return order.track(scope, before.then(run))
+        return order.track(scope, before.then(run), reads)
       }
       let result
       try {
@@ -395,8 +396,21 @@ function createKV(realm) {
       } catch (error) {
         return settle(PromiseInRealm, fromNative(error), false)
       }
-      if (result instanceof Later) return order.track(scope, PromiseInRealm.resolve(result.promise))
+      if (result instanceof Later) {
+        return order.track(scope, PromiseInRealm.resolve(result.promise), reads)
+      }
       return settle(PromiseInRealm, result, true)
+    }
+
+    // Runs an operation that only reads: after the writes before it, beside other reads.
+    #scheduleRead(scope, operation, a, b, c, d) {
+      return this.#run(scope, true, operation, a, b, c, d)
+    }
+
+    // Runs an operation that every operation meeting its scope waits for, and that waits for
+    // them all (flush, close).
+    #schedule(scope, operation, a, b, c, d) {
+      return this.#run(scope, false, operation, a, b, c, d)
     }
 
     // Runs a write; with `durable`, its promise resolves once the write is on disk.
@@ -569,13 +583,13 @@ function createKV(realm) {
         // 101 of them converted.
         const length = Math.min(key.length, MAX_BULK_KEYS + 1)
         const names = Array.from({ length }, (_, i) => `${key[i]}`)
-        return this.#schedule(keysScope(names), () =>
+        return this.#scheduleRead(keysScope(names), () =>
           this.#getBulk(names, type, cacheTtl, metadataWanted),
         )
       }
       const name = `${key}`
       const read = metadataWanted ? this.#getWithMetadata : this.#get
-      return this.#schedule(name, read, name, type ?? 'text', cacheTtl)
+      return this.#scheduleRead(name, read, name, type ?? 'text', cacheTtl)
     }
 
     /**
@@ -592,7 +606,7 @@ function createKV(realm) {
       const { prefix, limit, cursor } = query
       const refused = this.#overBudget()
       if (refused !== null) return refused
-      return this.#schedule(prefixScope(prefix), () => {
+      return this.#scheduleRead(prefixScope(prefix), () => {
         if (this.#remote) {
           const pending = this.#native.listAsync(prefix, limit, cursor, this.#now())
           return new Later(pending.then(check).then(listResult))
@@ -725,7 +739,7 @@ function createKV(realm) {
         // get and getWithMetadata does.
         return PromiseInRealm.reject(error)
       }
-      return this.#schedule(EVERYTHING, () => {
+      return this.#scheduleRead(EVERYTHING, () => {
         const task = this.#native.dumpAsync(this.#now(), onDamaged !== undefined)
         return new Later(
           task.then(check).then(([entries, damaged]) => {
@@ -740,7 +754,7 @@ function createKV(realm) {
 
     /** Captures everything in the namespace now, for `restore()`. */
     snapshot() {
-      return this.#schedule(EVERYTHING, () => {
+      return this.#scheduleRead(EVERYTHING, () => {
         const task = this.#native.snapshotAsync().then(check)
         return new Later(
           task.then((handle) => {

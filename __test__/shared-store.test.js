@@ -52,6 +52,53 @@ function inChild(script) {
   return child
 }
 
+/**
+ * Serves `dir`/kv.sock from a process of its own, as a holder gone wrong would: it answers
+ * the hello, then each request by its variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush)
+ * with the bytes `answers` gives (response variants 0 Hello, 1 Entry, 2 Entries, 3 Done,
+ * 4 Scanned, 5 All), or not at all when it gives none. `answers` is the source of a
+ * declaration of `answers`, which may use `text(string)`, the wire's encoding of a string.
+ * It prints each request's variant. Resolves the process once it serves.
+ */
+async function serveImpostor(dir, answers) {
+  const impostor = spawn(process.execPath, [
+    '-e',
+    `const frame = (bytes) => {
+       const head = Buffer.alloc(4)
+       head.writeUInt32LE(bytes.length)
+       return Buffer.concat([head, Buffer.from(bytes)])
+     }
+     const text = (string) => [string.length, ...Buffer.from(string)]
+     ${answers}
+     require('node:net')
+       .createServer((connection) => {
+         let pending = Buffer.alloc(0)
+         connection.on('error', () => {})
+         connection.on('data', (chunk) => {
+           pending = Buffer.concat([pending, chunk])
+           while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32LE(0)) {
+             const variant = pending[4]
+             pending = pending.subarray(4 + pending.readUInt32LE(0))
+             if (variant !== 0) console.log('request ' + variant)
+             const answer = variant === 0 ? [0, 1, 7] : answers[variant]
+             if (answer) connection.write(frame(answer))
+           }
+         })
+       })
+       .listen(${JSON.stringify(path.join(dir, 'kv.sock'))}, () => console.log('serving'))`,
+  ])
+  impostor.requests = []
+  await new Promise((resolve) => {
+    impostor.stdout.on('data', (chunk) => {
+      for (const line of String(chunk).trim().split('\n')) {
+        if (line === 'serving') resolve()
+        else impostor.requests.push(Number(line.split(' ')[1]))
+      }
+    })
+  })
+  return impostor
+}
+
 /** Resolves once process `pid` is stopped (its state in /proc is T), or after 200 ms elsewhere. */
 async function stopped(pid) {
   const stat = `/proc/${pid}/stat`
@@ -306,42 +353,19 @@ describeUnix('a store shared by processes', () => {
     // paged for ever before), entries out of order, metadata that is not JSON.
     const dir = tempDir()
     children.push(await holdStore(dir, { shared: false }))
-    const impostor = spawn(process.execPath, [
-      '-e',
-      `const frame = (bytes) => {
-         const head = Buffer.alloc(4)
-         head.writeUInt32LE(bytes.length)
-         return Buffer.concat([head, Buffer.from(bytes)])
-       }
-       const text = (string) => [string.length, ...Buffer.from(string)]
-       const entry = (key, metadata) =>
+    const impostor = await serveImpostor(
+      dir,
+      `const entry = (key, metadata) =>
          [...text(key), ...text('forged'), 0, ...(metadata ? [1, ...text(metadata)] : [0])]
-       // Answers by request variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush), with
-       // response variants 0 Hello, 1 Entry, 2 Entries, 3 Done, 4 Scanned, 5 All.
        const answers = {
          1: [1, 1, ...entry('other')],
          2: [2, 2, 1, ...entry('a'), 1, ...entry('b', 'not json')],
          6: [4, 2, ...text('b'), 0, 0, ...text('a'), 0, 0, 1],
          7: [5, 2, ...entry('b'), ...entry('a'), 0],
          9: [3],
-       }
-       require('node:net')
-         .createServer((connection) => {
-           let pending = Buffer.alloc(0)
-           connection.on('error', () => {})
-           connection.on('data', (chunk) => {
-             pending = Buffer.concat([pending, chunk])
-             while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32LE(0)) {
-               const variant = pending[4]
-               pending = pending.subarray(4 + pending.readUInt32LE(0))
-               connection.write(frame(variant === 0 ? [0, 1, 7] : answers[variant]))
-             }
-           })
-         })
-         .listen(${JSON.stringify(path.join(dir, 'kv.sock'))}, () => console.log('serving'))`,
-    ])
+       }`,
+    )
     children.push(impostor)
-    await new Promise((resolve) => impostor.stdout.once('data', resolve))
     const kv = new KV({ path: dir })
     for (const [operation, fault] of [
       [() => kv.get('k'), 'the entry of another key'],
@@ -354,6 +378,30 @@ describeUnix('a store shared by processes', () => {
       expect(error.message).toContain(`its holder sent ${fault}`)
     }
     await kv.close()
+  })
+
+  test('reads of one key in progress together go to the holder together', async () => {
+    // Reads wait for earlier writes, not for each other: on a holder (or Redis), many reads
+    // of a hot key take one round trip, not one each. This holder never answers a read.
+    const dir = tempDir()
+    children.push(await holdStore(dir, { shared: false }))
+    const impostor = await serveImpostor(dir, 'const answers = { 9: [3] }')
+    children.push(impostor)
+    const kv = new KV({ path: dir, timeoutMs: 3000 })
+    const reads = [kv.get('flags'), kv.getWithMetadata('flags'), kv.get(['flags'])]
+    const errors = reads.map(rejection)
+    // Get (1), Get (1), GetMany (2) all reach it while the first is unanswered (one after
+    // another, a read sent only when the one before timed out, only one would by now).
+    const deadline = Date.now() + 2000
+    while (impostor.requests.length < 3 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(impostor.requests.sort()).toEqual([1, 1, 2])
+    for (const error of await Promise.all(errors)) {
+      expect(error.message).toContain('did not answer within 3000 ms')
+    }
+    // Its answers would come in the order of requests it never answered: close() fails too.
+    await expect(kv.close()).rejects.toThrow('did not answer')
   })
 
   test('another user cannot connect to the socket', async () => {

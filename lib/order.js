@@ -2,10 +2,13 @@
 
 // The order in which one KV's operations apply. Each operation has a scope: the key it reads
 // or writes, the keys of a bulk read, the prefix of a list, or everything (snapshot, restore,
-// clear, bulkPut, dump, flush, close). An operation waits only for the earlier operations
-// still in progress whose scope meets its own, so operations on one key apply in call order,
-// a snapshot sees every earlier write, and a put whose stream is slow holds up nothing but
-// operations on its own key. An operation with nothing to wait for runs at once, in-line.
+// clear, bulkPut, dump, flush, close), and either only reads or changes what it meets. An
+// operation waits only for the earlier operations still in progress whose scope meets its
+// own, and a read only for the writes among them: so writes to one key apply in call order,
+// every read sees the writes issued before it and none issued after, a snapshot sees every
+// earlier write, reads of one hot key go out together (on Redis, one round trip for many, not
+// one each), and a put whose stream is slow holds up nothing but operations on its own key.
+// An operation with nothing to wait for runs at once, in-line.
 //
 // A chain of awaited in-line operations never leaves the microtask queue, so code that polls
 // a key in a loop would starve timers and I/O forever. Settling is therefore moved to the
@@ -82,9 +85,10 @@ class Order {
   #fail
   // How many operations are in progress (waiting, on the pool or reading a stream).
   #pending = 0
-  // For each key, the settling of the last single-key operation in progress on it.
+  // For each key, the single-key operations in progress on it: `write`, the settling of the
+  // last write (or null), and `reads`, the settlings of the reads issued since it.
   #byKey = new Map()
-  // Operations in progress with a wider scope: { scope, settled }.
+  // Operations in progress with a wider scope: { scope, reads, settled }.
   #wide = new Set()
 
   /**
@@ -103,37 +107,45 @@ class Order {
 
   /**
    * What an operation of `scope` issued now must wait for: `null` when it can run at once,
-   * else a promise that fulfills once every earlier operation its scope meets has settled.
+   * else a promise that fulfills once every earlier operation its scope meets has settled
+   * (only the writes among them when it `reads`).
    */
-  before(scope) {
+  before(scope, reads = false) {
     if (this.#pending === 0) return null
-    const waits = this.#waitsFor(scope)
+    const waits = this.#waitsFor(scope, reads)
     if (waits.length === 0) return null
     return waits.length === 1 ? waits[0].then(ignore, ignore) : this.#Promise.allSettled(waits)
   }
 
-  #waitsFor(scope) {
+  #waitsFor(scope, reads) {
     const waits = []
+    // What an operation on `key` in progress holds this one up with.
+    const onKey = ({ write, reads: readers }) => {
+      if (write !== null) waits.push(write)
+      if (!reads) waits.push(...readers)
+    }
     if (typeof scope === 'string') {
       const key = wellFormed(scope)
-      const last = this.#byKey.get(key)
-      if (last !== undefined) waits.push(last)
-      for (const { scope: wide, settled } of this.#wide) {
-        if (covers(wide, key)) waits.push(settled)
+      const inProgress = this.#byKey.get(key)
+      if (inProgress !== undefined) onKey(inProgress)
+      for (const wide of this.#wide) {
+        if ((!reads || !wide.reads) && covers(wide.scope, key)) waits.push(wide.settled)
       }
       return waits
     }
-    for (const { settled } of this.#wide) waits.push(settled)
+    for (const wide of this.#wide) {
+      if (!reads || !wide.reads) waits.push(wide.settled)
+    }
     if (scope === EVERYTHING) {
-      for (const settled of this.#byKey.values()) waits.push(settled)
+      for (const inProgress of this.#byKey.values()) onKey(inProgress)
     } else if (scope.keys) {
       for (const key of scope.keys) {
-        const last = this.#byKey.get(key)
-        if (last !== undefined) waits.push(last)
+        const inProgress = this.#byKey.get(key)
+        if (inProgress !== undefined) onKey(inProgress)
       }
     } else {
-      for (const [key, settled] of this.#byKey) {
-        if (key.startsWith(scope.prefix)) waits.push(settled)
+      for (const [key, inProgress] of this.#byKey) {
+        if (key.startsWith(scope.prefix)) onKey(inProgress)
       }
     }
     return waits
@@ -141,16 +153,29 @@ class Order {
 
   /**
    * Counts `promise` as in progress under `scope` until it settles, so that later operations
-   * wait for it as `before` says; returns it, with its error made by `fail`.
+   * wait for it as `before` says; returns it, with its error made by `fail`. `reads` says
+   * that it only reads what its scope meets.
    */
-  track(scope, promise) {
+  track(scope, promise, reads = false) {
     this.#pending++
     const key = typeof scope === 'string' ? wellFormed(scope) : null
-    const wide = key === null ? { scope, settled: null } : null
+    const wide = key === null ? { scope, reads, settled: null } : null
+    let inProgress = null
     const finished = () => {
       this.#pending--
-      if (wide !== null) this.#wide.delete(wide)
-      else if (this.#byKey.get(key) === settled) this.#byKey.delete(key)
+      if (wide !== null) {
+        this.#wide.delete(wide)
+        return
+      }
+      if (reads) inProgress.reads.delete(settled)
+      else if (inProgress.write === settled) inProgress.write = null
+      if (
+        inProgress.write === null &&
+        inProgress.reads.size === 0 &&
+        this.#byKey.get(key) === inProgress
+      ) {
+        this.#byKey.delete(key)
+      }
     }
     // One promise is both the caller's and what later operations wait for.
     const settled = promise.then(
@@ -166,8 +191,19 @@ class Order {
     if (wide !== null) {
       wide.settled = settled
       this.#wide.add(wide)
+      return settled
+    }
+    inProgress = this.#byKey.get(key)
+    if (inProgress === undefined) {
+      inProgress = { write: null, reads: new Set() }
+      this.#byKey.set(key, inProgress)
+    }
+    if (reads) {
+      inProgress.reads.add(settled)
     } else {
-      this.#byKey.set(key, settled)
+      // This write waits for the reads before it: later operations need wait only for it.
+      inProgress.write = settled
+      inProgress.reads = new Set()
     }
     return settled
   }
