@@ -143,16 +143,20 @@ describeRedis('Redis', () => {
   test('the layout is written once, and Redis never expires a key itself', async () => {
     const kv = open({ namespace: 'layout' })
     await kv.put('soon', 'v', { expiration: Math.floor(Date.now() / 1000) + 60 })
-    expect(JSON.parse(redisCli(server.port, 'get', 'kv:layout:layout'))).toEqual({
-      format: 1,
+    const layout = JSON.parse(redisCli(server.port, 'get', 'kv:{layout}:layout'))
+    expect(layout).toEqual({
+      format: 2,
       partitions: 1,
+      id: expect.stringMatching(/^[0-9a-f]{16}$/),
     })
+    // Each partition keeps a copy that every operation checks.
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:{layout:0}:layout'))).toEqual(layout)
     // The KV clock alone decides expiry: Redis holds no TTL that could hide a live key.
     expect(redisCli(server.port, 'ttl', 'kv:{layout:0}:v:soon')).toBe('-1')
     const split = open({ namespace: 'split', partitions: 4 })
     const keys = Array.from({ length: 20 }, (_, i) => `k${String(i).padStart(2, '0')}`)
     await split.bulkPut(keys.map((key) => ({ key, value: key })))
-    expect(JSON.parse(redisCli(server.port, 'get', 'kv:split:layout')).partitions).toBe(4)
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:{split}:layout')).partitions).toBe(4)
     expect(redisCli(server.port, 'exists', ...[0, 1, 2, 3].map((p) => `kv:{split:${p}}:i`))).toBe(
       '4',
     )
@@ -161,14 +165,144 @@ describeRedis('Redis', () => {
     const again = open({ namespace: 'split', partitions: 9 })
     expect((await again.list()).keys.map((key) => key.name)).toEqual(keys)
     for (const key of keys) await expect(again.get(key)).resolves.toBe(key)
-    expect(JSON.parse(redisCli(server.port, 'get', 'kv:split:layout')).partitions).toBe(4)
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:{split}:layout')).partitions).toBe(4)
   })
 
   test('a layout of another format is refused, not misread', async () => {
-    redisCli(server.port, 'set', 'kv:future:layout', '{"format":2,"partitions":1}')
+    redisCli(server.port, 'set', 'kv:{future}:layout', '{"format":3,"partitions":1}')
     const error = await rejection(open({ namespace: 'future' }).get('k'))
     expect(error.code).toBe('ERR_KV_CORRUPT')
-    expect(error.message).toContain('layout format 2')
+    expect(error.message).toContain('layout format 3')
+  })
+
+  test('no namespace, key or prefix reaches another’s Redis keys, whatever bytes it holds', async () => {
+    const t = open({ namespace: 'T' })
+    const other = open({ namespace: 'T:0}:v:X' })
+    await t.put('X:0}:v:K', 'read by T')
+    await t.put('X:0}:i', 'also T’s')
+    await other.put('K', 'written by the other')
+    await expect(t.get('X:0}:v:K')).resolves.toBe('read by T')
+    await expect(other.get('K')).resolves.toBe('written by the other')
+    // A delete whose key spells the other namespace's index empties nothing of it.
+    await t.delete('X:0}:i')
+    expect((await other.list()).keys.map((key) => key.name)).toEqual(['K'])
+    expect((await t.list()).keys.map((key) => key.name)).toEqual(['X:0}:v:K'])
+    // A prefix and a namespace that spell the same text apart are apart.
+    const a = open({ keyPrefix: 'a', namespace: ':x' })
+    const b = open({ keyPrefix: 'a:', namespace: 'x' })
+    const c = open({ keyPrefix: 'ab', namespace: 'c' })
+    const d = open({ keyPrefix: 'a', namespace: 'bc', partitions: 3 })
+    await a.put('k', 'a')
+    await b.put('k', 'b')
+    await c.put('k', 'c')
+    await d.put('k', 'd')
+    expect(await Promise.all([a, b, c, d].map((kv) => kv.get('k')))).toEqual(['a', 'b', 'c', 'd'])
+    expect(redisCli(server.port, 'exists', 'a{%3Ax}:layout', 'a:{x}:layout')).toBe('2')
+    // The escapes themselves are escaped: a name written as an escape is another name.
+    const escaped = open({ namespace: '%3A' })
+    const colon = open({ namespace: ':' })
+    await escaped.put('k', 'percent')
+    await colon.put('k', 'colon')
+    await expect(escaped.get('k')).resolves.toBe('percent')
+    expect(redisCli(server.port, 'exists', 'kv:{%253A:0}:v:k', 'kv:{%3A:0}:v:k')).toBe('2')
+  })
+
+  test('a namespace in layout format 1 is upgraded in place, or refused with how to move it', async () => {
+    // What a kv-binding of format 1 left: the layout outside any hash tag, no copies.
+    const sealed = (text) => {
+      const record = Buffer.concat([Buffer.from([0]), Buffer.from(text)])
+      const crc = Buffer.alloc(4)
+      crc.writeUInt32BE(require('node:zlib').crc32(record))
+      return Buffer.concat([crc, record])
+    }
+    const plain = sealed('')
+    const value = sealed('from format 1')
+    const cli = (...args) => {
+      const result = spawnSync(
+        'redis-cli',
+        ['-p', String(server.port), '-x', ...args.slice(0, -1)],
+        {
+          input: args.at(-1),
+        },
+      )
+      if (result.status !== 0) throw new Error(String(result.stderr))
+    }
+    redisCli(server.port, 'set', 'kv:old:layout', '{"format":1,"partitions":1}')
+    redisCli(server.port, 'zadd', 'kv:{old:0}:i', '0', 'k')
+    cli('hset', 'kv:{old:0}:m', 'k', plain)
+    cli('set', 'kv:{old:0}:v:k', value)
+    const old = open({ namespace: 'old' })
+    await expect(old.get('k')).resolves.toBe('from format 1')
+    expect((await old.list()).keys.map((key) => key.name)).toEqual(['k'])
+    expect(JSON.parse(redisCli(server.port, 'get', 'kv:{old}:layout')).format).toBe(2)
+    await old.put('k2', 'new')
+    await expect(open({ namespace: 'old' }).get('k2')).resolves.toBe('new')
+    // A name format 1 could not keep apart: its keys are not where this format looks.
+    redisCli(server.port, 'set', 'kv:a:b:layout', '{"format":1,"partitions":1}')
+    const error = await rejection(open({ namespace: 'a:b' }).get('k'))
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain('layout format 1')
+    expect(error.message).toContain('restore()')
+  })
+
+  test('after FLUSHALL, a running KV and a new process agree on where keys live', async () => {
+    const running = open({ namespace: 'flushed', partitions: 8 })
+    await running.bulkPut(Array.from({ length: 20 }, (_, i) => ({ key: `old${i}`, value: 'x' })))
+    redisCli(server.port, 'flushall')
+    // Another process makes the namespace afresh, with its own layout, and writes.
+    await inChild(`
+      const kv = new KV({ url: ${JSON.stringify(url)}, namespace: 'flushed', partitions: 1 })
+      await kv.bulkPut(Array.from({ length: 100 }, (_, i) => ({ key: 'new' + i, value: String(i) })))
+      await kv.close()`)
+    // The running KV's next write stops, saying why, before it writes anywhere...
+    const error = await rejection(running.put('lost?', 'no'))
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain('its layout on the server is not the one this KV was using')
+    // ...and from then on it uses the server's layout: every key, and list agrees with get.
+    const listed = (await running.list()).keys.map((key) => key.name)
+    expect(listed).toHaveLength(100)
+    for (const name of listed) await expect(running.get(name)).resolves.not.toBeNull()
+    await running.put('after', 'yes')
+    await expect(open({ namespace: 'flushed' }).get('after')).resolves.toBe('yes')
+    expect(await open({ namespace: 'flushed' }).get('lost?')).toBeNull()
+  })
+
+  test('a user who may only read can get and list; its write fails without side effects', async () => {
+    const writer = open({ namespace: 'readable' })
+    await writer.put('k', 'v')
+    redisCli(
+      server.port,
+      'acl',
+      'setuser',
+      'reader',
+      'on',
+      '>secret',
+      '~*',
+      '-@all',
+      '+@read',
+      '+@connection',
+      '+evalsha',
+      '+eval',
+      '+script|load',
+    )
+    const reader = open({
+      url: `redis://reader:secret@127.0.0.1:${server.port}`,
+      namespace: 'readable',
+    })
+    await expect(reader.get('k')).resolves.toBe('v')
+    expect((await reader.list()).keys.map((key) => key.name)).toEqual(['k'])
+    // A namespace nobody made reads as empty, and making it is left to a writer.
+    const nothing = open({
+      url: `redis://reader:secret@127.0.0.1:${server.port}`,
+      namespace: 'none',
+    })
+    await expect(nothing.get('k')).resolves.toBeNull()
+    expect((await nothing.list()).keys).toEqual([])
+    expect(redisCli(server.port, 'exists', 'kv:{none}:layout')).toBe('0')
+    const error = await rejection(reader.put('k', 'changed'))
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain("can't run this command")
+    await expect(writer.get('k')).resolves.toBe('v')
   })
 
   test('a damaged or foreign value reads as ERR_KV_CORRUPT naming the key', async () => {
@@ -272,17 +406,25 @@ describeRedis('Redis failures', () => {
         expect(result.reason.code).toBe('ERR_KV_UNAVAILABLE')
       }
       server = await startServer(['--appendonly', 'no'], port)
-      // The data went with the server (no persistence); the connection comes back.
+      // The data went with the server (no persistence); the connection comes back. The
+      // namespace's layout went too: the first operation to reach the server says so, once.
       let value
+      let layoutErrors = 0
       for (let i = 0; i < 50; i++) {
         try {
           value = await kv.get('before')
           break
         } catch (error) {
-          expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+          if (error.code === 'ERR_KV_STORAGE') {
+            expect(error.message).toContain('its layout on the server is not the one')
+            layoutErrors++
+          } else {
+            expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+          }
           await new Promise((resolve) => setTimeout(resolve, 100))
         }
       }
+      expect(layoutErrors).toBe(1)
       expect(value).toBeNull()
       await kv.put('after', '3')
       await expect(kv.get('after')).resolves.toBe('3')

@@ -5,11 +5,23 @@
 //! lives in one cluster slot and one server-side script can change it atomically:
 //!
 //! ```text
-//! <prefix><namespace>:layout        string  {"format":1,"partitions":P}, written once
-//! <prefix>{<namespace>:<p>}:i       zset    every key of the partition, score 0 (byte order)
-//! <prefix>{<namespace>:<p>}:m       hash    key -> CRC-32 + record without value (for list)
-//! <prefix>{<namespace>:<p>}:v:<key> string  CRC-32 + record with value (for get)
+//! <prefix>{<namespace>}:layout         string  {"format":2,"partitions":P,"id":"..."}
+//! <prefix>{<namespace>:<p>}:layout     string  the same text, a copy for each partition
+//! <prefix>{<namespace>:<p>}:i          zset    every key of the partition, score 0 (byte order)
+//! <prefix>{<namespace>:<p>}:m          hash    key -> CRC-32 + record without value (for list)
+//! <prefix>{<namespace>:<p>}:v:<key>    string  CRC-32 + record with value (for get)
 //! ```
+//!
+//! The prefix and the namespace are written escaped (see [`escape`]): `%`, `{` and `}` as
+//! `%25`, `%7B` and `%7D`, and in the namespace `:` as `%3A` too. So no user byte opens or
+//! closes a hash tag, the prefix ends at the first `{`, the namespace at the `}` or `:` after
+//! it, and no two (prefix, namespace, key) triples share a Redis key.
+//!
+//! Every operation checks the partition's copy of the layout, in the same step as its own
+//! work (a script, or one `MGET`): a server flushed, or a layout rewritten by another
+//! process, fails the operation with `ERR_KV_STORAGE` instead of sending it to where its
+//! keys no longer are. The layout is read first and made only by a write, so a user who may
+//! only read can read.
 //!
 //! Records are the sled backend's format (`record::encode`), with the value in-line, behind a
 //! big-endian CRC-32 of the record's bytes, so a damaged or foreign value reads as
@@ -18,6 +30,8 @@
 //! Expiry is the KV clock's decision alone; no Redis TTL is set.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::try_join_all;
@@ -33,8 +47,10 @@ use super::error::{Error, Result};
 use super::record::{self, Body};
 use super::validate::is_expired;
 
-/// The layout this build writes and reads (the `format` of the layout key).
-pub const REDIS_FORMAT: u32 = 1;
+/// The layout this build writes (the `format` of the layout key). It reads format 1 too, the
+/// layout before names were escaped and partitions kept copies of the layout, and upgrades it
+/// (see [`RedisBackend::upgraded`]).
+pub const REDIS_FORMAT: u32 = 2;
 
 /// How many keys one round trip of `list` or `dump` fetches from a partition, at most.
 const BATCH_MAX: usize = 1001;
@@ -107,22 +123,28 @@ enum Client {
     Cluster(redis::cluster::ClusterClient),
 }
 
-/// A connection and the layout of the namespace, settled on the first operation.
-struct Connected {
-    connection: Connection,
+/// A namespace's layout, as the server holds it.
+struct Layout {
     partitions: u32,
+    /// The layout key's text, which each partition keeps a copy of and every operation checks.
+    text: String,
 }
 
 /// One namespace on Redis.
 pub struct RedisBackend {
     client: Client,
-    connected: OnceCell<Connected>,
+    connection: OnceCell<Connection>,
+    /// The layout read from the server, until an operation finds that it changed there.
+    layout: Mutex<Option<Arc<Layout>>>,
     /// `host:port` (or socket path) of the server, for messages: never the credentials.
     endpoint: String,
     /// The password, scrubbed from any message that might repeat it.
     secret: Option<String>,
     name: String,
     prefix: String,
+    /// The prefix and the name as they are written in Redis keys (see [`escape`]).
+    prefix_part: String,
+    name_part: String,
     timeout: Duration,
     cluster: bool,
     new_partitions: u32,
@@ -139,12 +161,25 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            write: Script::new(&[CHECK_TYPES, WRITE].concat()),
-            delete_if: Script::new(&[CHECK_TYPES, DELETE_IF].concat()),
-            scan: Script::new(SCAN),
+            write: Script::new(&[CHECK_LAYOUT, CHECK_TYPES, WRITE].concat()),
+            delete_if: Script::new(&[CHECK_LAYOUT, CHECK_TYPES, DELETE_IF].concat()),
+            scan: Script::new(&[CHECK_LAYOUT, SCAN].concat()),
         }
     }
 }
+
+/// Checks that `KEYS[1]` to `KEYS[count]`, copies of the layout in the partitions a script
+/// touches, hold `ARGV[1]`, the layout the caller used to find its keys: otherwise the
+/// caller's keys may not be where it looks, and the script must stop before it acts.
+const CHECK_LAYOUT: &str = r"
+local function check_layout(count)
+  for j = 1, count do
+    if redis.call('GET', KEYS[j]) ~= ARGV[1] then
+      return redis.error_reply('KVLAYOUT ' .. KEYS[j] .. ' does not hold the layout used')
+    end
+  end
+end
+";
 
 /// Checks, before anything is written, that the index and list-record keys of each entry
 /// hold what they should (or nothing): Redis does not undo a script's earlier writes when a
@@ -164,20 +199,23 @@ end
 ";
 
 /// Clears the partitions named first, then writes entries, all in one atomic step.
-/// KEYS: index and meta key of each partition to clear, then index, meta and value key of
-/// each entry. ARGV: how many partitions to clear, the value-key prefix of each, then key,
-/// list record and value record of each entry.
+/// KEYS: the layout copy of each partition touched, the index and meta key of each partition
+/// to clear, then index, meta and value key of each entry. ARGV: the layout, how many layout
+/// copies, how many partitions to clear, the value-key prefix of each, then key, list record
+/// and value record of each entry.
 const WRITE: &str = r"
-local cleared = tonumber(ARGV[1])
-local k, a = 2 * cleared, 1 + cleared
-local clash = check_types(1, k, 2) or check_types(k + 1, #KEYS, 3)
+local copies, cleared = tonumber(ARGV[2]), tonumber(ARGV[3])
+local bad = check_layout(copies)
+if bad then return bad end
+local k, a = copies + 2 * cleared, 3 + cleared
+local clash = check_types(copies + 1, k, 2) or check_types(k + 1, #KEYS, 3)
 if clash then return clash end
 for p = 1, cleared do
-  local values = ARGV[1 + p]
-  for _, key in ipairs(redis.call('ZRANGE', KEYS[2 * p - 1], 0, -1)) do
-    redis.call('DEL', values .. key)
+  local index, meta = KEYS[copies + 2 * p - 1], KEYS[copies + 2 * p]
+  for _, key in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    redis.call('DEL', ARGV[3 + p] .. key)
   end
-  redis.call('DEL', KEYS[2 * p - 1], KEYS[2 * p])
+  redis.call('DEL', index, meta)
 end
 for j = 1, (#ARGV - a) / 3 do
   local key = ARGV[a + 3 * j - 2]
@@ -189,27 +227,34 @@ return 0
 ";
 
 /// Deletes each entry whose list record is still the one given (empty: delete whatever is
-/// there). KEYS: index, meta and value key of each entry. ARGV: key and record of each.
+/// there). KEYS: the layout copy of each partition touched, then index, meta and value key
+/// of each entry. ARGV: the layout, how many layout copies, then key and record of each.
 const DELETE_IF: &str = r"
-local clash = check_types(1, #KEYS, 3)
+local copies = tonumber(ARGV[2])
+local bad = check_layout(copies)
+if bad then return bad end
+local clash = check_types(copies + 1, #KEYS, 3)
 if clash then return clash end
-for j = 1, #ARGV / 2 do
-  local key, seen = ARGV[2 * j - 1], ARGV[2 * j]
-  if seen == '' or redis.call('HGET', KEYS[3 * j - 1], key) == seen then
-    redis.call('ZREM', KEYS[3 * j - 2], key)
-    redis.call('HDEL', KEYS[3 * j - 1], key)
-    redis.call('DEL', KEYS[3 * j])
+for j = 1, (#ARGV - 2) / 2 do
+  local key, seen = ARGV[2 * j + 1], ARGV[2 * j + 2]
+  local index, meta, value = KEYS[copies + 3 * j - 2], KEYS[copies + 3 * j - 1], KEYS[copies + 3 * j]
+  if seen == '' or redis.call('HGET', meta, key) == seen then
+    redis.call('ZREM', index, key)
+    redis.call('HDEL', meta, key)
+    redis.call('DEL', value)
   end
 end
 return 0
 ";
 
-/// Up to ARGV[2] keys of a partition from ARGV[1] (a ZRANGEBYLEX bound) on, with their list
-/// records. KEYS: index and meta key.
+/// Up to ARGV[4] keys of a partition from ARGV[3] (a ZRANGEBYLEX bound) on, with their list
+/// records. KEYS: the partition's layout copy, index and meta key. ARGV: the layout, 1.
 const SCAN: &str = r"
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local bad = check_layout(1)
+if bad then return bad end
+local keys = redis.call('ZRANGEBYLEX', KEYS[2], ARGV[3], '+', 'LIMIT', 0, tonumber(ARGV[4]))
 if #keys == 0 then return {} end
-local records = redis.call('HMGET', KEYS[2], unpack(keys))
+local records = redis.call('HMGET', KEYS[3], unpack(keys))
 local out = {}
 for i = 1, #keys do
   out[2 * i - 1] = keys[i]
@@ -294,10 +339,13 @@ impl RedisBackend {
         }
         Ok(Self {
             client,
-            connected: OnceCell::new(),
+            connection: OnceCell::new(),
+            layout: Mutex::new(None),
             endpoint,
             secret,
             name: name.to_owned(),
+            prefix_part: escape(&config.key_prefix, b"{}"),
+            name_part: escape(name, b"{}:"),
             prefix: config.key_prefix,
             timeout: config.timeout,
             cluster: config.cluster,
@@ -306,14 +354,28 @@ impl RedisBackend {
         })
     }
 
-    /// Runs `work` on the connection within the timeout, connecting first when needed.
-    async fn with<T, F>(&self, work: impl FnOnce(Connection, u32) -> F) -> Result<T>
+    /// Runs `work` with the connection and the namespace's layout, within the timeout,
+    /// connecting first when needed. A namespace that does not exist yet answers `absent()`
+    /// without `work`, unless `create`, which makes it.
+    async fn with<T, F>(
+        &self,
+        create: bool,
+        absent: impl FnOnce() -> T,
+        work: impl FnOnce(Connection, Arc<Layout>) -> F,
+    ) -> Result<T>
     where
         F: std::future::Future<Output = Result<T>>,
     {
         let run = async {
-            let connected = self.connected.get_or_try_init(|| self.connect()).await?;
-            work(connected.connection.clone(), connected.partitions).await
+            let connection = self
+                .connection
+                .get_or_try_init(|| self.connect())
+                .await?
+                .clone();
+            match self.layout(&connection, create).await? {
+                Some(layout) => work(connection, layout).await,
+                None => Ok(absent()),
+            }
         };
         match tokio::time::timeout(self.timeout, run).await {
             Ok(result) => result,
@@ -324,8 +386,8 @@ impl RedisBackend {
         }
     }
 
-    async fn connect(&self) -> Result<Connected> {
-        let mut connection = match &self.client {
+    async fn connect(&self) -> Result<Connection> {
+        Ok(match &self.client {
             Client::Single(client, config) => Connection::Single(
                 ConnectionManager::new_with_config(client.clone(), config.clone())
                     .await
@@ -337,36 +399,129 @@ impl RedisBackend {
                     .await
                     .map_err(|e| self.error(e))?,
             ),
-        };
-        let layout_key = self.layout_key();
-        let fresh = format!(
-            r#"{{"format":{REDIS_FORMAT},"partitions":{}}}"#,
-            self.new_partitions
-        );
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&layout_key)
-            .arg(&fresh)
-            .arg("NX")
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| self.error(e))?;
-        let layout: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&layout_key)
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| self.error(e))?;
-        let partitions = self.read_layout(layout.as_deref().unwrap_or_default())?;
-        Ok(Connected {
-            connection,
-            partitions,
         })
     }
 
-    fn read_layout(&self, bytes: &[u8]) -> Result<u32> {
-        let layout: Option<(u64, u64)> = serde_json::from_slice::<serde_json::Value>(bytes)
-            .ok()
-            .and_then(|layout| Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?)));
-        let Some((format, partitions)) = layout else {
+    fn cached_layout(&self) -> std::sync::MutexGuard<'_, Option<Arc<Layout>>> {
+        self.layout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The namespace's layout: the one read before, or the server's, which is made (when
+    /// `create`) if the namespace has none. Reading it writes nothing unless a partition's
+    /// copy is missing, so a user who may only read can read.
+    async fn layout(&self, connection: &Connection, create: bool) -> Result<Option<Arc<Layout>>> {
+        if let Some(layout) = self.cached_layout().clone() {
+            return Ok(Some(layout));
+        }
+        let mut text = self
+            .query::<Option<Vec<u8>>>(connection, redis::cmd("GET").arg(self.layout_key()))
+            .await?;
+        if text.is_none() {
+            text = self.upgraded(connection).await?;
+        }
+        if text.is_none() && create {
+            let fresh = format!(
+                r#"{{"format":{REDIS_FORMAT},"partitions":{},"id":"{:016x}"}}"#,
+                self.new_partitions,
+                random_id()
+            );
+            let mut set = redis::cmd("SET");
+            set.arg(self.layout_key()).arg(&fresh).arg("NX");
+            self.query::<Option<String>>(connection, &set).await?;
+            text = self
+                .query(connection, redis::cmd("GET").arg(self.layout_key()))
+                .await?;
+        }
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let layout = Arc::new(self.read_layout(&text)?);
+        self.copy_layout(connection, &layout).await?;
+        *self.cached_layout() = Some(layout.clone());
+        Ok(Some(layout))
+    }
+
+    /// Gives each partition its copy of `layout` where it has none (the process that made
+    /// the layout may have stopped before it made them all).
+    async fn copy_layout(&self, connection: &Connection, layout: &Layout) -> Result<()> {
+        try_join_all((0..layout.partitions).map(|p| async move {
+            let key = self.copy_key(p);
+            let found: Option<Vec<u8>> =
+                self.query(connection, redis::cmd("GET").arg(&key)).await?;
+            let found = match found {
+                Some(found) => Some(found),
+                None => {
+                    let mut set = redis::cmd("SET");
+                    set.arg(&key).arg(&layout.text).arg("NX");
+                    self.query::<Option<String>>(connection, &set).await?;
+                    self.query(connection, redis::cmd("GET").arg(&key)).await?
+                }
+            };
+            match found {
+                Some(found) if found == layout.text.as_bytes() => Ok(()),
+                _ => Err(self.layout_changed()),
+            }
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// The layout text of a namespace written in format 1, upgraded to this format: format
+    /// 1 kept the layout under `<prefix><namespace>:layout` and wrote names unescaped, which
+    /// gives the same keys as now for names without `%`, `{`, `}` or `:`. A namespace with
+    /// such a name cannot be upgraded in place: the error says how to move it.
+    async fn upgraded(&self, connection: &Connection) -> Result<Option<Vec<u8>>> {
+        let old_key = format!("{}{}:layout", self.prefix, self.name);
+        let old: Option<Vec<u8>> = self
+            .query(connection, redis::cmd("GET").arg(&old_key))
+            .await?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        let (format, partitions) = parse_layout(&old).ok_or_else(|| {
+            self.corrupt(format!(
+                "its layout key {old_key:?} does not hold a kv-binding layout"
+            ))
+        })?;
+        if format != 1 {
+            return Ok(Some(old));
+        }
+        if self.prefix_part != self.prefix || self.name_part != self.name {
+            return Err(self.corrupt(format!(
+                "it was written in layout format 1, whose key names could not hold a {} with \
+                 '%', '{{', '}}' or ':'; dump() it with the kv-binding that wrote it and \
+                 restore() it with this one",
+                if self.name_part != self.name {
+                    "namespace"
+                } else {
+                    "key prefix"
+                }
+            )));
+        }
+        let upgraded = format!(
+            r#"{{"format":{REDIS_FORMAT},"partitions":{partitions},"id":"{:016x}"}}"#,
+            random_id()
+        );
+        let mut set = redis::cmd("SET");
+        set.arg(self.layout_key()).arg(&upgraded).arg("NX");
+        self.query::<Option<String>>(connection, &set).await?;
+        self.query(connection, redis::cmd("GET").arg(self.layout_key()))
+            .await
+    }
+
+    /// Sends one command.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        connection: &Connection,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        cmd.query_async(&mut connection.clone())
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    fn read_layout(&self, bytes: &[u8]) -> Result<Layout> {
+        let Some((format, partitions)) = parse_layout(bytes) else {
             return Err(self.corrupt(format!(
                 "its layout key {:?} does not hold a kv-binding layout",
                 self.layout_key()
@@ -378,9 +533,27 @@ impl RedisBackend {
                  does not know (it writes format {REDIS_FORMAT}); use the version that wrote it"
             )));
         }
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| self.corrupt("its layout is not UTF-8".into()))?;
         match u32::try_from(partitions) {
-            Ok(partitions) if (1..=MAX_PARTITIONS).contains(&partitions) => Ok(partitions),
+            Ok(partitions) if (1..=MAX_PARTITIONS).contains(&partitions) => {
+                Ok(Layout { partitions, text })
+            }
             _ => Err(self.corrupt(format!("its layout names {partitions} partitions"))),
+        }
+    }
+
+    /// The error of an operation that found a partition's copy of the layout other than the
+    /// layout it was using. The layout is read again by the next operation.
+    fn layout_changed(&self) -> Error {
+        *self.cached_layout() = None;
+        Error::StorageRemote {
+            place: self.place(),
+            detail: "its layout on the server is not the one this KV was using (the server \
+                     was flushed or restarted empty, keys were evicted, or the namespace was \
+                     removed and made again), so this operation stopped before it read or \
+                     changed anything; the next one uses the layout the server holds now"
+                .into(),
         }
     }
 
@@ -414,6 +587,9 @@ impl RedisBackend {
             detail = detail.replace(secret.as_str(), "***");
         }
         let code = error.code().unwrap_or_default();
+        if code == "KVLAYOUT" {
+            return self.layout_changed();
+        }
         let unreachable = error.is_io_error()
             || error.is_timeout()
             || error.is_connection_refusal()
@@ -453,12 +629,17 @@ impl RedisBackend {
 
     /// Where the namespace's layout is recorded.
     fn layout_key(&self) -> String {
-        format!("{}{}:layout", self.prefix, self.name)
+        format!("{}{{{}}}:layout", self.prefix_part, self.name_part)
     }
 
     /// The start of every Redis key of partition `p`.
     fn base(&self, p: u32) -> String {
-        format!("{}{{{}:{p}}}:", self.prefix, self.name)
+        format!("{}{{{}:{p}}}:", self.prefix_part, self.name_part)
+    }
+
+    /// Partition `p`'s copy of the layout.
+    fn copy_key(&self, p: u32) -> String {
+        self.base(p) + "layout"
     }
 
     fn index_key(&self, p: u32) -> String {
@@ -528,37 +709,47 @@ impl RedisBackend {
         })
     }
 
-    /// The entry at `key`, read with one GET of its value record.
+    /// The entry at `key`: its value record and its partition's copy of the layout, read
+    /// together with one `MGET` (one slot: they share the partition's hash tag).
     async fn read(
         &self,
-        mut connection: Connection,
-        partitions: u32,
+        connection: Connection,
+        layout: &Layout,
         key: &[u8],
     ) -> Result<Option<Entry>> {
-        // Only the value key: a read needs neither the index nor the meta key.
-        let value_key = self.value_key(Self::partition_of(key, partitions), key);
-        let bytes: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(value_key)
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| self.error(e))?;
+        let p = Self::partition_of(key, layout.partitions);
+        let mut mget = redis::cmd("MGET");
+        mget.arg(self.value_key(p, key)).arg(self.copy_key(p));
+        let (bytes, copy): (Option<Vec<u8>>, Option<Vec<u8>>) =
+            self.query(&connection, &mget).await?;
+        if copy.as_deref() != Some(layout.text.as_bytes()) {
+            return Err(self.layout_changed());
+        }
         bytes.map(|bytes| self.entry(key, bytes)).transpose()
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Option<Entry>> {
-        self.with(|connection, partitions| self.read(connection, partitions, key))
-            .await
+        self.with(
+            false,
+            || None,
+            |connection, layout| async move { self.read(connection, &layout, key).await },
+        )
+        .await
     }
 
     pub async fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>> {
-        self.with(|connection, partitions| async move {
-            // Sent together on the one connection: a single round trip's wait.
-            try_join_all(
-                keys.iter()
-                    .map(|key| self.read(connection.clone(), partitions, key)),
-            )
-            .await
-        })
+        self.with(
+            false,
+            || vec![None; keys.len()],
+            |connection, layout| async move {
+                // Sent together on the one connection: a single round trip's wait.
+                try_join_all(
+                    keys.iter()
+                        .map(|key| self.read(connection.clone(), &layout, key)),
+                )
+                .await
+            },
+        )
         .await
     }
 
@@ -572,6 +763,32 @@ impl RedisBackend {
         .await
     }
 
+    /// A script call that starts by checking the layout copies of `partitions` (see
+    /// [`CHECK_LAYOUT`]).
+    fn invocation<'s>(
+        &self,
+        script: &'s Script,
+        layout: &Layout,
+        partitions: &[u32],
+    ) -> redis::ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(layout.text.as_str()).arg(partitions.len());
+        for &p in partitions {
+            invocation.key(self.copy_key(p));
+        }
+        invocation
+    }
+
+    /// Which script call each partition's changes go in: all in one on a single server,
+    /// where one script may touch any key; one partition per call on a cluster.
+    fn group_of(&self, p: u32) -> u32 {
+        if self.cluster {
+            p
+        } else {
+            0
+        }
+    }
+
     /// Writes entries (key, expiration, metadata, value), after clearing the namespace when
     /// `clear`: one script on a single server, one per partition on a cluster.
     async fn write<'e>(
@@ -580,43 +797,53 @@ impl RedisBackend {
         entries: impl Iterator<Item = (&'e [u8], Option<i64>, Option<&'e str>, &'e [u8])>,
     ) -> Result<()> {
         let entries: Vec<_> = entries.collect();
-        self.with(|connection, partitions| async move {
-            // One group per script call: every partition on a single server, where one
-            // script may touch any key; one partition per call on a cluster.
-            let mut groups: BTreeMap<u32, redis::ScriptInvocation<'_>> = BTreeMap::new();
-            let group_of = |p: u32| if self.cluster { p } else { 0 };
-            let mut cleared: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-            if clear {
-                for p in 0..partitions {
-                    cleared.entry(group_of(p)).or_default().push(p);
+        self.with(
+            true,
+            || (),
+            |connection, layout| async move {
+                // The partitions each call clears, and the entries it writes.
+                let mut groups: BTreeMap<u32, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+                if clear {
+                    for p in 0..layout.partitions {
+                        groups.entry(self.group_of(p)).or_default().0.push(p);
+                    }
                 }
-            }
-            for (&group, parts) in &cleared {
-                let invocation = groups
-                    .entry(group)
-                    .or_insert_with(|| self.scripts.write.prepare_invoke());
-                invocation.arg(parts.len());
-                for &p in parts {
-                    invocation.key(self.index_key(p)).key(self.meta_key(p));
-                    invocation.arg(self.base(p) + "v:");
+                for (i, (key, ..)) in entries.iter().enumerate() {
+                    let p = Self::partition_of(key, layout.partitions);
+                    groups.entry(self.group_of(p)).or_default().1.push(i);
                 }
-            }
-            for (key, expiration, metadata, value) in &entries {
-                let p = Self::partition_of(key, partitions);
-                let invocation = groups.entry(group_of(p)).or_insert_with(|| {
-                    let mut invocation = self.scripts.write.prepare_invoke();
-                    invocation.arg(0);
-                    invocation
-                });
-                let (index, meta, value_key) = self.entry_keys(key, partitions);
-                invocation.key(index).key(meta).key(value_key);
-                invocation
-                    .arg(*key)
-                    .arg(Self::sealed(*expiration, *metadata, b""))
-                    .arg(Self::sealed(*expiration, *metadata, value));
-            }
-            self.invoke_all(&connection, groups.values()).await
-        })
+                let invocations: Vec<_> = groups
+                    .values()
+                    .map(|(cleared, written)| {
+                        let mut touched: Vec<u32> = written
+                            .iter()
+                            .map(|&i| Self::partition_of(entries[i].0, layout.partitions))
+                            .chain(cleared.iter().copied())
+                            .collect();
+                        touched.sort_unstable();
+                        touched.dedup();
+                        let mut invocation =
+                            self.invocation(&self.scripts.write, &layout, &touched);
+                        invocation.arg(cleared.len());
+                        for &p in cleared {
+                            invocation.key(self.index_key(p)).key(self.meta_key(p));
+                            invocation.arg(self.base(p) + "v:");
+                        }
+                        for &i in written {
+                            let (key, expiration, metadata, value) = entries[i];
+                            let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
+                            invocation.key(index).key(meta).key(value_key);
+                            invocation
+                                .arg(key)
+                                .arg(Self::sealed(expiration, metadata, b""))
+                                .arg(Self::sealed(expiration, metadata, value));
+                        }
+                        invocation
+                    })
+                    .collect();
+                self.invoke_all(&connection, invocations.iter()).await
+            },
+        )
         .await
     }
 
@@ -645,19 +872,38 @@ impl RedisBackend {
 
     /// Deletes entries (key, and the list record it must still have; empty: any).
     async fn delete_if(&self, entries: &[(&[u8], Vec<u8>)]) -> Result<()> {
-        self.with(|connection, partitions| async move {
-            let mut groups: BTreeMap<u32, redis::ScriptInvocation<'_>> = BTreeMap::new();
-            for (key, seen) in entries {
-                let p = Self::partition_of(key, partitions);
-                let invocation = groups
-                    .entry(if self.cluster { p } else { 0 })
-                    .or_insert_with(|| self.scripts.delete_if.prepare_invoke());
-                let (index, meta, value_key) = self.entry_keys(key, partitions);
-                invocation.key(index).key(meta).key(value_key);
-                invocation.arg(*key).arg(seen.as_slice());
-            }
-            self.invoke_all(&connection, groups.values()).await
-        })
+        self.with(
+            false,
+            || (),
+            |connection, layout| async move {
+                // Which entries (by index) each script call deletes.
+                let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+                for (i, (key, _)) in entries.iter().enumerate() {
+                    let p = Self::partition_of(key, layout.partitions);
+                    groups.entry(self.group_of(p)).or_default().push(i);
+                }
+                let invocations: Vec<_> = groups
+                    .values()
+                    .map(|group| {
+                        let mut touched: Vec<u32> = group
+                            .iter()
+                            .map(|&i| Self::partition_of(entries[i].0, layout.partitions))
+                            .collect();
+                        touched.sort_unstable();
+                        touched.dedup();
+                        let mut invocation =
+                            self.invocation(&self.scripts.delete_if, &layout, &touched);
+                        for (key, seen) in group.iter().map(|&i| &entries[i]) {
+                            let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
+                            invocation.key(index).key(meta).key(value_key);
+                            invocation.arg(*key).arg(seen.as_slice());
+                        }
+                        invocation
+                    })
+                    .collect();
+                self.invoke_all(&connection, invocations.iter()).await
+            },
+        )
         .await
     }
 
@@ -665,17 +911,14 @@ impl RedisBackend {
     /// written it since it was read here.
     pub async fn delete_expired(&self, keys: &[&[u8]], now_ms: i64) -> Result<()> {
         let records: Vec<Option<Vec<u8>>> = self
-            .with(|connection, partitions| async move {
+            .with(false, Vec::new, |connection, layout| async move {
                 try_join_all(keys.iter().map(|key| {
-                    let mut connection = connection.clone();
+                    let connection = connection.clone();
+                    let layout = &layout;
                     async move {
-                        let (_, meta, _) = self.entry_keys(key, partitions);
-                        redis::cmd("HGET")
-                            .arg(meta)
-                            .arg(*key)
-                            .query_async(&mut connection)
+                        let (_, meta, _) = self.entry_keys(key, layout.partitions);
+                        self.query(&connection, redis::cmd("HGET").arg(meta).arg(*key))
                             .await
-                            .map_err(|e| self.error(e))
                     }
                 }))
                 .await
@@ -702,17 +945,18 @@ impl RedisBackend {
     async fn scan_batch(
         &self,
         mut connection: Connection,
+        layout: &Layout,
         p: u32,
         start: Vec<u8>,
         count: usize,
     ) -> Result<Vec<(Vec<u8>, Option<Vec<u8>>)>> {
-        let flat: Vec<Option<Vec<u8>>> = self
-            .scripts
-            .scan
+        let mut invocation = self.invocation(&self.scripts.scan, layout, &[p]);
+        invocation
             .key(self.index_key(p))
             .key(self.meta_key(p))
             .arg(start)
-            .arg(count)
+            .arg(count);
+        let flat: Vec<Option<Vec<u8>>> = invocation
             .invoke_async(&mut connection)
             .await
             .map_err(|e| self.error(e))?;
@@ -732,65 +976,70 @@ impl RedisBackend {
         want: usize,
         visit: &mut ScanVisitor<'_>,
     ) -> Result<()> {
-        self.with(|connection, partitions| async move {
-            // Every partition starts at the same ZRANGEBYLEX bound.
-            let first = match after {
-                Some(after) if after >= prefix => [b"(", after].concat(),
-                _ => [b"[", prefix].concat(),
-            };
-            // Each partition in a buffer, refilled when empty; the smallest head is next.
-            let count = (want * 2 / partitions as usize).clamp(16, BATCH_MAX);
-            let mut parts: Vec<Part> = (0..partitions)
-                .map(|_| Part {
-                    buffer: std::collections::VecDeque::new(),
-                    next: Some(first.clone()),
-                })
-                .collect();
-            loop {
-                let empty: Vec<u32> = (0..partitions)
-                    .filter(|&p| {
-                        let part = &parts[p as usize];
-                        part.buffer.is_empty() && part.next.is_some()
+        self.with(
+            false,
+            || (),
+            |connection, layout| async move {
+                let partitions = layout.partitions;
+                // Every partition starts at the same ZRANGEBYLEX bound.
+                let first = match after {
+                    Some(after) if after >= prefix => [b"(", after].concat(),
+                    _ => [b"[", prefix].concat(),
+                };
+                // Each partition in a buffer, refilled when empty; the smallest head is next.
+                let count = (want * 2 / partitions as usize).clamp(16, BATCH_MAX);
+                let mut parts: Vec<Part> = (0..partitions)
+                    .map(|_| Part {
+                        buffer: std::collections::VecDeque::new(),
+                        next: Some(first.clone()),
                     })
                     .collect();
-                let batches = try_join_all(empty.iter().map(|&p| {
-                    let start = parts[p as usize].next.clone().unwrap_or_default();
-                    self.scan_batch(connection.clone(), p, start, count)
-                }))
-                .await?;
-                for (&p, batch) in empty.iter().zip(batches) {
-                    let part = &mut parts[p as usize];
-                    let full = batch.len() == count;
-                    part.next = match batch.last() {
-                        Some((last, _)) if full && last.starts_with(prefix) => {
-                            Some([b"(", last.as_slice()].concat())
-                        }
-                        _ => None,
+                loop {
+                    let empty: Vec<u32> = (0..partitions)
+                        .filter(|&p| {
+                            let part = &parts[p as usize];
+                            part.buffer.is_empty() && part.next.is_some()
+                        })
+                        .collect();
+                    let batches = try_join_all(empty.iter().map(|&p| {
+                        let start = parts[p as usize].next.clone().unwrap_or_default();
+                        self.scan_batch(connection.clone(), &layout, p, start, count)
+                    }))
+                    .await?;
+                    for (&p, batch) in empty.iter().zip(batches) {
+                        let part = &mut parts[p as usize];
+                        let full = batch.len() == count;
+                        part.next = match batch.last() {
+                            Some((last, _)) if full && last.starts_with(prefix) => {
+                                Some([b"(", last.as_slice()].concat())
+                            }
+                            _ => None,
+                        };
+                        part.buffer.extend(
+                            batch
+                                .into_iter()
+                                .take_while(|(key, _)| key.starts_with(prefix)),
+                        );
+                    }
+                    let head = parts
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(p, part)| part.buffer.front().map(|(key, _)| (key, p)))
+                        .min();
+                    let Some((_, p)) = head else {
+                        return Ok(());
                     };
-                    part.buffer.extend(
-                        batch
-                            .into_iter()
-                            .take_while(|(key, _)| key.starts_with(prefix)),
-                    );
+                    let Some((key, record)) = parts[p].buffer.pop_front() else {
+                        return Ok(());
+                    };
+                    let record = record.ok_or_else(|| self.damaged(&key, "has no list record"))?;
+                    let (expiration, metadata) = self.listed(&key, &record)?;
+                    if !visit(&key, expiration, metadata.as_ref()) {
+                        return Ok(());
+                    }
                 }
-                let head = parts
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(p, part)| part.buffer.front().map(|(key, _)| (key, p)))
-                    .min();
-                let Some((_, p)) = head else {
-                    return Ok(());
-                };
-                let Some((key, record)) = parts[p].buffer.pop_front() else {
-                    return Ok(());
-                };
-                let record = record.ok_or_else(|| self.damaged(&key, "has no list record"))?;
-                let (expiration, metadata) = self.listed(&key, &record)?;
-                if !visit(&key, expiration, metadata.as_ref()) {
-                    return Ok(());
-                }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -799,25 +1048,30 @@ impl RedisBackend {
         mut skip: Option<&mut DamageSink<'_>>,
     ) -> Result<Vec<(IVec, Entry)>> {
         let found: Vec<(Vec<u8>, Option<Vec<u8>>)> = self
-            .with(|connection, partitions| async move {
+            .with(false, Vec::new, |connection, layout| async move {
                 let mut found = Vec::new();
-                for p in 0..partitions {
-                    let keys: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                        .arg(self.index_key(p))
-                        .arg(0)
-                        .arg(-1)
-                        .query_async(&mut connection.clone())
-                        .await
-                        .map_err(|e| self.error(e))?;
+                for p in 0..layout.partitions {
+                    let copy: Option<Vec<u8>> = self
+                        .query(&connection, redis::cmd("GET").arg(self.copy_key(p)))
+                        .await?;
+                    if copy.as_deref() != Some(layout.text.as_bytes()) {
+                        return Err(self.layout_changed());
+                    }
+                    let keys: Vec<Vec<u8>> = self
+                        .query(
+                            &connection,
+                            redis::cmd("ZRANGE").arg(self.index_key(p)).arg(0).arg(-1),
+                        )
+                        .await?;
                     for chunk in keys.chunks(256) {
                         let values = try_join_all(chunk.iter().map(|key| {
-                            let mut connection = connection.clone();
+                            let connection = connection.clone();
                             async move {
-                                redis::cmd("GET")
-                                    .arg(self.value_key(p, key))
-                                    .query_async::<Option<Vec<u8>>>(&mut connection)
-                                    .await
-                                    .map_err(|e| self.error(e))
+                                self.query::<Option<Vec<u8>>>(
+                                    &connection,
+                                    redis::cmd("GET").arg(self.value_key(p, key)),
+                                )
+                                .await
                             }
                         }))
                         .await?;
@@ -843,16 +1097,27 @@ impl RedisBackend {
         Ok(entries)
     }
 
-    /// Removes every Redis key of the namespace, its layout included.
+    /// Removes every Redis key of the namespace, its layout (and its copies) included.
     pub async fn remove(&self) -> Result<()> {
         self.write(true, std::iter::empty()).await?;
-        self.with(|mut connection, _| async move {
-            redis::cmd("DEL")
-                .arg(self.layout_key())
-                .query_async::<()>(&mut connection)
+        self.with(
+            false,
+            || (),
+            |connection, layout| async move {
+                self.query::<()>(&connection, redis::cmd("DEL").arg(self.layout_key()))
+                    .await?;
+                *self.cached_layout() = None;
+                try_join_all((0..layout.partitions).map(|p| {
+                    let connection = connection.clone();
+                    async move {
+                        self.query::<()>(&connection, redis::cmd("DEL").arg(self.copy_key(p)))
+                            .await
+                    }
+                }))
                 .await
-                .map_err(|e| self.error(e))
-        })
+                .map(drop)
+            },
+        )
         .await
     }
 
@@ -873,6 +1138,39 @@ impl RedisBackend {
         )
         .await
     }
+}
+
+/// `text` as Redis key names hold it: `%` and each byte of `special` (ASCII) as `%XX`, so that
+/// those bytes appear only where the layout puts them.
+fn escape(text: &str, special: &[u8]) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '%' || (c.is_ascii() && special.contains(&(c as u8))) {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The format and partition count of a layout key's text.
+fn parse_layout(bytes: &[u8]) -> Option<(u64, u64)> {
+    let layout: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?))
+}
+
+/// A number no other layout made anywhere is likely to have, without a random-number crate:
+/// std's per-process random hash keys over the time and the pid.
+fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
 }
 
 /// One partition during a scan: fetched keys not yet visited, and where to fetch next
