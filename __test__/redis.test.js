@@ -305,6 +305,23 @@ describeRedis('Redis', () => {
     await expect(writer.get('k')).resolves.toBe('v')
   })
 
+  test('a server that may evict any key is refused, saying how to fix it', async () => {
+    redisCli(server.port, 'config', 'set', 'maxmemory-policy', 'allkeys-lru')
+    try {
+      const error = await rejection(open({ namespace: 'evicting' }).get('k'))
+      expect(error.code).toBe('ERR_KV_STORAGE')
+      expect(error.message).toContain('maxmemory-policy allkeys-lru')
+      expect(error.message).toContain('noeviction')
+      // A volatile policy leaves keys without a TTL alone, and kv-binding sets none.
+      redisCli(server.port, 'config', 'set', 'maxmemory-policy', 'volatile-lru')
+      const kv = open({ namespace: 'evicting' })
+      await kv.put('k', 'kept')
+      await expect(kv.get('k')).resolves.toBe('kept')
+    } finally {
+      redisCli(server.port, 'config', 'set', 'maxmemory-policy', 'noeviction')
+    }
+  })
+
   test('a damaged or foreign value reads as ERR_KV_CORRUPT naming the key', async () => {
     const kv = open({ namespace: 'damaged' })
     await kv.put('good', 'fine')

@@ -387,7 +387,7 @@ impl RedisBackend {
     }
 
     async fn connect(&self) -> Result<Connection> {
-        Ok(match &self.client {
+        let connection = match &self.client {
             Client::Single(client, config) => Connection::Single(
                 ConnectionManager::new_with_config(client.clone(), config.clone())
                     .await
@@ -399,7 +399,38 @@ impl RedisBackend {
                     .await
                     .map_err(|e| self.error(e))?,
             ),
-        })
+        };
+        self.check_eviction(&connection).await?;
+        Ok(connection)
+    }
+
+    /// Refuses a server that evicts keys it did not mark as expiring: an evicted entry (or
+    /// index, or layout copy) would vanish without an error. `noeviction` and the `volatile-*`
+    /// policies never touch kv-binding's keys, which have no TTL. A user not allowed `INFO`
+    /// is taken at its word.
+    async fn check_eviction(&self, connection: &Connection) -> Result<()> {
+        let Ok(info) = self
+            .query::<String>(connection, redis::cmd("INFO").arg("memory"))
+            .await
+        else {
+            return Ok(());
+        };
+        let policy = info
+            .lines()
+            .find_map(|line| line.strip_prefix("maxmemory_policy:"))
+            .map(str::trim);
+        match policy {
+            Some(policy) if policy.starts_with("allkeys-") => Err(Error::StorageRemote {
+                place: self.place(),
+                detail: format!(
+                    "the server evicts any key when its memory is full (maxmemory-policy \
+                     {policy}), so entries would vanish without an error. Set \
+                     maxmemory-policy to noeviction (or a volatile-* policy, which leaves keys \
+                     without a TTL alone, as all of kv-binding's are)"
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn cached_layout(&self) -> std::sync::MutexGuard<'_, Option<Arc<Layout>>> {
