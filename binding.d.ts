@@ -140,6 +140,11 @@ export declare function checkPut(key: string, expiration: number | undefined | n
 export interface Failure {
   kvErrorCode: string
   message: string
+  /**
+   * For writes that may have been lost: their keys, when known, so that a durable write
+   * of another key, which the same flush covered, is not failed with them.
+   */
+  lostKeys?: Array<string>
 }
 
 /**

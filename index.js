@@ -96,7 +96,10 @@ function createKV(realm) {
     if (code === 'Error') return new ErrorInRealm(error.message)
     if (typeof code === 'string' && code.startsWith('ERR_KV_')) {
       const Class = code === 'ERR_KV_INVALID_ARGUMENT' ? TypeErrorInRealm : ErrorInRealm
-      return Object.assign(new Class(error.message), { code })
+      const built = Object.assign(new Class(error.message), { code })
+      // Writes to a shared store that may have been lost, by key (see #scheduleWrite).
+      if (Array.isArray(error.lostKeys)) built.lostKeys = error.lostKeys
+      return built
     }
     return error
   }
@@ -104,7 +107,8 @@ function createKV(realm) {
   // Pool tasks resolve a failure object rather than rejecting (see src/binding).
   function check(result) {
     if (isObject(result) && typeof result.kvErrorCode === 'string') {
-      throw fromNative({ code: result.kvErrorCode, message: result.message })
+      const { kvErrorCode: code, message, lostKeys } = result
+      throw fromNative({ code, message, lostKeys })
     }
     return result
   }
@@ -413,10 +417,21 @@ function createKV(realm) {
       return this.#run(scope, false, operation, a, b, c, d)
     }
 
-    // Runs a write; with `durable`, its promise resolves once the write is on disk.
+    // Runs a write; with `durable`, its promise resolves once the write is on disk. A flush
+    // that reports writes lost (a store's holder killed) fails the writes of the keys it
+    // names, and those whose keys it does not know; a write of one key it does not name
+    // is on disk all the same.
     #scheduleWrite(scope, operation, a, b, c, d) {
       const written = this.#schedule(scope, operation, a, b, c, d)
-      return this.#durable ? written.then(() => this.#flushShared()) : written
+      if (!this.#durable) return written
+      const durable = () => this.#flushShared()
+      if (typeof scope !== 'string') return written.then(durable)
+      const key = scope.toWellFormed()
+      const unlessOthers = (error) => {
+        if (Array.isArray(error?.lostKeys) && !error.lostKeys.includes(key)) return undefined
+        throw error
+      }
+      return written.then(() => durable().catch(unlessOthers))
     }
 
     // A flush that starts after every write applied so far, shared by everyone who asks

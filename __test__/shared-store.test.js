@@ -52,15 +52,36 @@ function inChild(script) {
   return child
 }
 
+/** The id of the store in `dir`, as its format file gives it. */
+const storeId = (dir) =>
+  BigInt(`0x${JSON.parse(fs.readFileSync(path.join(dir, 'kv-format.json'), 'utf8')).id}`)
+
+/** `n` as the wire writes an unsigned number (postcard's varint). */
+function varint(n) {
+  let rest = BigInt(n)
+  const out = []
+  do {
+    const low = Number(rest & 0x7fn)
+    rest >>= 7n
+    out.push(rest ? low | 0x80 : low)
+  } while (rest)
+  return out
+}
+
+/** The holder's hello (variant 0) for the store in `dir`: protocol 2, a pid and a session. */
+const holderHello = (dir, pid = 1) => [0, 2, ...varint(pid), ...varint(storeId(dir)), 5, 0]
+
 /**
- * Serves `dir`/kv.sock from a process of its own, as a holder gone wrong would: it answers
- * the hello, then each request by its variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush)
+ * Serves `dir`/kv.sock from a process of its own, as a holder gone wrong would: it takes the
+ * socket's place (the process holding the store goes on, unreachable), answers the hello as
+ * the store's holder, then each request by its variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush)
  * with the bytes `answers` gives (response variants 0 Hello, 1 Entry, 2 Entries, 3 Done,
  * 4 Scanned, 5 All), or not at all when it gives none. `answers` is the source of a
  * declaration of `answers`, which may use `text(string)`, the wire's encoding of a string.
  * It prints each request's variant. Resolves the process once it serves.
  */
 async function serveImpostor(dir, answers) {
+  fs.rmSync(path.join(dir, 'kv.sock'))
   const impostor = spawn(process.execPath, [
     '-e',
     `const frame = (bytes) => {
@@ -80,7 +101,7 @@ async function serveImpostor(dir, answers) {
              const variant = pending[4]
              pending = pending.subarray(4 + pending.readUInt32LE(0))
              if (variant !== 0) console.log('request ' + variant)
-             const answer = variant === 0 ? [0, 1, 7] : answers[variant]
+             const answer = variant === 0 ? ${JSON.stringify(holderHello(dir))} : answers[variant]
              if (answer) connection.write(frame(answer))
            }
          })
@@ -181,15 +202,17 @@ describeUnix('a store shared by processes', () => {
     expect(refused.length).toBeLessThanOrEqual(1)
     for (const error of refused) {
       expect(error.code).toBe('ERR_KV_STORAGE')
-      expect(error.message).toContain(
-        'went away before the writes it had acknowledged were on disk',
-      )
+      expect(error.message).toContain('may have been lost')
     }
     const acknowledged = holder.lines.map(Number)
     const { keys } = await kv.list({ prefix: 'holder:' })
     const stored = new Set(keys.map((key) => key.name))
     for (const i of acknowledged) expect(stored).toContain(`holder:${i}`)
     for (const i of acked) await expect(kv.get(`client:${i}`)).resolves.toBe(String(i))
+    // A write reported lost stays reported (close() would fail) until it is written again.
+    for (const error of refused) {
+      for (const key of error.lostKeys) await kv.put(key, key.split(':')[1])
+    }
     await kv.close()
     // This process held the store last; it is free again.
     expect(fs.existsSync(path.join(dir, 'kv.sock'))).toBe(false)
@@ -291,13 +314,22 @@ describeUnix('a store shared by processes', () => {
     const kv = new KV({ path: dir })
     await kv.put('kept', 'as it was')
     const socket = path.join(dir, 'kv.sock')
+    // Resolves the frames answered, as arrays of bytes.
     const hostile = (bytes) =>
       new Promise((resolve) => {
         const connection = net.connect(socket, () => connection.end(bytes))
-        let answered = 0
-        connection.on('data', (chunk) => (answered += chunk.length))
+        let answered = Buffer.alloc(0)
+        connection.on('data', (chunk) => (answered = Buffer.concat([answered, chunk])))
         connection.on('error', () => {})
-        connection.on('close', () => resolve(answered))
+        connection.on('close', () => {
+          const frames = []
+          while (answered.length >= 4) {
+            const length = answered.readUInt32LE(0)
+            frames.push([...answered.subarray(4, 4 + length)])
+            answered = answered.subarray(4 + length)
+          }
+          resolve(frames)
+        })
       })
     const header = (length) => {
       const bytes = Buffer.alloc(4)
@@ -309,21 +341,31 @@ describeUnix('a store shared by processes', () => {
     // one entry, in the wire's encoding. Sent where no request may be, it must do nothing.
     const text = (string) => [string.length, ...Buffer.from(string)]
     const evil = frame([3, ...text('default'), 1, ...text('evil'), ...text('x'), 0, 0])
-    const hello = (version) => frame([0, version])
+    const id = varint(storeId(dir))
+    const hello = (version, store = id) => frame([0, version, ...store])
     const answers = await Promise.all([
-      // Garbage; a length past the limit; a frame that promises more than it sends.
+      // Garbage; a length past the limit; a frame that promises more than it sends; a hello
+      // longer than any hello.
       hostile(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
       hostile(header(0xffffffff)),
       hostile(Buffer.concat([header(1000), Buffer.from('short')])),
-      // A request before any hello; a hello of another version, then a request.
+      hostile(frame([0, 2, ...id, ...Buffer.alloc(5000)])),
+      // A request before any hello; a hello of another version, or naming another store,
+      // then a request.
       hostile(evil),
       hostile(Buffer.concat([hello(99), evil])),
+      hostile(Buffer.concat([hello(2, varint(12345)), evil])),
       // A hello, then a request with a byte too many.
-      hostile(Buffer.concat([hello(1), frame([...evil.subarray(4), 0])])),
+      hostile(Buffer.concat([hello(2), frame([...evil.subarray(4), 0])])),
     ])
-    // None is answered but for the hellos, with this protocol's own (variant 0, version 1).
-    expect(answers.slice(0, 4)).toEqual([0, 0, 0, 0])
-    expect(answers.slice(4).every((bytes) => bytes > 0 && bytes < 16)).toBe(true)
+    // None is answered but for the hellos, with the holder's own: variant 0, version 2, its
+    // pid, and the id of the store it holds.
+    expect(answers.slice(0, 5)).toEqual([[], [], [], [], []])
+    for (const frames of answers.slice(5)) {
+      expect(frames).toHaveLength(1)
+      expect(frames[0].slice(0, 2)).toEqual([0, 2])
+      expect(frames[0].slice(2 + varint(holder.pid).length).slice(0, id.length)).toEqual(id)
+    }
     await expect(kv.get('kept')).resolves.toBe('as it was')
     await expect(kv.get('evil')).resolves.toBeNull()
     await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
@@ -338,10 +380,13 @@ describeUnix('a store shared by processes', () => {
         put([2, 0xff, 0xfe], [0]),
         put(text('evil2'), [1, ...text('not json')]),
         put(longKey, [0]),
-      ].map((request) => hostile(Buffer.concat([hello(1), request]))),
+      ].map((request) => hostile(Buffer.concat([hello(2), request]))),
     )
-    // The hello's answer and then an error's, which is longer than any hello.
-    for (const bytes of refused) expect(bytes).toBeGreaterThan(32)
+    // The hello's answer and then an error's (Response::Failed, variant 6).
+    for (const frames of refused) {
+      expect(frames).toHaveLength(2)
+      expect(frames[1][0]).toBe(6)
+    }
     await expect(kv.get('evil2')).resolves.toBeNull()
     await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
     await kv.close()
@@ -352,7 +397,7 @@ describeUnix('a store shared by processes', () => {
     // holder gone wrong would: the entry of another key, a scan that goes backwards (which
     // paged for ever before), entries out of order, metadata that is not JSON.
     const dir = tempDir()
-    children.push(await holdStore(dir, { shared: false }))
+    children.push(await holdStore(dir))
     const impostor = await serveImpostor(
       dir,
       `const entry = (key, metadata) =>
@@ -384,7 +429,7 @@ describeUnix('a store shared by processes', () => {
     // Reads wait for earlier writes, not for each other: on a holder (or Redis), many reads
     // of a hot key take one round trip, not one each. This holder never answers a read.
     const dir = tempDir()
-    children.push(await holdStore(dir, { shared: false }))
+    children.push(await holdStore(dir))
     const impostor = await serveImpostor(dir, 'const answers = { 9: [3] }')
     children.push(impostor)
     const kv = new KV({ path: dir, timeoutMs: 3000 })
@@ -402,6 +447,176 @@ describeUnix('a store shared by processes', () => {
     }
     // Its answers would come in the order of requests it never answered: close() fails too.
     await expect(kv.close()).rejects.toThrow('did not answer')
+  })
+
+  test('a durable write a killed holder had not flushed is reported lost, until written again', async () => {
+    const dir = tempDir()
+    // No background flush: what the holder acknowledges stays off the disk until asked.
+    const holder = await holdStore(dir, { flushEveryMs: 0 })
+    children.push(holder)
+    const kv = new KV({ path: dir })
+    await kv.put('acknowledged', 'by the holder')
+    holder.kill('SIGKILL')
+    await exited(holder)
+    for (let i = 0; i < 2; i++) {
+      const error = await rejection(kv.flush())
+      expect(error.code).toBe('ERR_KV_STORAGE')
+      expect(error.message).toContain(`(pid ${holder.pid}) went away before they were on disk`)
+      expect(error.message).toContain('Keys: "acknowledged"')
+      expect(error.lostKeys).toEqual(['acknowledged'])
+    }
+    await expect(kv.get('acknowledged')).resolves.toBeNull()
+    // A durable write of another key is on disk: it resolves, though the loss is reported.
+    const durable = new KV({ path: dir, durable: true })
+    await durable.put('other', 'fine')
+    await durable.close()
+    await kv.put('acknowledged', 'again')
+    await kv.flush()
+    await kv.close()
+    expect(cli(dir, '--namespace', 'default', 'get', 'acknowledged')).toMatchObject({
+      stderr: '',
+      stdout: 'again',
+    })
+  })
+
+  test('durable writes in flight when the holder is killed: none that resolved is lost', async () => {
+    for (let round = 0; round < 3; round++) {
+      const dir = tempDir()
+      const holder = await holdStore(dir, { flushEveryMs: 0 })
+      children.push(holder)
+      const kv = new KV({ path: dir, durable: true })
+      const resolved = []
+      let stop = false
+      const writers = Array.from({ length: 50 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const key = `w${w}:${i}`
+          await kv.put(key, key).then(
+            () => resolved.push(key),
+            (error) => expect(error.message).toContain('may have been lost'),
+          )
+        }
+      })
+      while (resolved.length < 200) await new Promise((resolve) => setTimeout(resolve, 2))
+      holder.kill('SIGKILL')
+      await exited(holder)
+      const killedAt = resolved.length
+      while (resolved.length < killedAt + 200) {
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+      stop = true
+      await Promise.all(writers)
+      await kv.close().catch(() => {})
+      const check = new KV({ path: dir })
+      const missing = []
+      for (let i = 0; i < resolved.length; i += 100) {
+        const keys = resolved.slice(i, i + 100)
+        const stored = await check.get(keys)
+        missing.push(...keys.filter((key) => stored.get(key) !== key))
+      }
+      expect(missing).toEqual([])
+      await check.close()
+    }
+  })
+
+  test('a holder that closes normally while clients work: every client closes without a loss', async () => {
+    const dir = tempDir()
+    const holder = inChild(`
+      const kv = new KV({ path: ${JSON.stringify(dir)}, flushEveryMs: 0 })
+      console.log('open')
+      process.stdin.on('data', async () => { await kv.close(); console.log('closed') })`)
+    children.push(holder)
+    while (holder.lines.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    const kv = new KV({ path: dir })
+    const writes = []
+    for (let i = 0; i < 200; i++) {
+      writes.push(kv.put(`k${i}`, String(i)))
+      if (i === 100) holder.stdin.write('close\n')
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    await Promise.all(writes)
+    await kv.close()
+    const check = new KV({ path: dir })
+    expect((await check.list()).keys).toHaveLength(200)
+    await check.close()
+  })
+
+  test('processes that open, write and close one store at once all succeed', async () => {
+    const dir = tempDir()
+    const runs = Array.from(
+      { length: 8 },
+      (_, p) =>
+        new Promise((resolve) => {
+          const child = spawn(process.execPath, [
+            '-e',
+            `const { KV } = require(${JSON.stringify(ROOT)})
+           ;(async () => {
+             for (let i = 0; i < 8; i++) {
+               const kv = new KV({ path: ${JSON.stringify(dir)} })
+               await kv.put('p${p}:' + i, 'v')
+               await kv.close()
+             }
+           })().catch((error) => { console.error(error.code, error.message); process.exit(1) })`,
+          ])
+          let stderr = ''
+          child.stderr.on('data', (chunk) => (stderr += chunk))
+          child.once('exit', (status) => resolve({ status, stderr }))
+        }),
+    )
+    for (const run of await Promise.all(runs)) expect(run).toEqual({ status: 0, stderr: '' })
+    const kv = new KV({ path: dir })
+    expect((await kv.list()).keys).toHaveLength(64)
+    await kv.close()
+  })
+
+  test('the socket is trusted only when it is this store’s', async () => {
+    // A file or FIFO in the socket's place is replaced by the holder; a directory is named.
+    for (const make of [
+      (file) => fs.writeFileSync(file, 'not a socket'),
+      (file) => spawnSync('mkfifo', [file]),
+    ]) {
+      const dir = tempDir()
+      make(path.join(dir, 'kv.sock'))
+      const holder = await holdStore(dir)
+      children.push(holder)
+      expect(cli(dir, 'put', 'k', 'shared').status).toBe(0)
+      holder.kill()
+    }
+    const blocked = tempDir()
+    fs.mkdirSync(path.join(blocked, 'kv.sock'))
+    children.push(await holdStore(blocked))
+    const error = cli(blocked, 'get', 'k')
+    expect(error.status).toBe(1)
+    expect(error.stderr).toContain('kv.sock is a directory, not the socket the store is served on')
+
+    // Store B's live socket moved into store A: A's clients refuse it, and read nothing of B.
+    const a = tempDir()
+    const b = tempDir()
+    children.push(await holdStore(a))
+    const holderB = await holdStore(b)
+    children.push(holderB)
+    expect(cli(b, 'put', 'secret', 'of B').status).toBe(0)
+    fs.renameSync(path.join(b, 'kv.sock'), path.join(a, 'kv.sock'))
+    const refused = cli(a, 'get', 'secret')
+    expect(refused.status).toBe(1)
+    expect(refused.stderr).toContain('served by the holder of another store')
+    expect(refused.stdout).toBe('')
+
+    // A held store renamed, and a new store made at its old path: the old holder's close()
+    // leaves the new store's socket alone.
+    const parent = tempDir()
+    const old = path.join(parent, 'store')
+    const first = inChild(`
+      const kv = new KV({ path: ${JSON.stringify(old)} })
+      console.log('open')
+      process.stdin.on('data', async () => { await kv.close(); console.log('closed') })`)
+    children.push(first)
+    while (first.lines.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    fs.renameSync(old, path.join(parent, 'moved'))
+    children.push(await holdStore(old))
+    first.stdin.write('close\n')
+    while (first.lines.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(fs.existsSync(path.join(old, 'kv.sock'))).toBe(true)
+    expect(cli(old, 'put', 'k', 'reached').status).toBe(0)
   })
 
   test('another user cannot connect to the socket', async () => {

@@ -70,13 +70,21 @@ fn error_code(error: &store::Error) -> &'static str {
 pub struct Failure {
     pub kv_error_code: String,
     pub message: String,
+    /// For writes that may have been lost: their keys, when known, so that a durable write
+    /// of another key, which the same flush covered, is not failed with them.
+    pub lost_keys: Option<Vec<String>>,
 }
 
 impl From<store::Error> for Failure {
     fn from(error: store::Error) -> Self {
+        let lost_keys = match &error {
+            store::Error::Lost { keys, .. } => keys.clone(),
+            _ => None,
+        };
         Self {
             kv_error_code: error_code(&error).to_owned(),
             message: error.to_string(),
+            lost_keys,
         }
     }
 }

@@ -57,6 +57,15 @@ pub enum Error {
     StorageRemote { place: String, detail: String },
     /// The store's directory cannot be used (permissions, not a directory, full disk...).
     Storage { path: PathBuf, detail: String },
+    /// Writes that the process holding the store at `path` (pid `pid`) acknowledged may not
+    /// be on disk: it went away (killed, or crashed) before it flushed them. `keys` names the
+    /// keys whose last write that was, sorted; `None` when that is not known (a whole
+    /// namespace was replaced, or too many keys to remember).
+    Lost {
+        path: PathBuf,
+        pid: u32,
+        keys: Option<Vec<String>>,
+    },
     /// The Redis server at `endpoint` (host and port, never credentials) did not answer, or
     /// refused the connection or the credentials.
     Unavailable { endpoint: String, detail: String },
@@ -108,7 +117,9 @@ impl Error {
             Error::Closed => Some("ERR_KV_CLOSED"),
             Error::Locked { .. } => Some("ERR_KV_LOCKED"),
             Error::Corrupt { .. } | Error::CorruptRemote { .. } => Some("ERR_KV_CORRUPT"),
-            Error::Storage { .. } | Error::StorageRemote { .. } => Some("ERR_KV_STORAGE"),
+            Error::Storage { .. } | Error::StorageRemote { .. } | Error::Lost { .. } => {
+                Some("ERR_KV_STORAGE")
+            }
             Error::Unavailable { .. } => Some("ERR_KV_UNAVAILABLE"),
             Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
             Error::Internal(_) => Some("ERR_KV_INTERNAL"),
@@ -180,6 +191,33 @@ impl fmt::Display for Error {
                     "The store \"{}\" cannot be used: {detail}",
                     path.display()
                 )
+            }
+            Error::Lost { path, pid, keys } => {
+                write!(
+                    f,
+                    "Writes to the store \"{}\" may have been lost: the process that held it \
+                     (pid {pid}) went away before they were on disk. ",
+                    path.display()
+                )?;
+                match keys.as_deref() {
+                    Some(keys) => {
+                        let named: Vec<String> =
+                            keys.iter().take(10).map(|k| format!("{k:?}")).collect();
+                        let more = keys.len().saturating_sub(named.len());
+                        write!(f, "Keys: {}", named.join(", "))?;
+                        if more > 0 {
+                            write!(f, " and {more} more")?;
+                        }
+                        f.write_str(
+                            ". Write them again: until then, flush() and close() report them.",
+                        )
+                    }
+                    None => f.write_str(
+                        "Which keys is not known (a whole namespace was written, or too many \
+                         keys): restore what matters; until a write of the whole namespace \
+                         (restore() or clear()) is on disk, flush() and close() report this.",
+                    ),
+                }
             }
             Error::Unavailable { endpoint, detail } => write!(
                 f,

@@ -55,25 +55,43 @@ impl Namespace {
     ///
     /// When another process holds the store, the namespace is reached through it (see
     /// [`super::share`]) unless `config.share` is off or it cannot serve; then the error is
-    /// `Error::Locked`, saying why.
+    /// `Error::Locked`, saying why. A holder that shares the store but cannot be reached yet
+    /// (it is starting, or leaving and handing the store over) is waited for, up to
+    /// `config.holder_timeout`: many short-lived processes may open one store at once.
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
         check_namespace_name(name)?;
-        match SledBackend::open(path, name, config) {
-            Ok(backend) => Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
-            #[cfg(unix)]
-            Err(Error::Locked { path: dir, pid, .. }) if config.share => {
-                match super::share::probe(&dir) {
-                    Ok(()) => Ok(Self::with_storage(Storage::Shared(Box::new(
-                        super::share::SharedBackend::new(dir, name, config),
-                    )))),
-                    Err(reason) => Err(Error::Locked {
+        #[cfg(unix)]
+        let deadline = std::time::Instant::now() + config.holder_timeout;
+        loop {
+            match SledBackend::open(path, name, config) {
+                Ok(backend) => return Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
+                #[cfg(unix)]
+                Err(Error::Locked { path: dir, pid, .. }) if config.share => {
+                    use super::share::Unreached;
+                    let shares = super::sled_backend::holder_shares(&dir);
+                    let reason = match (shares, super::share::probe(&dir)) {
+                        (_, Ok(())) => {
+                            return Ok(Self::with_storage(Storage::Shared(Box::new(
+                                super::share::SharedBackend::new(dir, name, config),
+                            ))))
+                        }
+                        (Some(false), _) => "it does not share it (an older kv-binding, or one \
+                                             opened with shared: false)"
+                            .to_owned(),
+                        (_, Err(Unreached::Wait(_))) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                            continue;
+                        }
+                        (_, Err(Unreached::Wait(reason) | Unreached::Final(reason))) => reason,
+                    };
+                    return Err(Error::Locked {
                         path: dir,
                         pid,
                         reason: Some(reason),
-                    }),
+                    });
                 }
+                Err(error) => return Err(error),
             }
-            Err(error) => Err(error),
         }
     }
 

@@ -13,8 +13,17 @@
 //! delete), so one caught by the holder's end is simply sent again.
 //!
 //! The socket file is made for its owner alone, and both sides check that the other end is
-//! a process of the same user; a connection that sends anything but frames of the protocol
-//! is dropped unanswered, and nothing it sent is acted on.
+//! a process of the same user and that it means this store: the hellos carry the store's id
+//! (kept in the store, and in its format file for clients to read). A connection that sends
+//! anything but frames of the protocol, or more than a hello before its hello, is dropped
+//! unanswered, and nothing it sent is acted on. A holder removes only the socket it made.
+//!
+//! Nothing acknowledged is lost unnoticed. A client remembers the writes each holder
+//! acknowledged until a flush covers them; a holder that closes cleanly records its session
+//! in the store after its last flush, so its clients know its writes are on disk. When a
+//! holder dies instead, the writes it had acknowledged and not flushed may be lost: the next
+//! flush (and so each durable write waiting for it) reports their keys, and keeps reporting
+//! them until they are written again.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -36,9 +45,9 @@ use tokio::task::JoinSet;
 
 use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
-use super::sled_backend::{Lease, SledBackend, StoreConfig};
+use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig};
 use super::wire::{
-    self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, PROTOCOL,
+    self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };
 
 pub use super::dir::SOCKET_FILE;
@@ -52,6 +61,13 @@ const PROBE_WAIT: Duration = Duration::from_secs(2);
 
 /// The most entries one scan request returns.
 const SCAN_BATCH_MAX: u32 = 1024;
+
+/// The most connections a holder serves at once; more are closed as they come.
+const CONNECTIONS_MAX: usize = 512;
+
+/// How long a holder's accept loop rests after a failed accept (out of descriptors...), so
+/// that it does not spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 static RUNTIME: OnceLock<Handle> = OnceLock::new();
 
@@ -122,18 +138,29 @@ fn socket_path(store: &Path) -> std::io::Result<(PathBuf, Option<fs::File>)> {
 pub struct Server {
     accept: tokio::task::AbortHandle,
     socket: PathBuf,
+    /// The device and inode of the socket made, so that only it is removed: the store's
+    /// directory may have been renamed, and another store made at its old path since.
+    made: (u64, u64),
+}
+
+/// The device and inode of the file at `path`, not following a link.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
 }
 
 impl Server {
     /// Serves the store in `store`, which this process has just opened (holding its lock), if
-    /// a runtime is there to do it. A stale socket of an earlier holder is replaced; anything
-    /// else by that name (which the directory check refuses if a link) means no serving.
-    pub fn start(store: &Path, config: &StoreConfig) -> Option<Server> {
+    /// a runtime is there to do it. Whatever an earlier holder or anyone else left under the
+    /// socket's name is replaced, unless it is a directory (clients then say so).
+    pub fn start(store: &Path, config: &StoreConfig, identity: &Identity) -> Option<Server> {
         let handle = runtime()?;
         let socket = store.join(SOCKET_FILE);
         match fs::symlink_metadata(&socket) {
-            Ok(meta) if meta.file_type().is_socket() => fs::remove_file(&socket).ok()?,
-            Ok(_) => return None,
+            Ok(meta) if meta.is_dir() => return None,
+            Ok(_) => fs::remove_file(&socket).ok()?,
             Err(_) => {}
         }
         let (path, _dir) = socket_path(store).ok()?;
@@ -144,35 +171,48 @@ impl Server {
             let _entered = handle.enter();
             UnixListener::from_std(listener).ok()
         })();
-        let Some(listener) = serving else {
+        let made = file_id(&socket);
+        let (Some(listener), Some(made)) = (serving, made) else {
             let _ = fs::remove_file(&socket);
             return None;
         };
+        let holder = Arc::new(Holder::serving(identity));
         let accept = handle
-            .spawn(accept(listener, store.to_owned(), config.clone()))
+            .spawn(accept(listener, store.to_owned(), config.clone(), holder))
             .abort_handle();
-        Some(Server { accept, socket })
+        Some(Server {
+            accept,
+            socket,
+            made,
+        })
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         // Stopping the accepting stops every connection (they live in its JoinSet). The store
-        // still holds its lock here, so the socket removed is ours, not a next holder's.
+        // still holds its lock here, so no next holder has made a socket in this directory;
+        // but the directory's path may now name another store, whose socket is not ours.
         self.accept.abort();
-        let _ = fs::remove_file(&self.socket);
+        if file_id(&self.socket) == Some(self.made) {
+            let _ = fs::remove_file(&self.socket);
+        }
     }
 }
 
-async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig) {
+async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig, holder: Arc<Holder>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    connections.spawn(serve(stream, store.clone(), config.clone()));
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() < CONNECTIONS_MAX => {
+                    connections.spawn(serve(stream, store.clone(), config.clone(), holder.clone()));
                 }
-            }
+                // Over the limit: closed at once, so the client knows.
+                Ok(_) => {}
+                // Out of descriptors, most likely: accepting again at once would spin.
+                Err(_) => tokio::time::sleep(ACCEPT_PAUSE).await,
+            },
             // Reaps finished connections.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -180,26 +220,26 @@ async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig) {
 }
 
 /// Answers one client's requests, in order, until it goes or sends something else.
-async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig) {
+async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig, holder: Arc<Holder>) {
     if !same_user(&stream) {
         return;
     }
     let (read, write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut write = BufWriter::new(write);
-    match wire::read_frame::<_, Request>(&mut read).await {
-        Ok(Request::Hello { protocol }) => {
-            let hello = Response::Hello {
-                protocol: PROTOCOL,
-                pid: std::process::id(),
-            };
-            let Ok(frame) = wire::encode(&hello) else {
+    match wire::read_frame_within::<_, Request>(&mut read, HELLO_MAX).await {
+        Ok(Request::Hello {
+            protocol,
+            store: id,
+        }) => {
+            // Answered whatever was asked, so that the client can say what it found.
+            let Ok(frame) = wire::encode(&holder.hello()) else {
                 return;
             };
             if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
                 return;
             }
-            if protocol != PROTOCOL {
+            if protocol != PROTOCOL || id != holder.store {
                 return;
             }
         }
@@ -345,6 +385,44 @@ fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> 
 
 // ----- a client's side -----
 
+/// A holder as the processes it serves know it: from its hello, or, once this process has
+/// taken the store over, from its own lease.
+#[derive(Debug)]
+struct Holder {
+    pid: u32,
+    store: u64,
+    session: u64,
+    /// Earlier sessions that closed the store cleanly.
+    clean: Vec<u64>,
+}
+
+impl Holder {
+    fn serving(identity: &Identity) -> Self {
+        Self {
+            pid: std::process::id(),
+            store: identity.store,
+            session: identity.session,
+            clean: identity.clean.clone(),
+        }
+    }
+
+    fn hello(&self) -> Response {
+        Response::Hello {
+            protocol: PROTOCOL,
+            pid: self.pid,
+            store: self.store,
+            session: self.session,
+            clean: self.clean.clone(),
+        }
+    }
+
+    /// Whether a flush this holder answered vouches for the writes `session` acknowledged:
+    /// its own, or those of a holder that closed the store cleanly before it.
+    fn vouches_for(&self, session: u64) -> bool {
+        session == self.session || self.clean.contains(&session)
+    }
+}
+
 /// Connects to the socket at `path` within [`PROBE_WAIT`]: a blocking connect to a holder
 /// that is stopped with a full listen backlog would wait for as long as it stays stopped.
 fn connect_within(handle: &Handle, path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
@@ -358,73 +436,127 @@ fn connect_within(handle: &Handle, path: &Path) -> std::io::Result<std::os::unix
     Ok(stream)
 }
 
-/// Checks that the holder of `store` serves it: connects and says hello. `Err` says why not,
-/// for the message of the store's `ERR_KV_LOCKED`.
-pub fn probe(store: &Path) -> std::result::Result<(), String> {
+/// Why the holder of a store could not be reached: for the message of the store's
+/// `ERR_KV_LOCKED`.
+#[derive(Debug)]
+pub enum Unreached {
+    /// It may be reachable in a moment: it is starting, or handing the store over as it
+    /// leaves. Worth trying again while the holder shares the store.
+    Wait(String),
+    /// It will not be: trying again changes nothing.
+    Final(String),
+}
+
+/// What a file in place of the store's socket is, for messages.
+fn kind_of(meta: &fs::Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "directory"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_symlink() {
+        "symbolic link"
+    } else {
+        "regular file"
+    }
+}
+
+/// Checks that the holder of `store` serves it: connects and says hello, naming the store.
+pub fn probe(store: &Path) -> std::result::Result<(), Unreached> {
+    use Unreached::{Final, Wait};
     let Some(handle) = runtime() else {
-        return Err("this build shares no store".into());
+        return Err(Final("this build shares no store".into()));
+    };
+    let Some(id) = super::sled_backend::read_store_id(store) else {
+        return Err(Wait("its format file names no store id yet".into()));
     };
     let socket = store.join(SOCKET_FILE);
-    let deadline = Instant::now() + PROBE_WAIT;
-    // A holder that has just taken the lock (and written its pid) may not serve yet: it is
-    // given a moment. One that took it earlier and has no socket does not share.
-    let fresh = fs::metadata(store.join(super::dir::LOCK_FILE))
-        .and_then(|meta| meta.modified())
-        .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < PROBE_WAIT));
-    let mut stream = loop {
-        let connected = socket_path(store).and_then(|(path, _dir)| connect_within(handle, &path));
-        match connected {
-            Ok(stream) => break stream,
-            Err(_) if fresh && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            // A full backlog: at once on a non-blocking connect, or after the wait.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                ) =>
-            {
-                return Err(format!(
-                    "it accepted no connection within {} ms; is it stopped?",
-                    PROBE_WAIT.as_millis()
-                ))
-            }
-            Err(_) => {
-                return Err(
-                    "it does not share it (an older kv-binding, or one opened with \
-                            shared: false)"
-                        .into(),
-                )
-            }
+    match fs::symlink_metadata(&socket) {
+        Err(_) => return Err(Wait(format!("it has no socket ({SOCKET_FILE}) yet"))),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(Final(format!(
+                "{} is a {}, not the socket the store is served on; remove it and open the \
+                 store again",
+                socket.display(),
+                kind_of(&meta)
+            )))
         }
+        Ok(_) => {}
+    }
+    let connected = socket_path(store).and_then(|(path, _dir)| connect_within(handle, &path));
+    let mut stream = match connected {
+        Ok(stream) => stream,
+        // A full backlog: at once on a non-blocking connect, or after the wait.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            return Err(Final(format!(
+                "it accepted no connection within {} ms; is it stopped?",
+                PROBE_WAIT.as_millis()
+            )))
+        }
+        Err(e) => return Err(Wait(format!("its socket accepted no connection ({e})"))),
     };
     if !same_user(&stream) {
-        return Err("it runs as another user".into());
+        return Err(Final("it runs as another user".into()));
     }
-    let mut talk = || -> std::io::Result<Option<u32>> {
+    let mut talk = || -> std::io::Result<Option<Response>> {
         stream.set_read_timeout(Some(PROBE_WAIT))?;
         stream.set_write_timeout(Some(PROBE_WAIT))?;
-        let hello =
-            wire::encode(&Request::Hello { protocol: PROTOCOL }).map_err(std::io::Error::other)?;
+        let hello = wire::encode(&Request::Hello {
+            protocol: PROTOCOL,
+            store: id,
+        })
+        .map_err(std::io::Error::other)?;
         stream.write_all(&hello)?;
         let mut header = [0; 4];
         stream.read_exact(&mut header)?;
         let len = u32::from_le_bytes(header) as usize;
-        if len > 64 {
+        if len > HELLO_MAX {
             return Ok(None);
         }
         let mut body = vec![0; len];
         stream.read_exact(&mut body)?;
-        Ok(match postcard::from_bytes(&body) {
-            Ok(Response::Hello { protocol, .. }) => Some(protocol),
-            _ => None,
-        })
+        Ok(postcard::from_bytes(&body).ok())
     };
     match talk() {
-        Ok(Some(PROTOCOL)) => Ok(()),
-        Ok(_) => Err("it speaks another version of the store protocol".into()),
-        Err(e) => Err(format!("it did not answer on {} ({e})", socket.display())),
+        Ok(Some(Response::Hello {
+            protocol: PROTOCOL,
+            store,
+            ..
+        })) if store == id => Ok(()),
+        Ok(Some(Response::Hello {
+            protocol: PROTOCOL,
+            store,
+            ..
+        })) => Err(Final(format!(
+            "the socket in its directory is served by the holder of another store (id \
+             {store:016x}, not {id:016x})"
+        ))),
+        Ok(_) => Err(Final(
+            "it speaks another version of the store protocol".into(),
+        )),
+        // Connected and not answered: stopped, or busy beyond reason.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Err(Final(format!(
+                "it did not answer on {} within {} ms; is it stopped?",
+                socket.display(),
+                PROBE_WAIT.as_millis()
+            )))
+        }
+        // The connection ended: a holder leaving.
+        Err(e) => Err(Wait(format!(
+            "it did not answer on {} ({e})",
+            socket.display()
+        ))),
     }
 }
 
@@ -438,15 +570,19 @@ struct Connection {
     requests: mpsc::UnboundedSender<(Arc<Vec<u8>>, Reply)>,
     /// Which connection this is, so that only the first caller to find it broken replaces it.
     generation: u64,
-    /// The holder's pid, for messages.
-    pid: u32,
+    /// Who answers on it.
+    holder: Arc<Holder>,
 }
 
 /// The answers a connection awaits, in order; `None` once it has ended.
 type Waiting = Arc<Mutex<Option<VecDeque<Reply>>>>;
 
 impl Connection {
+    /// Connects to the holder of `store`. An error of kind `InvalidData` says that what
+    /// answers is not this store's holder, which waiting does not change.
     async fn open(store: &Path, generation: u64) -> std::io::Result<Self> {
+        let id = super::sled_backend::read_store_id(store)
+            .ok_or_else(|| std::io::Error::other("the store's format file names no store id"))?;
         let (path, _dir) = socket_path(store)?;
         let stream = UnixStream::connect(path).await?;
         if !same_user(&stream) {
@@ -457,15 +593,35 @@ impl Connection {
         let (read, write) = stream.into_split();
         let mut read = BufReader::new(read);
         let mut write = BufWriter::new(write);
-        let hello =
-            wire::encode(&Request::Hello { protocol: PROTOCOL }).map_err(std::io::Error::other)?;
+        let hello = wire::encode(&Request::Hello {
+            protocol: PROTOCOL,
+            store: id,
+        })
+        .map_err(std::io::Error::other)?;
         write.write_all(&hello).await?;
         write.flush().await?;
-        let pid = match wire::read_frame::<_, Response>(&mut read).await {
+        let holder = match wire::read_frame_within::<_, Response>(&mut read, HELLO_MAX).await {
             Ok(Response::Hello {
                 protocol: PROTOCOL,
                 pid,
-            }) => pid,
+                store,
+                session,
+                clean,
+            }) if store == id => Holder {
+                pid,
+                store,
+                session,
+                clean,
+            },
+            Ok(Response::Hello { store, .. }) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the socket in its directory is served by the holder of another \
+                         store (id {store:016x}, not {id:016x})"
+                    ),
+                ))
+            }
             _ => return Err(std::io::Error::other("the holder did not say hello")),
         };
         let (requests, outgoing) = mpsc::unbounded_channel();
@@ -475,7 +631,7 @@ impl Connection {
         Ok(Self {
             requests,
             generation,
-            pid,
+            holder: Arc::new(holder),
         })
     }
 
@@ -558,7 +714,7 @@ enum State {
     },
     Client(Connection),
     /// This process took the store over: calls go to it directly.
-    Holder(Arc<SledBackend>),
+    Holder(Arc<SledBackend>, Arc<Holder>),
 }
 
 /// A namespace of a store another process holds: the client's side.
@@ -567,36 +723,111 @@ pub struct SharedBackend {
     name: String,
     config: StoreConfig,
     state: tokio::sync::Mutex<State>,
-    unflushed: Mutex<Unflushed>,
+    ledger: Mutex<Ledger>,
 }
 
-/// The generation of "this process holds the store".
-const HELD_HERE: u64 = u64::MAX;
+/// The most bytes of keys a [`Ledger`] remembers; past them, writes are remembered without
+/// their keys (a loss among them is then reported as of unknown keys).
+const LEDGER_KEYS_MAX: usize = 1 << 20;
 
-/// Who acknowledged the writes that no flush has covered yet. A holder that goes away loses
-/// what it had not written to disk, so a flush answered by anyone else cannot vouch for them:
-/// it fails instead, and a durable write waiting for it rejects rather than resolve.
+/// What an acknowledged write changed, as the ledger remembers it.
+enum Wrote {
+    Keys(Vec<Vec<u8>>),
+    /// The whole namespace (restore, clear), or keys not remembered.
+    Everything,
+}
+
+/// One acknowledged write that no flush has vouched for yet.
+struct Acknowledged {
+    seq: u64,
+    /// The session of the holder that acknowledged it, and that holder's pid.
+    session: u64,
+    pid: u32,
+    wrote: Wrote,
+}
+
+/// The writes a client's holders acknowledged, until a flush vouches for them (see
+/// [`Holder::vouches_for`]), and those that may have been lost: a holder that went away
+/// without closing cleanly loses what it had not flushed. A loss is reported by every flush
+/// until the keys are written again and that write is on disk.
 #[derive(Default)]
-struct Unflushed {
-    by: Option<u64>,
-    /// Unflushed writes were acknowledged by more than one holder.
-    mixed: bool,
+struct Ledger {
+    next: u64,
+    pending: VecDeque<Acknowledged>,
+    key_bytes: usize,
+    /// Keys whose last write may have been lost, with the pid of the holder that lost it.
+    lost: std::collections::BTreeMap<Vec<u8>, u32>,
+    /// A write of unknown keys may have been lost, by the holder of this pid.
+    lost_unknown: Option<u32>,
 }
 
-impl Unflushed {
-    fn wrote(&mut self, by: u64) {
-        match self.by {
-            None => self.by = Some(by),
-            Some(earlier) if earlier != by => self.mixed = true,
-            Some(_) => {}
+impl Ledger {
+    fn wrote(&mut self, wrote: Wrote, holder: &Holder) {
+        let wrote = match wrote {
+            Wrote::Keys(keys) => {
+                let bytes: usize = keys.iter().map(Vec::len).sum();
+                if self.key_bytes + bytes > LEDGER_KEYS_MAX {
+                    Wrote::Everything
+                } else {
+                    self.key_bytes += bytes;
+                    Wrote::Keys(keys)
+                }
+            }
+            Wrote::Everything => Wrote::Everything,
+        };
+        self.pending.push_back(Acknowledged {
+            seq: self.next,
+            session: holder.session,
+            pid: holder.pid,
+            wrote,
+        });
+        self.next += 1;
+    }
+
+    /// Settles the writes acknowledged before `upto` after `holder` answered a flush: on disk
+    /// if it vouches for them, else possibly lost.
+    fn flushed(&mut self, upto: u64, holder: &Holder) {
+        while self.pending.front().is_some_and(|w| w.seq < upto) {
+            let Some(write) = self.pending.pop_front() else {
+                break;
+            };
+            let durable = holder.vouches_for(write.session);
+            match write.wrote {
+                Wrote::Keys(keys) => {
+                    for key in keys {
+                        self.key_bytes -= key.len();
+                        if durable {
+                            self.lost.remove(&key);
+                        } else {
+                            self.lost.insert(key, write.pid);
+                        }
+                    }
+                }
+                Wrote::Everything if durable => {
+                    self.lost.clear();
+                    self.lost_unknown = None;
+                }
+                Wrote::Everything => self.lost_unknown = Some(write.pid),
+            }
         }
     }
 
-    /// A flush answered by `by` succeeded: whether it covers every write since the last.
-    fn flushed(&mut self, by: u64) -> bool {
-        let covered = !self.mixed && self.by.is_none_or(|earlier| earlier == by);
-        *self = Self::default();
-        covered
+    /// The loss to report, if any.
+    fn loss(&self, store: &Path) -> Option<Error> {
+        let pid = self
+            .lost_unknown
+            .or_else(|| self.lost.values().next().copied())?;
+        let keys = self.lost_unknown.is_none().then(|| {
+            self.lost
+                .keys()
+                .map(|key| String::from_utf8_lossy(key).into_owned())
+                .collect()
+        });
+        Some(Error::Lost {
+            path: store.to_owned(),
+            pid,
+            keys,
+        })
     }
 }
 
@@ -609,7 +840,7 @@ impl SharedBackend {
             name: name.to_owned(),
             config: config.clone(),
             state: tokio::sync::Mutex::new(State::Idle { generation: 0 }),
-            unflushed: Mutex::default(),
+            ledger: Mutex::default(),
         }
     }
 
@@ -626,30 +857,31 @@ impl SharedBackend {
             .map(|(value, _)| value)
     }
 
-    /// Runs a write as [`Self::run`] does, and notes who acknowledged it (see [`Unflushed`]).
+    /// Runs a write as [`Self::run`] does, and notes in the ledger who acknowledged it.
     async fn write<T>(
         &self,
+        wrote: impl FnOnce() -> Wrote,
         local: impl FnOnce(&SledBackend) -> Result<T>,
         request: impl FnOnce(String) -> Result<Request>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<T> {
-        let (value, by) = self.answered(local, request, answer).await?;
-        self.unflushed().wrote(by);
+        let (value, holder) = self.answered(local, request, answer).await?;
+        self.ledger().wrote(wrote(), &holder);
         Ok(value)
     }
 
-    fn unflushed(&self) -> std::sync::MutexGuard<'_, Unflushed> {
-        self.unflushed.lock().unwrap_or_else(|e| e.into_inner())
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// [`Self::run`], with the generation of whoever answered: a connection's, or
-    /// [`HELD_HERE`] when this process holds the store.
+    /// [`Self::run`], with whoever answered: the holder at the other end of the connection,
+    /// or this process once it holds the store.
     async fn answered<T>(
         &self,
         local: impl FnOnce(&SledBackend) -> Result<T>,
         request: impl FnOnce(String) -> Result<Request>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
-    ) -> Result<(T, u64)> {
+    ) -> Result<(T, Arc<Holder>)> {
         let mut request = Some(request);
         let mut frame = None;
         let deadline = Instant::now() + TAKEOVER_WAIT;
@@ -660,7 +892,9 @@ impl SharedBackend {
                     *state = self.reach(generation, deadline).await?;
                 }
                 match &*state {
-                    State::Holder(backend) => return local(backend).map(|v| (v, HELD_HERE)),
+                    State::Holder(backend, holder) => {
+                        return local(backend).map(|v| (v, holder.clone()))
+                    }
                     State::Client(connection) => connection.clone(),
                     State::Idle { .. } => continue,
                 }
@@ -677,7 +911,7 @@ impl SharedBackend {
             else {
                 return Err(self.unreachable(&format!(
                     "it (pid {}) did not answer within {} ms; is it stopped?",
-                    connection.pid,
+                    connection.holder.pid,
                     self.config.holder_timeout.as_millis()
                 )));
             };
@@ -698,7 +932,7 @@ impl SharedBackend {
                 Ok(response) => {
                     return answer(response)
                         .unwrap_or_else(|| Err(self.unreachable("its holder answered out of turn")))
-                        .map(|value| (value, connection.generation))
+                        .map(|value| (value, connection.holder.clone()))
                 }
                 Err(FrameError::Garbage(what)) => {
                     return Err(self.unreachable(&format!("its holder sent {what}")))
@@ -717,12 +951,18 @@ impl SharedBackend {
                     .await
                     .map_err(|e| Error::Internal(format!("taking over a store failed: {e}")))?;
             match opened {
-                Ok(backend) => return Ok(State::Holder(Arc::new(backend))),
+                Ok(backend) => {
+                    let holder = Arc::new(Holder::serving(backend.identity()));
+                    return Ok(State::Holder(Arc::new(backend), holder));
+                }
                 Err(Error::Locked { .. }) => {}
                 Err(error) => return Err(error),
             }
             match Connection::open(&self.store, generation).await {
                 Ok(connection) => return Ok(State::Client(connection)),
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(self.unreachable(&e.to_string()))
+                }
                 Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }
@@ -810,6 +1050,7 @@ impl SharedBackend {
 
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
         self.write(
+            || Wrote::Keys(entries.iter().map(|e| e.key.to_vec()).collect()),
             |b| b.put_all(entries),
             |ns| {
                 Ok(Request::PutAll {
@@ -824,6 +1065,7 @@ impl SharedBackend {
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.write(
+            || Wrote::Keys(vec![key.to_vec()]),
             |b| b.delete(key),
             |ns| {
                 Ok(Request::Delete {
@@ -836,8 +1078,10 @@ impl SharedBackend {
         .await
     }
 
+    /// Not in the ledger: an expired entry reads as absent whether or not its removal is on
+    /// disk.
     pub async fn delete_expired(&self, keys: &[&[u8]], now_ms: i64) -> Result<()> {
-        self.write(
+        self.run(
             |b| {
                 keys.iter()
                     .try_for_each(|key| b.delete_expired(key, now_ms))
@@ -949,6 +1193,7 @@ impl SharedBackend {
 
     pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
         self.write(
+            || Wrote::Everything,
             |b| b.replace_all(entries),
             |ns| {
                 let entries = entries
@@ -962,20 +1207,18 @@ impl SharedBackend {
         .await
     }
 
+    /// Makes every write so far durable. Fails with [`Error::Lost`] while a write that a
+    /// holder acknowledged may have been lost (see [`Ledger`]).
     pub async fn flush(&self) -> Result<()> {
-        let ((), by) = self
+        let upto = self.ledger().next;
+        let ((), holder) = self
             .answered(|b| b.flush(), |_| Ok(Request::Flush), done)
             .await?;
-        if self.unflushed().flushed(by) {
-            Ok(())
-        } else {
-            Err(Error::Storage {
-                path: self.store.clone(),
-                detail: "the process that held it went away before the writes it had \
-                         acknowledged were on disk, so they may be lost: write them again if \
-                         they matter"
-                    .into(),
-            })
+        let mut ledger = self.ledger();
+        ledger.flushed(upto, &holder);
+        match ledger.loss(&self.store) {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 }

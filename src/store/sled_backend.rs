@@ -33,6 +33,23 @@ use super::validate::is_expired;
 pub const FORMAT_VERSION: &str = "3";
 const READABLE_FORMATS: [&str; 3] = ["1", "2", "3"];
 const FORMAT_KEY: &[u8] = b"kv-binding/format";
+/// The store's identity (8 bytes), made when it is first opened by a build that has one.
+const STORE_ID_KEY: &[u8] = b"kv-binding/store-id";
+/// How many of the sessions that closed the store cleanly the lock file remembers.
+const CLEAN_SESSIONS_KEPT: usize = 64;
+
+/// Who holds an open store, for the processes it serves (see [`super::share`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The store's own id, kept in the store and in its format file: a socket that answers
+    /// with another store's id is not this store's.
+    pub store: u64,
+    /// This opening of the store: the writes a client's holder acknowledged are durable once
+    /// that session flushed them, or closed cleanly.
+    pub session: u64,
+    /// Earlier sessions that closed the store cleanly (flushed everything, then let go).
+    pub clean: Vec<u64>,
+}
 
 /// How a store directory is opened. Read when the first namespace of a directory opens it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +113,9 @@ struct Shared {
     files: ValueFiles,
     flushing: Mutex<()>,
     path: PathBuf,
+    identity: Identity,
+    /// What the lock file says after the pid (see [`SHARING_MARK`]).
+    lock_mark: &'static str,
     _lock: File,
 }
 
@@ -130,7 +150,7 @@ impl Lease {
             });
         }
         dir::refuse_links(&path)?;
-        let lock = take_lock(&path)?;
+        let (lock, clean) = take_lock(&path, config.share)?;
         // We hold the lock and nobody has the store open: whatever sled left unfinished is
         // a leftover.
         dir::remove_unfinished_snapshots(&path)?;
@@ -139,10 +159,17 @@ impl Lease {
         if files.any() {
             files.sweep(&live_files(&db).map_err(|e| sled_error(&path, e))?)?;
         }
+        let store = store_id(&db, &path)?;
+        mark(&path, store)?;
+        let identity = Identity {
+            store,
+            session: random_id(),
+            clean,
+        };
         let shared = Arc::new(Shared {
             #[cfg(unix)]
             _server: if config.share {
-                super::share::Server::start(&path, config)
+                super::share::Server::start(&path, config, &identity)
             } else {
                 None
             },
@@ -151,6 +178,8 @@ impl Lease {
             files,
             flushing: Mutex::new(()),
             path: path.clone(),
+            identity,
+            lock_mark: if config.share { SHARING_MARK } else { "" },
             _lock: lock,
         });
         registry.insert(
@@ -180,6 +209,11 @@ impl Lease {
         self.shared().flush()
     }
 
+    /// Who holds the store: this process, in this session.
+    pub(crate) fn identity(&self) -> &Identity {
+        &self.shared().identity
+    }
+
     fn shared(&self) -> &Shared {
         self.shared
             .as_ref()
@@ -197,8 +231,13 @@ impl Drop for Lease {
             slot.users -= 1;
             if slot.users == 0 {
                 let slot = registry.remove(&shared.path);
-                // Both handles go here, with the registry locked: sled flushes and unlocks.
                 drop(slot);
+                // Nothing is answered from here on (the registry no longer has the store), so
+                // a flush now covers every write this session acknowledged: recorded as such,
+                // the processes it served know none of them was lost.
+                shared.close_cleanly();
+                // The last handle goes here, with the registry locked: sled flushes and
+                // unlocks.
                 drop(shared);
                 release_garbage();
             }
@@ -207,6 +246,18 @@ impl Drop for Lease {
 }
 
 impl Shared {
+    /// Flushes, and once the flush is done records this session in the lock file as one
+    /// that closed cleanly (in the lock file rather than the database, so that closing
+    /// writes nothing more to sled: a store closed on a full disk still opens on it).
+    fn close_cleanly(&self) {
+        if self.flush().is_err() {
+            return;
+        }
+        let mut clean = self.identity.clean.clone();
+        clean.push(self.identity.session);
+        let _ = write_lock(&self._lock, self.lock_mark, &clean);
+    }
+
     /// Makes every write so far durable: value files first, then sled; then removes the value
     /// files that the flush has made unreachable.
     fn flush(&self) -> Result<()> {
@@ -261,7 +312,50 @@ pub fn flush_all() -> Result<()> {
     Ok(())
 }
 
-fn take_lock(dir: &Path) -> Result<File> {
+/// The store's id, made now if it has none (a store from a build before ids).
+fn store_id(db: &sled::Db, path: &Path) -> Result<u64> {
+    let found = db.get(STORE_ID_KEY).map_err(|e| sled_error(path, e))?;
+    if let Some(id) = found.as_deref().and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+        return Ok(u64::from_le_bytes(id));
+    }
+    let id = random_id();
+    db.insert(STORE_ID_KEY, &id.to_le_bytes())
+        .and_then(|_| db.flush())
+        .map_err(|e| sled_error(path, e))?;
+    Ok(id)
+}
+
+/// A number no other store or session is likely to have, without a random-number crate: std's
+/// per-process random hash keys over the time and the pid.
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// What a sharing holder writes after its pid in the lock file: a process that finds the lock
+/// taken and no socket waits for a hand-over only when the holder shares.
+pub const SHARING_MARK: &str = "shared";
+
+/// Writes the lock file: this process's pid and `mark` on the first line, then the last
+/// [`CLEAN_SESSIONS_KEPT`] sessions of `clean`, in hex.
+fn write_lock(mut file: &File, mark: &str, clean: &[u64]) -> std::io::Result<()> {
+    let kept = &clean[clean.len().saturating_sub(CLEAN_SESSIONS_KEPT)..];
+    let sessions: Vec<String> = kept.iter().map(|id| format!("{id:016x}")).collect();
+    let text = format!("{} {mark}\n{}\n", std::process::id(), sessions.join(" "));
+    file.set_len(0)?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(text.as_bytes())
+}
+
+/// Takes the store's lock, and the sessions that the lock file records as having closed the
+/// store cleanly (its second line).
+fn take_lock(dir: &Path, share: bool) -> Result<(File, Vec<u64>)> {
     let path = dir.join(LOCK_FILE);
     let storage = |e: std::io::Error| Error::io(dir, &e);
     let mut file = dir::no_follow(
@@ -292,10 +386,20 @@ fn take_lock(dir: &Path) -> Result<File> {
             reason: None,
         });
     }
-    file.set_len(0).map_err(storage)?;
+    let mut text = String::new();
     file.seek(SeekFrom::Start(0)).map_err(storage)?;
-    write!(file, "{}", std::process::id()).map_err(storage)?;
-    Ok(file)
+    // A lock file is a line and a few hundred bytes: more is not ours, and is not read.
+    let _ = (&file).take(4096).read_to_string(&mut text);
+    let clean: Vec<u64> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|id| u64::from_str_radix(id, 16).ok())
+        .collect();
+    let mark = if share { SHARING_MARK } else { "" };
+    write_lock(&file, mark, &clean).map_err(storage)?;
+    Ok((file, clean))
 }
 
 /// The pid in a lock file another process holds. A holder that has just taken the lock may
@@ -307,12 +411,29 @@ fn holder_pid(file: &mut File) -> Option<u32> {
         let read = file
             .seek(SeekFrom::Start(0))
             .and_then(|_| file.take(32).read_to_string(&mut text));
-        if let Some(pid) = read.ok().and_then(|_| text.trim().parse().ok()) {
-            return Some(pid);
+        let pid = read
+            .ok()
+            .and_then(|_| text.split_whitespace().next()?.parse().ok());
+        if pid.is_some() {
+            return pid;
         }
         thread::sleep(Duration::from_millis(2));
     }
     None
+}
+
+/// Whether the lock file of `store` says that its holder shares the store: whether an open
+/// that finds no socket may wait for one (a holder starting, or handing over as it leaves).
+/// `None` while the file does not name a pid yet (a holder that has just taken the lock).
+pub fn holder_shares(store: &Path) -> Option<bool> {
+    let mut text = String::new();
+    dir::no_follow(OpenOptions::new().read(true))
+        .open(store.join(LOCK_FILE))
+        .and_then(|file| file.take(32).read_to_string(&mut text))
+        .ok()?;
+    let mut words = text.split_whitespace();
+    words.next()?.parse::<u32>().ok()?;
+    Some(words.next() == Some(SHARING_MARK))
 }
 
 /// sled frees a closed database's last parts through crossbeam's epoch garbage, and they hold
@@ -367,17 +488,13 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
         path: path.to_owned(),
         detail,
     };
-    let storage = |e: std::io::Error| Error::io(path, &e);
-    let marker = path.join(FORMAT_FILE);
-    let created = fs::symlink_metadata(&marker).is_ok();
-    let mut marked = created;
+    let created = fs::symlink_metadata(path.join(FORMAT_FILE)).is_ok();
     match db.get(FORMAT_KEY).map_err(|e| sled_error(path, e))? {
         Some(found) if found == FORMAT_VERSION.as_bytes() => {}
         Some(found) if READABLE_FORMATS.iter().any(|f| found == f.as_bytes()) => {
             db.insert(FORMAT_KEY, FORMAT_VERSION)
                 .map_err(|e| sled_error(path, e))?;
             db.flush().map_err(|e| sled_error(path, e))?;
-            marked = false;
         }
         Some(found) => {
             return Err(corrupt(format!(
@@ -404,14 +521,47 @@ fn check_format(db: &sled::Db, path: &Path) -> Result<()> {
             db.flush().map_err(|e| sled_error(path, e))?;
         }
     }
-    if !marked {
-        let text = serde_json::json!({ "format": FORMAT_VERSION, "engine": "sled 0.34" });
-        dir::no_follow(OpenOptions::new().write(true).create(true).truncate(true))
-            .open(&marker)
-            .and_then(|mut file| writeln!(file, "{text}"))
-            .map_err(storage)?;
-    }
     Ok(())
+}
+
+/// The format file's text for a store of id `id`.
+fn marker_text(id: u64) -> String {
+    let text = serde_json::json!({
+        "format": FORMAT_VERSION,
+        "engine": "sled 0.34",
+        "id": format!("{id:016x}"),
+    });
+    format!("{text}\n")
+}
+
+/// Writes the format file, unless it already says what it should (the format this build
+/// writes, and the store's id, which the processes the store is served to read there).
+fn mark(path: &Path, id: u64) -> Result<()> {
+    let marker = path.join(FORMAT_FILE);
+    let text = marker_text(id);
+    let mut found = String::new();
+    let current = dir::no_follow(OpenOptions::new().read(true))
+        .open(&marker)
+        .and_then(|file| file.take(4096).read_to_string(&mut found));
+    if current.is_ok() && found == text {
+        return Ok(());
+    }
+    dir::no_follow(OpenOptions::new().write(true).create(true).truncate(true))
+        .open(&marker)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| Error::io(path, &e))
+}
+
+/// The id of the store in `path` as its format file gives it, without opening the store
+/// (which its holder has locked).
+pub fn read_store_id(path: &Path) -> Option<u64> {
+    let mut text = String::new();
+    dir::no_follow(OpenOptions::new().read(true))
+        .open(path.join(FORMAT_FILE))
+        .and_then(|file| file.take(4096).read_to_string(&mut text))
+        .ok()?;
+    let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
+    u64::from_str_radix(marker["id"].as_str()?, 16).ok()
 }
 
 fn sled_error(path: &Path, error: sled::Error) -> Error {
@@ -477,6 +627,11 @@ impl SledBackend {
             file_value_min: config.file_value_min,
             lease,
         })
+    }
+
+    /// Who holds the store: this process, in the session of its current opening.
+    pub(crate) fn identity(&self) -> &Identity {
+        self.lease.identity()
     }
 
     fn cache(&self) -> CacheGuard<'_> {

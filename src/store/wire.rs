@@ -16,8 +16,14 @@ use super::error::Error;
 use super::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
 
 /// Bumped when a message changes shape; a client and a holder of different versions do not
-/// talk (the client then reports the store as locked).
-pub const PROTOCOL: u32 = 1;
+/// talk (the client then reports the store as locked). Version 2 added the store's identity
+/// and the holder's session to the hellos.
+pub const PROTOCOL: u32 = 2;
+
+/// The longest hello either side reads: a connection that says more before it has said who
+/// it is, or sends bytes that are not the protocol's (`GET / HTTP/1.1` reads as a length of
+/// half a gigabyte), is dropped at once.
+pub const HELLO_MAX: usize = 4096;
 
 /// The longest frame either side reads: a bulk write of the most a KV accepts at once, with
 /// room to spare. Larger transfers (a restore of a huge snapshot) are refused as too large.
@@ -26,9 +32,11 @@ pub const MAX_FRAME: usize = 1 << 30;
 /// A client's request, for namespace `ns` of the store.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// The first frame of a connection: which protocol the client speaks.
+    /// The first frame of a connection: which protocol the client speaks, and the id of the
+    /// store it means to reach (from the store's format file).
     Hello {
         protocol: u32,
+        store: u64,
     },
     Get {
         ns: String,
@@ -72,9 +80,15 @@ pub enum Request {
 /// The holder's answer to one request.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
+    /// The holder's answer to a hello: its protocol, pid, the id of the store it holds, its
+    /// session, and the earlier sessions that closed the store cleanly (whose acknowledged
+    /// writes are all on disk).
     Hello {
         protocol: u32,
         pid: u32,
+        store: u64,
+        session: u64,
+        clean: Vec<u64>,
     },
     Entry(Option<WireEntry>),
     Entries(Vec<Option<WireEntry>>),
@@ -235,10 +249,19 @@ where
     R: AsyncRead + Unpin,
     T: for<'de> Deserialize<'de>,
 {
+    read_frame_within(input, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes and decodes it.
+pub async fn read_frame_within<R, T>(input: &mut R, max: usize) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
     let mut header = [0; 4];
     input.read_exact(&mut header).await?;
     let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::Garbage(
             "a frame longer than the protocol allows",
         ));
@@ -314,7 +337,11 @@ mod tests {
 
     #[test]
     fn anything_but_one_whole_message_is_refused() {
-        let hello = encode(&Request::Hello { protocol: PROTOCOL }).unwrap();
+        let hello = encode(&Request::Hello {
+            protocol: PROTOCOL,
+            store: 7,
+        })
+        .unwrap();
         // A byte too many after the message.
         let mut longer = hello[4..].to_vec();
         longer.push(0);
