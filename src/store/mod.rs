@@ -8,6 +8,7 @@ mod cache;
 mod dir;
 mod error;
 mod files;
+mod ids;
 pub mod limits;
 mod location;
 mod namespace;

@@ -44,6 +44,7 @@ use tokio::sync::OnceCell;
 
 use super::backend::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
 use super::error::{Error, Result};
+use super::ids::random_id;
 use super::record::{self, Body};
 use super::validate::is_expired;
 
@@ -136,6 +137,9 @@ pub struct RedisBackend {
     connection: OnceCell<Connection>,
     /// The layout read from the server, until an operation finds that it changed there.
     layout: Mutex<Option<Arc<Layout>>>,
+    /// Held while the layout is read: the operations that find none cached wait for one
+    /// reading rather than each read it.
+    reading_layout: tokio::sync::Mutex<()>,
     /// `host:port` (or socket path) of the server, for messages: never the credentials.
     endpoint: String,
     /// The password, scrubbed from any message that might repeat it.
@@ -341,6 +345,7 @@ impl RedisBackend {
             client,
             connection: OnceCell::new(),
             layout: Mutex::new(None),
+            reading_layout: tokio::sync::Mutex::new(()),
             endpoint,
             secret,
             name: name.to_owned(),
@@ -444,6 +449,10 @@ impl RedisBackend {
         if let Some(layout) = self.cached_layout().clone() {
             return Ok(Some(layout));
         }
+        let _one_at_a_time = self.reading_layout.lock().await;
+        if let Some(layout) = self.cached_layout().clone() {
+            return Ok(Some(layout));
+        }
         let mut text = self
             .query::<Option<Vec<u8>>>(connection, redis::cmd("GET").arg(self.layout_key()))
             .await?;
@@ -451,17 +460,7 @@ impl RedisBackend {
             text = self.upgraded(connection).await?;
         }
         if text.is_none() && create {
-            let fresh = format!(
-                r#"{{"format":{REDIS_FORMAT},"partitions":{},"id":"{:016x}"}}"#,
-                self.new_partitions,
-                random_id()
-            );
-            let mut set = redis::cmd("SET");
-            set.arg(self.layout_key()).arg(&fresh).arg("NX");
-            self.query::<Option<String>>(connection, &set).await?;
-            text = self
-                .query(connection, redis::cmd("GET").arg(self.layout_key()))
-                .await?;
+            text = self.make_layout(connection, self.new_partitions).await?;
         }
         let Some(text) = text else {
             return Ok(None);
@@ -515,7 +514,10 @@ impl RedisBackend {
             ))
         })?;
         if format != 1 {
-            return Ok(Some(old));
+            return Err(self.corrupt(format!(
+                "its layout key {old_key:?} holds layout format {format}, and only format 1 \
+                 kept its layout there"
+            )));
         }
         if self.prefix_part != self.prefix || self.name_part != self.name {
             return Err(self.corrupt(format!(
@@ -529,12 +531,23 @@ impl RedisBackend {
                 }
             )));
         }
-        let upgraded = format!(
+        let partitions = u32::try_from(partitions).unwrap_or(u32::MAX);
+        self.make_layout(connection, partitions).await
+    }
+
+    /// Writes a new layout of `partitions` partitions unless the namespace has one by now,
+    /// and gives the text the server holds.
+    async fn make_layout(
+        &self,
+        connection: &Connection,
+        partitions: u32,
+    ) -> Result<Option<Vec<u8>>> {
+        let fresh = format!(
             r#"{{"format":{REDIS_FORMAT},"partitions":{partitions},"id":"{:016x}"}}"#,
             random_id()
         );
         let mut set = redis::cmd("SET");
-        set.arg(self.layout_key()).arg(&upgraded).arg("NX");
+        set.arg(self.layout_key()).arg(&fresh).arg("NX");
         self.query::<Option<String>>(connection, &set).await?;
         self.query(connection, redis::cmd("GET").arg(self.layout_key()))
             .await
@@ -748,9 +761,10 @@ impl RedisBackend {
         layout: &Layout,
         key: &[u8],
     ) -> Result<Option<Entry>> {
-        let p = Self::partition_of(key, layout.partitions);
+        let base = self.base(Self::partition_of(key, layout.partitions));
+        let value_key = [base.as_bytes(), b"v:", key].concat();
         let mut mget = redis::cmd("MGET");
-        mget.arg(self.value_key(p, key)).arg(self.copy_key(p));
+        mget.arg(value_key).arg(base + "layout");
         let (bytes, copy): (Option<Vec<u8>>, Option<Vec<u8>>) =
             self.query(&connection, &mget).await?;
         if copy.as_deref() != Some(layout.text.as_bytes()) {
@@ -810,6 +824,22 @@ impl RedisBackend {
         invocation
     }
 
+    /// The partitions of `keys` and of `also`, each once, in order: those whose layout copy a
+    /// script that changes them checks.
+    fn touched<'k>(
+        keys: impl Iterator<Item = &'k [u8]>,
+        also: &[u32],
+        partitions: u32,
+    ) -> Vec<u32> {
+        let mut touched: Vec<u32> = keys
+            .map(|key| Self::partition_of(key, partitions))
+            .chain(also.iter().copied())
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    }
+
     /// Which script call each partition's changes go in: all in one on a single server,
     /// where one script may touch any key; one partition per call on a cluster.
     fn group_of(&self, p: u32) -> u32 {
@@ -846,13 +876,8 @@ impl RedisBackend {
                 let invocations: Vec<_> = groups
                     .values()
                     .map(|(cleared, written)| {
-                        let mut touched: Vec<u32> = written
-                            .iter()
-                            .map(|&i| Self::partition_of(entries[i].0, layout.partitions))
-                            .chain(cleared.iter().copied())
-                            .collect();
-                        touched.sort_unstable();
-                        touched.dedup();
+                        let keys = written.iter().map(|&i| entries[i].0);
+                        let touched = Self::touched(keys, cleared, layout.partitions);
                         let mut invocation =
                             self.invocation(&self.scripts.write, &layout, &touched);
                         invocation.arg(cleared.len());
@@ -916,12 +941,8 @@ impl RedisBackend {
                 let invocations: Vec<_> = groups
                     .values()
                     .map(|group| {
-                        let mut touched: Vec<u32> = group
-                            .iter()
-                            .map(|&i| Self::partition_of(entries[i].0, layout.partitions))
-                            .collect();
-                        touched.sort_unstable();
-                        touched.dedup();
+                        let keys = group.iter().map(|&i| entries[i].0);
+                        let touched = Self::touched(keys, &[], layout.partitions);
                         let mut invocation =
                             self.invocation(&self.scripts.delete_if, &layout, &touched);
                         for (key, seen) in group.iter().map(|&i| &entries[i]) {
@@ -1189,19 +1210,6 @@ fn escape(text: &str, special: &[u8]) -> String {
 fn parse_layout(bytes: &[u8]) -> Option<(u64, u64)> {
     let layout: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?))
-}
-
-/// A number no other layout made anywhere is likely to have, without a random-number crate:
-/// std's per-process random hash keys over the time and the pid.
-fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    hasher.write_u128(now.as_nanos());
-    hasher.write_u32(std::process::id());
-    hasher.finish()
 }
 
 /// One partition during a scan: fetched keys not yet visited, and where to fetch next

@@ -23,6 +23,7 @@ use super::cache::{CacheGuard, Cached, RecordCache};
 use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
 use super::files::{FileValue, ValueFiles, FILE_VALUE_MIN};
+use super::ids::random_id;
 use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
 use super::validate::is_expired;
 
@@ -325,19 +326,6 @@ fn store_id(db: &sled::Db, path: &Path) -> Result<u64> {
     Ok(id)
 }
 
-/// A number no other store or session is likely to have, without a random-number crate: std's
-/// per-process random hash keys over the time and the pid.
-pub(crate) fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    hasher.write_u128(now.as_nanos());
-    hasher.write_u32(std::process::id());
-    hasher.finish()
-}
-
 /// What a sharing holder writes after its pid in the lock file: a process that finds the lock
 /// taken and no socket waits for a hand-over only when the holder shares.
 pub const SHARING_MARK: &str = "shared";
@@ -390,13 +378,14 @@ fn take_lock(dir: &Path, share: bool) -> Result<(File, Vec<u64>)> {
     file.seek(SeekFrom::Start(0)).map_err(storage)?;
     // A lock file is a line and a few hundred bytes: more is not ours, and is not read.
     let _ = (&file).take(4096).read_to_string(&mut text);
-    let clean: Vec<u64> = text
+    let mut clean: Vec<u64> = text
         .lines()
         .nth(1)
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|id| u64::from_str_radix(id, 16).ok())
         .collect();
+    clean.drain(..clean.len().saturating_sub(CLEAN_SESSIONS_KEPT));
     let mark = if share { SHARING_MARK } else { "" };
     write_lock(&file, mark, &clean).map_err(storage)?;
     Ok((file, clean))
@@ -426,11 +415,7 @@ fn holder_pid(file: &mut File) -> Option<u32> {
 /// that finds no socket may wait for one (a holder starting, or handing over as it leaves).
 /// `None` while the file does not name a pid yet (a holder that has just taken the lock).
 pub fn holder_shares(store: &Path) -> Option<bool> {
-    let mut text = String::new();
-    dir::no_follow(OpenOptions::new().read(true))
-        .open(store.join(LOCK_FILE))
-        .and_then(|file| file.take(32).read_to_string(&mut text))
-        .ok()?;
+    let text = dir::read_small(&store.join(LOCK_FILE), 32).ok()?;
     let mut words = text.split_whitespace();
     words.next()?.parse::<u32>().ok()?;
     Some(words.next() == Some(SHARING_MARK))
@@ -539,11 +524,7 @@ fn marker_text(id: u64) -> String {
 fn mark(path: &Path, id: u64) -> Result<()> {
     let marker = path.join(FORMAT_FILE);
     let text = marker_text(id);
-    let mut found = String::new();
-    let current = dir::no_follow(OpenOptions::new().read(true))
-        .open(&marker)
-        .and_then(|file| file.take(4096).read_to_string(&mut found));
-    if current.is_ok() && found == text {
+    if dir::read_small(&marker, 4096).is_ok_and(|found| found == text) {
         return Ok(());
     }
     dir::no_follow(OpenOptions::new().write(true).create(true).truncate(true))
@@ -555,11 +536,7 @@ fn mark(path: &Path, id: u64) -> Result<()> {
 /// The id of the store in `path` as its format file gives it, without opening the store
 /// (which its holder has locked).
 pub fn read_store_id(path: &Path) -> Option<u64> {
-    let mut text = String::new();
-    dir::no_follow(OpenOptions::new().read(true))
-        .open(path.join(FORMAT_FILE))
-        .and_then(|file| file.take(4096).read_to_string(&mut text))
-        .ok()?;
+    let text = dir::read_small(&path.join(FORMAT_FILE), 4096).ok()?;
     let marker: serde_json::Value = serde_json::from_str(&text).ok()?;
     u64::from_str_radix(marker["id"].as_str()?, 16).ok()
 }
