@@ -60,7 +60,7 @@ pub enum Error {
     /// Writes that the process holding the store at `path` (pid `pid`) acknowledged may not
     /// be on disk: it went away (killed, or crashed) before it flushed them. `keys` names the
     /// keys whose last write that was, sorted; `None` when that is not known (a whole
-    /// namespace was replaced, or too many keys to remember).
+    /// namespace was replaced).
     Lost {
         path: PathBuf,
         pid: u32,
@@ -213,9 +213,9 @@ impl fmt::Display for Error {
                         )
                     }
                     None => f.write_str(
-                        "Which keys is not known (a whole namespace was written, or too many \
-                         keys): restore what matters; until a write of the whole namespace \
-                         (restore() or clear()) is on disk, flush() and close() report this.",
+                        "Which keys is not known (a whole namespace was written): restore what \
+                         matters; until a write of the whole namespace (restore() or clear()) \
+                         is on disk, flush() and close() report this.",
                     ),
                 }
             }

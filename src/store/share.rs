@@ -416,6 +416,11 @@ impl Holder {
         }
     }
 
+    /// Whether this is this process, holding the store itself.
+    fn is_here(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
     /// Whether a flush this holder answered vouches for the writes `session` acknowledged:
     /// its own, or those of a holder that closed the store cleanly before it.
     fn vouches_for(&self, session: u64) -> bool {
@@ -724,16 +729,20 @@ pub struct SharedBackend {
     config: StoreConfig,
     state: tokio::sync::Mutex<State>,
     ledger: Mutex<Ledger>,
+    /// Whether a write is asking for a flush because the ledger is full (one at a time).
+    settling: std::sync::atomic::AtomicBool,
 }
 
-/// The most bytes of keys a [`Ledger`] remembers; past them, writes are remembered without
-/// their keys (a loss among them is then reported as of unknown keys).
+/// How many acknowledged writes, and bytes of their keys, a [`Ledger`] holds before the client
+/// asks its holder for a flush to settle them (a client that never flushes would otherwise
+/// remember every write it made).
+const LEDGER_WRITES_MAX: usize = 4096;
 const LEDGER_KEYS_MAX: usize = 1 << 20;
 
 /// What an acknowledged write changed, as the ledger remembers it.
 enum Wrote {
     Keys(Vec<Vec<u8>>),
-    /// The whole namespace (restore, clear), or keys not remembered.
+    /// The whole namespace (restore, clear).
     Everything,
 }
 
@@ -762,19 +771,18 @@ struct Ledger {
 }
 
 impl Ledger {
+    /// Notes a write `holder` acknowledged. One this process made on a store it holds needs
+    /// no flush to vouch for it: the session that wrote it is the one that will flush it, so
+    /// the writes before it are settled now and it counts as on disk at once.
     fn wrote(&mut self, wrote: Wrote, holder: &Holder) {
-        let wrote = match wrote {
-            Wrote::Keys(keys) => {
-                let bytes: usize = keys.iter().map(Vec::len).sum();
-                if self.key_bytes + bytes > LEDGER_KEYS_MAX {
-                    Wrote::Everything
-                } else {
-                    self.key_bytes += bytes;
-                    Wrote::Keys(keys)
-                }
-            }
-            Wrote::Everything => Wrote::Everything,
-        };
+        if holder.is_here() {
+            self.flushed(self.next, holder);
+            self.settle(wrote, true, holder.pid);
+            return;
+        }
+        if let Wrote::Keys(keys) = &wrote {
+            self.key_bytes += keys.iter().map(Vec::len).sum::<usize>();
+        }
         self.pending.push_back(Acknowledged {
             seq: self.next,
             session: holder.session,
@@ -784,6 +792,11 @@ impl Ledger {
         self.next += 1;
     }
 
+    /// Whether enough writes wait for a flush that the client should ask for one.
+    fn is_full(&self) -> bool {
+        self.pending.len() >= LEDGER_WRITES_MAX || self.key_bytes >= LEDGER_KEYS_MAX
+    }
+
     /// Settles the writes acknowledged before `upto` after `holder` answered a flush: on disk
     /// if it vouches for them, else possibly lost.
     fn flushed(&mut self, upto: u64, holder: &Holder) {
@@ -791,24 +804,31 @@ impl Ledger {
             let Some(write) = self.pending.pop_front() else {
                 break;
             };
-            let durable = holder.vouches_for(write.session);
-            match write.wrote {
-                Wrote::Keys(keys) => {
-                    for key in keys {
-                        self.key_bytes -= key.len();
-                        if durable {
-                            self.lost.remove(&key);
-                        } else {
-                            self.lost.insert(key, write.pid);
-                        }
+            if let Wrote::Keys(keys) = &write.wrote {
+                self.key_bytes -= keys.iter().map(Vec::len).sum::<usize>();
+            }
+            self.settle(write.wrote, holder.vouches_for(write.session), write.pid);
+        }
+    }
+
+    /// Records what one write did: on disk (`durable`), it heals the keys it wrote; else they
+    /// may have been lost, by the holder of `pid`.
+    fn settle(&mut self, wrote: Wrote, durable: bool, pid: u32) {
+        match wrote {
+            Wrote::Keys(keys) => {
+                for key in keys {
+                    if durable {
+                        self.lost.remove(&key);
+                    } else {
+                        self.lost.insert(key, pid);
                     }
                 }
-                Wrote::Everything if durable => {
-                    self.lost.clear();
-                    self.lost_unknown = None;
-                }
-                Wrote::Everything => self.lost_unknown = Some(write.pid),
             }
+            Wrote::Everything if durable => {
+                self.lost.clear();
+                self.lost_unknown = None;
+            }
+            Wrote::Everything => self.lost_unknown = Some(pid),
         }
     }
 
@@ -841,6 +861,7 @@ impl SharedBackend {
             config: config.clone(),
             state: tokio::sync::Mutex::new(State::Idle { generation: 0 }),
             ledger: Mutex::default(),
+            settling: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -866,7 +887,21 @@ impl SharedBackend {
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<T> {
         let (value, holder) = self.answered(local, request, answer).await?;
-        self.ledger().wrote(wrote(), &holder);
+        let full = {
+            let mut ledger = self.ledger();
+            ledger.wrote(wrote(), &holder);
+            ledger.is_full()
+        };
+        // Settling is not this write's concern: a failure shows at the next flush.
+        if full
+            && !self
+                .settling
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let _ = self.settle().await;
+            self.settling
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         Ok(value)
     }
 
@@ -1210,19 +1245,115 @@ impl SharedBackend {
     /// Makes every write so far durable. Fails with [`Error::Lost`] while a write that a
     /// holder acknowledged may have been lost (see [`Ledger`]).
     pub async fn flush(&self) -> Result<()> {
+        self.settle().await?;
+        match self.ledger().loss(&self.store) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, and settles in the ledger the writes acknowledged before the flush began.
+    async fn settle(&self) -> Result<()> {
         let upto = self.ledger().next;
         let ((), holder) = self
             .answered(|b| b.flush(), |_| Ok(Request::Flush), done)
             .await?;
-        let mut ledger = self.ledger();
-        ledger.flushed(upto, &holder);
-        match ledger.loss(&self.store) {
-            Some(error) => Err(error),
-            None => Ok(()),
-        }
+        self.ledger().flushed(upto, &holder);
+        Ok(())
     }
 }
 
 fn done(response: Response) -> Option<Result<()>> {
     matches!(response, Response::Done).then_some(Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: u32, session: u64, clean: &[u64]) -> Holder {
+        Holder {
+            pid,
+            store: 1,
+            session,
+            clean: clean.to_vec(),
+        }
+    }
+
+    fn keys(names: &[&str]) -> Wrote {
+        Wrote::Keys(names.iter().map(|n| n.as_bytes().to_vec()).collect())
+    }
+
+    fn lost(ledger: &Ledger) -> Option<Option<Vec<String>>> {
+        match ledger.loss(Path::new("/store")) {
+            Some(Error::Lost { keys, .. }) => Some(keys),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_flush_by_the_same_holder_or_after_a_clean_close_vouches_for_its_writes() {
+        let (first, second) = (holder(100, 7, &[]), holder(101, 8, &[7]));
+        let mut ledger = Ledger::default();
+        ledger.wrote(keys(&["a"]), &first);
+        ledger.flushed(ledger.next, &first);
+        ledger.wrote(keys(&["b"]), &first);
+        ledger.flushed(ledger.next, &second);
+        assert_eq!(lost(&ledger), None);
+        assert!(ledger.pending.is_empty());
+        assert_eq!(ledger.key_bytes, 0);
+    }
+
+    #[test]
+    fn a_loss_is_reported_until_the_key_is_written_again_and_flushed() {
+        let (dead, next) = (holder(100, 7, &[]), holder(101, 8, &[]));
+        let mut ledger = Ledger::default();
+        ledger.wrote(keys(&["a", "b"]), &dead);
+        let upto = ledger.next;
+        // A write after the flush began is not settled by it.
+        ledger.wrote(keys(&["c"]), &dead);
+        ledger.flushed(upto, &next);
+        assert_eq!(lost(&ledger), Some(Some(vec!["a".into(), "b".into()])));
+        ledger.flushed(upto, &next);
+        assert_eq!(lost(&ledger), Some(Some(vec!["a".into(), "b".into()])));
+        ledger.wrote(keys(&["a"]), &next);
+        ledger.flushed(ledger.next, &next);
+        assert_eq!(lost(&ledger), Some(Some(vec!["b".into(), "c".into()])));
+        ledger.wrote(Wrote::Everything, &next);
+        ledger.flushed(ledger.next, &next);
+        assert_eq!(lost(&ledger), None);
+    }
+
+    #[test]
+    fn a_lost_write_of_the_whole_namespace_names_no_keys() {
+        let (dead, next) = (holder(100, 7, &[]), holder(101, 8, &[]));
+        let mut ledger = Ledger::default();
+        ledger.wrote(Wrote::Everything, &dead);
+        ledger.flushed(ledger.next, &next);
+        assert_eq!(lost(&ledger), Some(None));
+    }
+
+    #[test]
+    fn a_write_this_process_made_as_holder_settles_the_others_and_heals_at_once() {
+        let dead = holder(100, 7, &[]);
+        let here = holder(std::process::id(), 8, &[]);
+        let mut ledger = Ledger::default();
+        ledger.wrote(keys(&["a", "b"]), &dead);
+        ledger.wrote(keys(&["a"]), &here);
+        assert!(ledger.pending.is_empty());
+        assert_eq!(lost(&ledger), Some(Some(vec!["b".into()])));
+    }
+
+    #[test]
+    fn the_ledger_asks_for_a_flush_before_it_grows_without_bound() {
+        let other = holder(100, 7, &[]);
+        let mut ledger = Ledger::default();
+        for i in 0..LEDGER_WRITES_MAX {
+            assert!(!ledger.is_full());
+            ledger.wrote(keys(&[&i.to_string()]), &other);
+        }
+        assert!(ledger.is_full());
+        ledger.flushed(ledger.next, &other);
+        assert!(!ledger.is_full());
+    }
 }
