@@ -45,6 +45,10 @@ pub struct Namespace {
     location: Option<Location>,
 }
 
+/// The longest an open waits for a store's holder to finish starting or handing over.
+#[cfg(unix)]
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Namespace {
     /// An isolated namespace in memory.
     pub fn in_memory() -> Self {
@@ -57,11 +61,14 @@ impl Namespace {
     /// [`super::share`]) unless `config.share` is off or it cannot serve; then the error is
     /// `Error::Locked`, saying why. A holder that shares the store but cannot be reached yet
     /// (it is starting, or leaving and handing the store over) is waited for, up to
-    /// `config.holder_timeout`: many short-lived processes may open one store at once.
+    /// [`HANDOVER_WAIT`] or `config.holder_timeout` if shorter: many short-lived processes may
+    /// open one store at once. (The wait blocks the calling thread, which is the JS thread in
+    /// `new KV`: a hand-over takes milliseconds, and only a holder stuck half-way costs the
+    /// whole wait.)
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
         check_namespace_name(name)?;
         #[cfg(unix)]
-        let deadline = std::time::Instant::now() + config.holder_timeout;
+        let deadline = std::time::Instant::now() + config.holder_timeout.min(HANDOVER_WAIT);
         loop {
             match SledBackend::open(path, name, config) {
                 Ok(backend) => return Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
