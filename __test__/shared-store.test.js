@@ -529,12 +529,16 @@ describeUnix('a store shared by processes', () => {
     children.push(holder)
     while (holder.lines.length === 0) await new Promise((resolve) => setTimeout(resolve, 5))
     const kv = new KV({ path: dir })
+    // Writes the holder acknowledges without flushing them (flushEveryMs: 0), some still in
+    // flight when it closes, then writes after it closed, which this process takes over.
     const writes = []
-    for (let i = 0; i < 200; i++) {
-      writes.push(kv.put(`k${i}`, String(i)))
-      if (i === 100) holder.stdin.write('close\n')
-      await new Promise((resolve) => setImmediate(resolve))
-    }
+    for (let i = 0; i < 100; i++) writes.push(kv.put(`k${i}`, String(i)))
+    await writes[50]
+    holder.stdin.write('close\n')
+    for (let i = 100; i < 150; i++) writes.push(kv.put(`k${i}`, String(i)))
+    while (holder.lines.length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(holder.lines[1]).toBe('closed')
+    for (let i = 150; i < 200; i++) writes.push(kv.put(`k${i}`, String(i)))
     await Promise.all(writes)
     await kv.close()
     const check = new KV({ path: dir })
