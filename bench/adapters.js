@@ -45,17 +45,17 @@ const kvBinding = (backend, durable = false, root = '..', label = '') => ({
 
 // kv-binding on a sled store that another process holds: every operation goes through the
 // holder's socket. The holder is started here and stopped at close.
-const kvBindingShared = {
-  name: 'kv-binding (sled, held by another process)',
+const kvBindingShared = (root = path.resolve(__dirname, '..'), suffix = '') => ({
+  name: `kv-binding (sled, held by another process${suffix})`,
   async open(dir) {
     const { spawn } = require('node:child_process')
     const fs = require('node:fs')
-    const root = JSON.stringify(path.resolve(__dirname, '..'))
+    const rootText = JSON.stringify(root)
     const holder = spawn(
       process.execPath,
       [
         '-e',
-        `globalThis.store = new (require(${root}).KV)({ path: ${JSON.stringify(dir)} })
+        `globalThis.store = new (require(${rootText}).KV)({ path: ${JSON.stringify(dir)} })
          setInterval(() => {}, 1000)`,
       ],
       { stdio: 'ignore' },
@@ -63,7 +63,7 @@ const kvBindingShared = {
     while (!fs.existsSync(path.join(dir, 'kv.sock'))) {
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
-    const { KV } = require('..')
+    const { KV } = require(root)
     const kv = new KV({ path: dir, namespace: 'bench' })
     return kvNamespaceAdapter(kv, {
       sync: () => kv.flush(),
@@ -73,18 +73,18 @@ const kvBindingShared = {
       },
     })
   },
-}
+})
 
 // A private prefix for each open, unless KV_BENCH_PREFIX shares one (bench/processes.js).
 const benchPrefix = (lib) =>
   process.env.KV_BENCH_PREFIX ?? `${lib}-${process.pid}-${Math.random().toString(36).slice(2)}:`
 
 // kv-binding on the Redis server (or cluster) that run.js starts.
-const kvBindingRedis = (cluster) => ({
-  name: `kv-binding (redis${cluster ? ' cluster' : ''})`,
+const kvBindingRedis = (cluster, root = '..', suffix = '') => ({
+  name: `kv-binding (redis${cluster ? ' cluster' : ''}${suffix})`,
   redis: cluster ? 'cluster' : 'single',
   open() {
-    const { KV } = require('..')
+    const { KV } = require(root)
     const kv = new KV({
       url: cluster ? process.env.KV_BENCH_REDIS_CLUSTER_URL : process.env.KV_BENCH_REDIS_URL,
       cluster,
@@ -278,13 +278,19 @@ const ADAPTERS = {
       path.resolve(process.env.KV_BENCH_BASELINE),
       ', baseline',
     ),
+    'baseline-shared': kvBindingShared(path.resolve(process.env.KV_BENCH_BASELINE), ', baseline'),
+    'baseline-redis': kvBindingRedis(
+      false,
+      path.resolve(process.env.KV_BENCH_BASELINE),
+      ', baseline',
+    ),
   }),
   map: jsMap,
   lmdb,
   'classic-level': classicLevel,
   'better-sqlite3': betterSqlite3,
   miniflare,
-  'kv-binding-shared': kvBindingShared,
+  'kv-binding-shared': kvBindingShared(),
   'kv-binding-redis': kvBindingRedis(false),
   ioredis: ioredis(false),
   'kv-binding-redis-cluster': kvBindingRedis(true),
