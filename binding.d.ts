@@ -145,6 +145,8 @@ export interface Failure {
    * of another key, which the same flush covered, is not failed with them.
    */
   lostKeys?: Array<string>
+  /** `"unknown"` for a write that may or may not have been applied. */
+  outcome?: string
 }
 
 /**

@@ -182,7 +182,10 @@ export interface KVSnapshot {
  *
  * Errors that production does not have (a closed or locked store, a damaged one, a Redis
  * server out of reach) carry a `code`: `ERR_KV_CLOSED`, `ERR_KV_LOCKED`, `ERR_KV_CORRUPT`,
- * `ERR_KV_STORAGE`, `ERR_KV_UNAVAILABLE`, `ERR_KV_INVALID_ARGUMENT`.
+ * `ERR_KV_STORAGE`, `ERR_KV_UNAVAILABLE`, `ERR_KV_INVALID_ARGUMENT`. A write on Redis that
+ * failed after it was sent (no answer in time, the connection lost) also has
+ * `outcome: 'unknown'`: it may or may not have been applied, in whole or in part. A failed
+ * Redis write without it changed nothing.
  */
 export declare class KV<Key extends string = string> {
   /**

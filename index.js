@@ -99,6 +99,8 @@ function createKV(realm) {
       const built = Object.assign(new Class(error.message), { code })
       // Writes to a shared store that may have been lost, by key (see #scheduleWrite).
       if (Array.isArray(error.lostKeys)) built.lostKeys = error.lostKeys
+      // A write that may or may not have been applied (sent, then no answer).
+      if (error.outcome === 'unknown') built.outcome = 'unknown'
       return built
     }
     return error
@@ -107,8 +109,8 @@ function createKV(realm) {
   // Pool tasks resolve a failure object rather than rejecting (see src/binding).
   function check(result) {
     if (isObject(result) && typeof result.kvErrorCode === 'string') {
-      const { kvErrorCode: code, message, lostKeys } = result
-      throw fromNative({ code, message, lostKeys })
+      const { kvErrorCode: code, message, lostKeys, outcome } = result
+      throw fromNative({ code, message, lostKeys, outcome })
     }
     return result
   }

@@ -347,6 +347,8 @@ describeRedis('Redis', () => {
     redisCli(server.port, 'set', 'kv:{clash:0}:m', 'not a hash')
     const error = await rejection(kv.put('new', 'x'))
     expect(error.code).toBe('ERR_KV_STORAGE')
+    // Refused by the server: surely not applied.
+    expect(error.outcome).toBeUndefined()
     expect(error.message).toContain(`"clash" on the Redis server at 127.0.0.1:${server.port}`)
     expect(error.message).toContain('WRONGTYPE')
     // The script refused before its first write: the index did not gain the key either.
@@ -355,6 +357,71 @@ describeRedis('Redis', () => {
     expect((await rejection(kv.clear())).code).toBe('ERR_KV_STORAGE')
     expect(redisCli(server.port, 'zrange', 'kv:{clash:0}:i', '0', '-1')).toBe('kept')
     expect(redisCli(server.port, 'exists', 'kv:{clash:0}:v:kept')).toBe('1')
+  })
+
+  test('a large bulkPut, restore or clear goes in bounded script calls, in order', async () => {
+    const kv = open({ namespace: 'chunks' })
+    await kv.put('warm', 'up') // the script is loaded: from here on, one EVALSHA per call
+    const calls = () => {
+      const line = redisCli(server.port, 'info', 'commandstats')
+        .split('\n')
+        .find((entry) => entry.startsWith('cmdstat_evalsha:'))
+      return Number(/calls=(\d+)/.exec(line)[1])
+    }
+    const many = Array.from({ length: 3000 }, (_, i) => ({ key: `k${i}`, value: `v${i}` }))
+    // A key written twice, in the first chunk and the last: the later value wins.
+    many.push({ key: 'k0', value: 'last' })
+    let before = calls()
+    await kv.bulkPut(many)
+    expect(calls() - before).toBeGreaterThanOrEqual(7) // 500 entries a call at most
+    await expect(kv.get('k0')).resolves.toBe('last')
+    await expect(kv.get('k2999')).resolves.toBe('v2999')
+    // Big values: about 1 MiB a call.
+    before = calls()
+    const big = 'x'.repeat(300 * 1024)
+    await kv.bulkPut(Array.from({ length: 8 }, (_, i) => ({ key: `big${i}`, value: big })))
+    expect(calls() - before).toBeGreaterThanOrEqual(3)
+    // Restoring a small snapshot over 3,009 keys: the clear goes 1,000 keys a call.
+    const small = new KV()
+    await small.bulkPut([{ key: 'only', value: 'one' }])
+    const snapshot = await small.snapshot()
+    before = calls()
+    await kv.restore(snapshot)
+    expect(calls() - before).toBeGreaterThanOrEqual(4)
+    expect((await kv.list()).keys.map((key) => key.name)).toEqual(['only'])
+    expect(redisCli(server.port, 'exists', 'kv:{chunks:0}:v:k5')).toBe('0')
+    // Restoring it again, over one key, is a single atomic call.
+    before = calls()
+    await kv.restore(snapshot)
+    expect(calls() - before).toBe(1)
+    await kv.bulkPut(many)
+    before = calls()
+    await kv.clear()
+    expect(calls() - before).toBeGreaterThanOrEqual(3)
+    expect((await kv.list()).keys).toEqual([])
+    expect(redisCli(server.port, 'keys', 'kv:{chunks:0}:[imv]*')).toBe('')
+    await small.close()
+  })
+
+  test('a bulkPut refused after its first call says that part of it was applied', async () => {
+    const { crc32 } = require('node:zlib')
+    const kv = open({ namespace: 'partly', partitions: 2 })
+    // 500 keys of partition 0 (one call), then one of partition 1, whose index is damaged.
+    const keys = []
+    for (let i = 0; keys.length < 500; i++) if (crc32(`p0-${i}`) % 2 === 0) keys.push(`p0-${i}`)
+    let other = 0
+    while (crc32(`p1-${other}`) % 2 !== 1) other++
+    await kv.put(keys[0], 'old')
+    redisCli(server.port, 'set', 'kv:{partly:1}:i', 'not an index')
+    const error = await rejection(
+      kv.bulkPut([...keys, `p1-${other}`].map((key) => ({ key, value: 'new' }))),
+    )
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.outcome).toBe('unknown')
+    expect(error.message).toContain('WRONGTYPE')
+    expect(error.message).toContain('Part of this write was applied')
+    await expect(kv.get(keys[0])).resolves.toBe('new')
+    await expect(kv.get(keys[499])).resolves.toBe('new')
   })
 
   test('a bad URL is a TypeError that does not repeat the URL', () => {
@@ -509,6 +576,42 @@ describeRedis('Redis failures', () => {
       await kv.close()
       await stop([{ child: second, dir: first.dir }])
     }
+  })
+
+  test('a write the server got but did not answer is outcome unknown; one never sent is not', async () => {
+    const server = await startServer(['--appendonly', 'no'])
+    const kv = new KV({ url: `redis://127.0.0.1:${server.port}`, timeoutMs: 300 })
+    try {
+      await kv.put('a', '1')
+      server.child.kill('SIGSTOP')
+      const error = await rejection(kv.put('b', '2'))
+      expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+      expect(error.outcome).toBe('unknown')
+      expect(error.message).toContain('may or may not have been applied')
+      expect((await rejection(kv.delete('a'))).outcome).toBe('unknown')
+      server.child.kill('SIGCONT')
+      // It was applied after all, once the server went on: hence "unknown".
+      let value
+      for (let i = 0; i < 50 && value !== '2'; i++) {
+        value = await kv.get('b').catch(() => undefined)
+        if (value !== '2') await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      expect(value).toBe('2')
+    } finally {
+      server.child.kill('SIGCONT')
+      await stop([server])
+    }
+    // The server gone: the connection is refused before anything is sent.
+    let refused
+    for (let i = 0; i < 50; i++) {
+      refused = await rejection(kv.put('c', '3'))
+      if (/refused/i.test(refused.message)) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    expect(refused.code).toBe('ERR_KV_UNAVAILABLE')
+    expect(refused.message).toMatch(/refused/i)
+    expect(refused.outcome).toBeUndefined()
+    await kv.close()
   })
 
   test('close() settles while the server does not answer', async () => {

@@ -73,6 +73,8 @@ pub struct Failure {
     /// For writes that may have been lost: their keys, when known, so that a durable write
     /// of another key, which the same flush covered, is not failed with them.
     pub lost_keys: Option<Vec<String>>,
+    /// `"unknown"` for a write that may or may not have been applied.
+    pub outcome: Option<String>,
 }
 
 impl From<store::Error> for Failure {
@@ -84,6 +86,7 @@ impl From<store::Error> for Failure {
         Self {
             kv_error_code: error_code(&error).to_owned(),
             message: error.to_string(),
+            outcome: error.outcome().map(str::to_owned),
             lost_keys,
         }
     }

@@ -73,6 +73,9 @@ pub enum Error {
     Invalid(String),
     /// A bug: a panic caught at the boundary. The message says what panicked.
     Internal(String),
+    /// A write failed for `source` after it was sent, or after part of it was applied: the
+    /// server may hold all of it, part of it (`partly`: some of it surely is) or none.
+    Unknown { source: Box<Error>, partly: bool },
     /// Entry `index` of a bulk write was refused for `source`; nothing was written.
     Entry {
         index: usize,
@@ -123,8 +126,13 @@ impl Error {
             Error::Unavailable { .. } => Some("ERR_KV_UNAVAILABLE"),
             Error::Invalid(_) => Some("ERR_KV_INVALID_ARGUMENT"),
             Error::Internal(_) => Some("ERR_KV_INTERNAL"),
-            Error::Entry { source, .. } => source.code(),
+            Error::Entry { source, .. } | Error::Unknown { source, .. } => source.code(),
         }
+    }
+
+    /// `"unknown"` when a write may or may not have been applied (see [`Error::Unknown`]).
+    pub fn outcome(&self) -> Option<&'static str> {
+        matches!(self, Error::Unknown { .. }).then_some("unknown")
     }
 
     /// Whether JS should see a `TypeError` rather than a plain `Error`.
@@ -225,6 +233,14 @@ impl fmt::Display for Error {
                  by itself; try the operation again."
             ),
             Error::Internal(message) => write!(f, "Internal error in kv-binding: {message}"),
+            Error::Unknown { source, partly } => {
+                let what = if *partly {
+                    "Part of this write was applied and the rest may or may not have been"
+                } else {
+                    "This write was sent, so it may or may not have been applied"
+                };
+                write!(f, "{source} {what}: read the keys to learn their state.")
+            }
             Error::Entry { index, key, source } => write!(
                 f,
                 "Entry {index} (key {key:?}) was refused, so nothing was written: {source}"

@@ -31,6 +31,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,6 +56,14 @@ pub const REDIS_FORMAT: u32 = 2;
 
 /// How many keys one round trip of `list` or `dump` fetches from a partition, at most.
 const BATCH_MAX: usize = 1001;
+
+/// How many entries one script call of a write carries, at most...
+const CHUNK_ENTRIES: usize = 500;
+/// ... and how many bytes of keys, values and metadata (an entry larger goes alone). Redis
+/// runs a script without serving anyone else: these keep each call to a few milliseconds.
+const CHUNK_BYTES: usize = 1 << 20;
+/// How many keys one script call removes when it clears partitions.
+const CLEAR_MAX: usize = 1000;
 
 /// How to reach a namespace on Redis.
 #[derive(Clone, Debug)]
@@ -202,24 +211,43 @@ local function check_types(first, last, step)
 end
 ";
 
-/// Clears the partitions named first, then writes entries, all in one atomic step.
+/// Clears the partitions named first, then writes entries, all in one atomic step, unless
+/// the partitions hold more keys than the budget: then it removes that many and returns 1
+/// without writing, and the caller calls again (see [`RedisBackend::write`]).
 /// KEYS: the layout copy of each partition touched, the index and meta key of each partition
 /// to clear, then index, meta and value key of each entry. ARGV: the layout, how many layout
-/// copies, how many partitions to clear, the value-key prefix of each, then key, list record
-/// and value record of each entry.
+/// copies, how many partitions to clear, how many keys one call may remove, the value-key
+/// prefix of each partition to clear, then key, list record and value record of each entry.
 const WRITE: &str = r"
-local copies, cleared = tonumber(ARGV[2]), tonumber(ARGV[3])
+local copies, cleared, budget = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local bad = check_layout(copies)
 if bad then return bad end
-local k, a = copies + 2 * cleared, 3 + cleared
+local k, a = copies + 2 * cleared, 4 + cleared
 local clash = check_types(copies + 1, k, 2) or check_types(k + 1, #KEYS, 3)
 if clash then return clash end
+local more = 0
 for p = 1, cleared do
   local index, meta = KEYS[copies + 2 * p - 1], KEYS[copies + 2 * p]
-  for _, key in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    redis.call('DEL', ARGV[3 + p] .. key)
+  local keys = {}
+  if budget > 0 then
+    keys = redis.call('ZRANGE', index, 0, budget - 1)
   end
-  redis.call('DEL', index, meta)
+  for _, key in ipairs(keys) do
+    redis.call('DEL', ARGV[4 + p] .. key)
+  end
+  budget = budget - #keys
+  if redis.call('ZCARD', index) == #keys then
+    redis.call('DEL', index, meta)
+  else
+    if #keys > 0 then
+      redis.call('ZREM', index, unpack(keys))
+      redis.call('HDEL', meta, unpack(keys))
+    end
+    more = 1
+  end
+end
+if more == 1 then
+  return 1
 end
 for j = 1, (#ARGV - a) / 3 do
   local key = ARGV[a + 3 * j - 2]
@@ -371,23 +399,47 @@ impl RedisBackend {
     where
         F: std::future::Future<Output = Result<T>>,
     {
-        let run = async {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        match self.setup(create, deadline).await? {
+            Some((connection, layout)) => self.by(deadline, work(connection, layout)).await,
+            None => Ok(absent()),
+        }
+    }
+
+    /// The connection and the namespace's layout (`None`: no layout, and not `create`), by
+    /// `deadline`.
+    async fn setup(
+        &self,
+        create: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<(Connection, Arc<Layout>)>> {
+        self.by(deadline, async {
             let connection = self
                 .connection
                 .get_or_try_init(|| self.connect())
                 .await?
                 .clone();
-            match self.layout(&connection, create).await? {
-                Some(layout) => work(connection, layout).await,
-                None => Ok(absent()),
-            }
-        };
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Unavailable {
-                endpoint: self.endpoint.clone(),
-                detail: format!("no answer within {} ms", self.timeout.as_millis()),
-            }),
+            let layout = self.layout(&connection, create).await?;
+            Ok(layout.map(|layout| (connection, layout)))
+        })
+        .await
+    }
+
+    /// `work`'s result, or `Unavailable` if it has none by `deadline`.
+    async fn by<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout_at(deadline, work)
+            .await
+            .unwrap_or_else(|_| Err(self.no_answer()))
+    }
+
+    fn no_answer(&self) -> Error {
+        Error::Unavailable {
+            endpoint: self.endpoint.clone(),
+            detail: format!("no answer within {} ms", self.timeout.as_millis()),
         }
     }
 
@@ -851,112 +903,184 @@ impl RedisBackend {
     }
 
     /// Writes entries (key, expiration, metadata, value), after clearing the namespace when
-    /// `clear`: one script on a single server, one per partition on a cluster.
+    /// `clear`. On a single server the partitions go together, on a cluster each on its own
+    /// (a script reaches one slot). Each goes in script calls of bounded size, so none holds
+    /// the server for long: one call, atomic, when the entries fit in one chunk and the
+    /// partitions to clear hold at most [`CLEAR_MAX`] keys; otherwise several, in order.
     async fn write<'e>(
         &self,
         clear: bool,
-        entries: impl Iterator<Item = (&'e [u8], Option<i64>, Option<&'e str>, &'e [u8])>,
+        entries: impl Iterator<Item = WriteEntry<'e>>,
     ) -> Result<()> {
-        let entries: Vec<_> = entries.collect();
-        self.with(
-            true,
-            || (),
-            |connection, layout| async move {
-                // The partitions each call clears, and the entries it writes.
-                let mut groups: BTreeMap<u32, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
-                if clear {
-                    for p in 0..layout.partitions {
-                        groups.entry(self.group_of(p)).or_default().0.push(p);
-                    }
-                }
-                for (i, (key, ..)) in entries.iter().enumerate() {
-                    let p = Self::partition_of(key, layout.partitions);
-                    groups.entry(self.group_of(p)).or_default().1.push(i);
-                }
-                let invocations: Vec<_> = groups
-                    .values()
-                    .map(|(cleared, written)| {
-                        let keys = written.iter().map(|&i| entries[i].0);
-                        let touched = Self::touched(keys, cleared, layout.partitions);
-                        let mut invocation =
-                            self.invocation(&self.scripts.write, &layout, &touched);
-                        invocation.arg(cleared.len());
-                        for &p in cleared {
-                            invocation.key(self.index_key(p)).key(self.meta_key(p));
-                            invocation.arg(self.base(p) + "v:");
-                        }
-                        for &i in written {
-                            let (key, expiration, metadata, value) = entries[i];
-                            let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
-                            invocation.key(index).key(meta).key(value_key);
-                            invocation
-                                .arg(key)
-                                .arg(Self::sealed(expiration, metadata, b""))
-                                .arg(Self::sealed(expiration, metadata, value));
-                        }
-                        invocation
-                    })
-                    .collect();
-                self.invoke_all(&connection, invocations.iter()).await
-            },
-        )
-        .await
-    }
-
-    /// Runs script calls together on `connection`: one round trip's wait for all.
-    async fn invoke_all<'s, 'a: 's>(
-        &self,
-        connection: &Connection,
-        invocations: impl Iterator<Item = &'s redis::ScriptInvocation<'a>>,
-    ) -> Result<()> {
-        try_join_all(invocations.map(|invocation| {
-            let mut connection = connection.clone();
-            async move {
-                invocation
-                    .invoke_async::<()>(&mut connection)
-                    .await
-                    .map_err(|e| self.error(e))
+        let entries: Vec<WriteEntry<'e>> = entries.collect();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let Some((connection, layout)) = self.setup(true, deadline).await? else {
+            return Ok(());
+        };
+        // The partitions each group clears, and the entries it writes.
+        let mut groups: BTreeMap<u32, (Vec<u32>, Vec<usize>)> = BTreeMap::new();
+        if clear {
+            for p in 0..layout.partitions {
+                groups.entry(self.group_of(p)).or_default().0.push(p);
             }
+        }
+        for (i, (key, ..)) in entries.iter().enumerate() {
+            let p = Self::partition_of(key, layout.partitions);
+            groups.entry(self.group_of(p)).or_default().1.push(i);
+        }
+        let calls = Calls::default();
+        try_join_all(groups.values().map(|(cleared, written)| {
+            let chunks = chunks(written, &entries);
+            self.write_group(&connection, &layout, cleared, chunks, &entries, &calls)
         }))
         .await
         .map(drop)
+    }
+
+    /// Clears the partitions `cleared`, then writes the entries of each chunk, a chunk per
+    /// call. The first call carries the first chunk: if the partitions held few enough keys
+    /// to be cleared in it, the whole clear-and-write is that one atomic call.
+    async fn write_group(
+        &self,
+        connection: &Connection,
+        layout: &Layout,
+        cleared: &[u32],
+        chunks: Vec<&[usize]>,
+        entries: &[WriteEntry<'_>],
+        calls: &Calls,
+    ) -> Result<()> {
+        let mut rest = chunks.as_slice();
+        if !cleared.is_empty() {
+            let mut with: &[usize] = chunks[0];
+            // 1: more to clear, and nothing was written.
+            while self
+                .call(
+                    connection,
+                    &self.write_call(layout, cleared, with, entries),
+                    calls,
+                )
+                .await?
+                == 1
+            {
+                with = &[];
+            }
+            if with.len() == chunks[0].len() {
+                rest = &chunks[1..];
+            }
+        }
+        for chunk in rest.iter().filter(|chunk| !chunk.is_empty()) {
+            self.call(
+                connection,
+                &self.write_call(layout, &[], chunk, entries),
+                calls,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// A call of [`WRITE`]: clears the partitions `cleared` (up to [`CLEAR_MAX`] keys) and,
+    /// once they are empty, writes the entries numbered `written`.
+    fn write_call<'s>(
+        &'s self,
+        layout: &Layout,
+        cleared: &[u32],
+        written: &[usize],
+        entries: &[WriteEntry<'_>],
+    ) -> redis::ScriptInvocation<'s> {
+        let keys = written.iter().map(|&i| entries[i].0);
+        let touched = Self::touched(keys, cleared, layout.partitions);
+        let mut invocation = self.invocation(&self.scripts.write, layout, &touched);
+        invocation.arg(cleared.len()).arg(CLEAR_MAX);
+        for &p in cleared {
+            invocation.key(self.index_key(p)).key(self.meta_key(p));
+            invocation.arg(self.base(p) + "v:");
+        }
+        for &i in written {
+            let (key, expiration, metadata, value) = entries[i];
+            let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
+            invocation.key(index).key(meta).key(value_key);
+            invocation
+                .arg(key)
+                .arg(Self::sealed(expiration, metadata, b""))
+                .arg(Self::sealed(expiration, metadata, value));
+        }
+        invocation
+    }
+
+    /// Runs one script call of a write, within the timeout. A failure says whether the write
+    /// may have happened: it surely did not only when this was its one call so far and the
+    /// server refused it, or the connection was refused before it was sent.
+    async fn call(
+        &self,
+        connection: &Connection,
+        invocation: &redis::ScriptInvocation<'_>,
+        calls: &Calls,
+    ) -> Result<i64> {
+        let first = calls.sent.fetch_add(1, Ordering::SeqCst) == 0;
+        let mut connection = connection.clone();
+        let answer = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await;
+        let (error, refused) = match answer {
+            Ok(Ok(more)) => {
+                calls.applied.store(true, Ordering::SeqCst);
+                return Ok(more);
+            }
+            Ok(Err(error)) => {
+                let refused = error.is_connection_refusal()
+                    || !(error.is_io_error()
+                        || error.is_timeout()
+                        || error.is_connection_dropped());
+                (self.error(error), refused)
+            }
+            Err(_) => (self.no_answer(), false),
+        };
+        let alone = first && calls.sent.load(Ordering::SeqCst) == 1;
+        let applied = calls.applied.load(Ordering::SeqCst);
+        if refused && alone && !applied {
+            return Err(error);
+        }
+        Err(Error::Unknown {
+            source: Box::new(error),
+            partly: applied,
+        })
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.delete_if(&[(key, Vec::new())]).await
     }
 
-    /// Deletes entries (key, and the list record it must still have; empty: any).
+    /// Deletes entries (key, and the list record it must still have; empty: any): one call
+    /// on a single server, one per partition on a cluster.
     async fn delete_if(&self, entries: &[(&[u8], Vec<u8>)]) -> Result<()> {
-        self.with(
-            false,
-            || (),
-            |connection, layout| async move {
-                // Which entries (by index) each script call deletes.
-                let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-                for (i, (key, _)) in entries.iter().enumerate() {
-                    let p = Self::partition_of(key, layout.partitions);
-                    groups.entry(self.group_of(p)).or_default().push(i);
-                }
-                let invocations: Vec<_> = groups
-                    .values()
-                    .map(|group| {
-                        let keys = group.iter().map(|&i| entries[i].0);
-                        let touched = Self::touched(keys, &[], layout.partitions);
-                        let mut invocation =
-                            self.invocation(&self.scripts.delete_if, &layout, &touched);
-                        for (key, seen) in group.iter().map(|&i| &entries[i]) {
-                            let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
-                            invocation.key(index).key(meta).key(value_key);
-                            invocation.arg(*key).arg(seen.as_slice());
-                        }
-                        invocation
-                    })
-                    .collect();
-                self.invoke_all(&connection, invocations.iter()).await
-            },
-        )
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let Some((connection, layout)) = self.setup(false, deadline).await? else {
+            return Ok(());
+        };
+        // Which entries (by index) each script call deletes.
+        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, (key, _)) in entries.iter().enumerate() {
+            let p = Self::partition_of(key, layout.partitions);
+            groups.entry(self.group_of(p)).or_default().push(i);
+        }
+        let calls = Calls::default();
+        try_join_all(groups.values().map(|group| {
+            let keys = group.iter().map(|&i| entries[i].0);
+            let touched = Self::touched(keys, &[], layout.partitions);
+            let mut invocation = self.invocation(&self.scripts.delete_if, &layout, &touched);
+            for (key, seen) in group.iter().map(|&i| &entries[i]) {
+                let (index, meta, value_key) = self.entry_keys(key, layout.partitions);
+                invocation.key(index).key(meta).key(value_key);
+                invocation.arg(*key).arg(seen.as_slice());
+            }
+            let (connection, calls) = (&connection, &calls);
+            async move { self.call(connection, &invocation, calls).await }
+        }))
         .await
+        .map(drop)
     }
 
     /// Removes the keys whose entries are expired at `now_ms`, each only if nobody has
@@ -989,7 +1113,11 @@ impl RedisBackend {
         if expired.is_empty() {
             return Ok(());
         }
-        self.delete_if(&expired).await
+        // Whether a reclaim happened does not matter to the read that asked for it.
+        self.delete_if(&expired).await.map_err(|error| match error {
+            Error::Unknown { source, .. } => *source,
+            error => error,
+        })
     }
 
     /// One batch of partition `p`: up to `count` keys from `start` (a ZRANGEBYLEX bound),
@@ -1212,9 +1340,66 @@ fn parse_layout(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?))
 }
 
+/// An entry to write: key, expiration, metadata, value.
+type WriteEntry<'e> = (&'e [u8], Option<i64>, Option<&'e str>, &'e [u8]);
+
+/// `written` (entry numbers) cut into runs of at most [`CHUNK_ENTRIES`] entries and
+/// [`CHUNK_BYTES`] bytes, in order; at least one run, which may be empty.
+fn chunks<'w>(written: &'w [usize], entries: &[WriteEntry<'_>]) -> Vec<&'w [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (n, &i) in written.iter().enumerate() {
+        let (key, _, metadata, value) = entries[i];
+        let size = key.len() + 2 * metadata.map_or(0, str::len) + value.len();
+        if n > start && (n - start == CHUNK_ENTRIES || bytes + size > CHUNK_BYTES) {
+            out.push(&written[start..n]);
+            (start, bytes) = (n, 0);
+        }
+        bytes += size;
+    }
+    out.push(&written[start..]);
+    out
+}
+
+/// The script calls of one write so far: how many were sent, and whether one was applied.
+#[derive(Default)]
+struct Calls {
+    sent: AtomicUsize,
+    applied: AtomicBool,
+}
+
 /// One partition during a scan: fetched keys not yet visited, and where to fetch next
 /// (`None` once it has no more keys under the prefix).
 struct Part {
     buffer: std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
     next: Option<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_keep_order_and_bounds() {
+        let small = vec![0u8; 10];
+        let big = vec![0u8; CHUNK_BYTES + 1];
+        let mut entries: Vec<WriteEntry<'_>> = (0..1200)
+            .map(|_| (&b"k"[..], None, None, small.as_slice()))
+            .collect();
+        entries.insert(3, (&b"big"[..], None, Some("{}"), big.as_slice()));
+        let written: Vec<usize> = (0..entries.len()).collect();
+        let cut = chunks(&written, &entries);
+        // In order, nothing lost or repeated.
+        assert_eq!(cut.concat(), written);
+        // The oversized entry goes alone; no run passes either bound.
+        assert!(cut.contains(&&[3][..]));
+        for run in &cut {
+            assert!(run.len() <= CHUNK_ENTRIES);
+            let bytes: usize = run.iter().map(|&i| entries[i].3.len()).sum();
+            assert!(run.len() == 1 || bytes <= CHUNK_BYTES);
+        }
+        assert_eq!(cut.len(), 5); // [0..3], [3], then 1,197 entries in runs of 500
+        let none: Vec<&[usize]> = vec![&[]];
+        assert_eq!(chunks(&[], &entries), none);
+    }
 }
