@@ -9,7 +9,15 @@ const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { KV } = require('..')
 const { rejection } = require('./helpers')
-const { has, freePort, startServer, startCluster, stop } = require('./redis/servers')
+const {
+  has,
+  freePort,
+  startServer,
+  restart,
+  startCluster,
+  clusterOk,
+  stop,
+} = require('./redis/servers')
 
 const available = has('redis-server') && has('redis-cli')
 if (!available) {
@@ -726,6 +734,50 @@ describeRedis('Redis Cluster', () => {
       for (const [key, value] of written) await expect(kv.get(key)).resolves.toBe(value)
       // The slots did move, and our partitions with them.
       expect(slotsOf(nodes[1].port, to) - slotsBefore).toBe(2000)
+    } finally {
+      await kv.close()
+      await stop(nodes)
+    }
+  })
+
+  test('a master killed and restarted: errors name it, and a running KV recovers by itself', async () => {
+    const nodes = await startCluster(['--appendonly', 'yes', '--appendfsync', 'always'])
+    const kv = new KV({ url: `redis://127.0.0.1:${nodes[0].port}`, cluster: true, timeoutMs: 1000 })
+    try {
+      const keys = Array.from({ length: 100 }, (_, i) => `key-${i}`)
+      await kv.bulkPut(keys.map((key) => ({ key, value: `value-${key}` })))
+      const victim = nodes[1]
+      victim.child.kill('SIGKILL')
+      await new Promise((resolve) => victim.child.once('exit', resolve))
+      // Reads fail naming the node of their key's slot (the seed's only for its own slots):
+      // the dead node for the keys it served.
+      const during = await Promise.allSettled(keys.map((key) => kv.get(key)))
+      const failed = during.filter((result) => result.status === 'rejected')
+      expect(failed.length).toBeGreaterThan(0)
+      const named = new Set()
+      for (const { reason } of failed) {
+        expect(reason.code).toBe('ERR_KV_UNAVAILABLE')
+        expect(reason.message).toMatch(/the cluster node serving slot \d+/)
+        named.add(Number(/127\.0\.0\.1:(\d+)/.exec(reason.message)[1]))
+      }
+      expect(named).toContain(victim.port)
+      for (const port of named) expect(nodes.map((node) => node.port)).toContain(port)
+      for (const result of during.filter((result) => result.status === 'fulfilled')) {
+        expect(result.value).toMatch(/^value-key-/)
+      }
+      await restart(victim)
+      await clusterOk(nodes)
+      // The same KV, without anything done to it, reads everything again within seconds.
+      let read = []
+      const healthy = Date.now()
+      while (Date.now() - healthy < 10_000) {
+        read = await Promise.all(keys.map((key) => kv.get(key).catch(() => null)))
+        if (read.every((value) => value !== null)) break
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      expect(read).toEqual(keys.map((key) => `value-${key}`))
+      await kv.put('after', 'restart')
+      await expect(kv.get('after')).resolves.toBe('restart')
     } finally {
       await kv.close()
       await stop(nodes)

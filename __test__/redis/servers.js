@@ -50,21 +50,34 @@ async function waitFor(port, args, ok, what) {
 async function startServer(extra = [], port, server = 'redis-server') {
   port ??= await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-binding-redis-'))
-  const child = spawn(
+  const node = { port, dir, server, extra }
+  await restart(node)
+  return node
+}
+
+/**
+ * Starts the server of `node` (from startServer) again, on its port, in its directory (so
+ * with its AOF and, in a cluster, its nodes.conf); resolves once it answers PING.
+ */
+async function restart(node) {
+  const { port, dir, server = 'redis-server', extra = [] } = node
+  node.child = spawn(
     server,
     ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', ...extra],
     { stdio: 'ignore', detached: false },
   )
   // A server that wants a password answers NOAUTH: it is up all the same.
   await waitFor(port, ['ping'], (out) => /PONG|NOAUTH/.test(out), 'PING')
-  return { port, dir, child }
 }
 
-/** Starts three cluster-enabled servers and joins them into one cluster of 3 shards. */
-async function startCluster() {
+/**
+ * Starts three cluster-enabled servers, each also given `extra` arguments, and joins them
+ * into one cluster of 3 shards.
+ */
+async function startCluster(extra = ['--appendonly', 'no']) {
   const nodes = []
   for (let i = 0; i < 3; i++) {
-    nodes.push(await startServer(['--cluster-enabled', 'yes', '--appendonly', 'no']))
+    nodes.push(await startServer(['--cluster-enabled', 'yes', ...extra]))
   }
   const create = spawnSync(
     'redis-cli',
@@ -79,6 +92,12 @@ async function startCluster() {
     { encoding: 'utf8' },
   )
   if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stderr}`)
+  await clusterOk(nodes)
+  return nodes
+}
+
+/** Resolves once every node of `nodes` sees the cluster as ok. */
+async function clusterOk(nodes) {
   for (const node of nodes) {
     await waitFor(
       node.port,
@@ -87,7 +106,6 @@ async function startCluster() {
       'a cluster',
     )
   }
-  return nodes
 }
 
 /** Stops servers started here and removes their directories. */
@@ -108,4 +126,4 @@ async function stop(nodes) {
   )
 }
 
-module.exports = { has, freePort, startServer, startCluster, stop, waitFor }
+module.exports = { has, freePort, startServer, restart, startCluster, clusterOk, stop, waitFor }

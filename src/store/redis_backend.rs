@@ -37,11 +37,10 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClientBuilder;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script};
 use sled::IVec;
-use tokio::sync::OnceCell;
 
 use super::backend::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
 use super::error::{Error, Result};
@@ -64,6 +63,14 @@ const CHUNK_ENTRIES: usize = 500;
 const CHUNK_BYTES: usize = 1 << 20;
 /// How many keys one script call removes when it clears partitions.
 const CLEAR_MAX: usize = 1000;
+
+tokio::task_local! {
+    /// When the operation running in this task gives up (see [`RedisBackend::by`]).
+    static DEADLINE: tokio::time::Instant;
+}
+
+/// How long a cluster may fail every operation before the connection is made afresh.
+const RECONNECT_AFTER: Duration = Duration::from_secs(3);
 
 /// How to reach a namespace on Redis.
 #[derive(Clone, Debug)]
@@ -130,7 +137,13 @@ impl ConnectionLike for Connection {
 
 enum Client {
     Single(redis::Client, ConnectionManagerConfig),
-    Cluster(redis::cluster::ClusterClient),
+    /// The node named in the URL, and what a cluster client is built with: a new one is
+    /// built to reconnect, from every node known then (see [`RedisBackend::connect`]).
+    Cluster {
+        seed: redis::ConnectionInfo,
+        certificates: Option<redis::TlsCertificates>,
+        timeout: Duration,
+    },
 }
 
 /// A namespace's layout, as the server holds it.
@@ -143,7 +156,15 @@ struct Layout {
 /// One namespace on Redis.
 pub struct RedisBackend {
     client: Client,
-    connection: OnceCell<Connection>,
+    /// The connection, made by the first operation and made again on a cluster that kept
+    /// failing (see [`RedisBackend::observe`]).
+    connection: Mutex<Option<Connection>>,
+    connecting: tokio::sync::Mutex<()>,
+    /// On a cluster: the slot ranges each node served when last asked (`CLUSTER SLOTS`), to
+    /// say which node failed and to reconnect through any of them.
+    slots: Mutex<Vec<(u16, u16, String)>>,
+    /// Since when operations have failed for want of the server, if they do.
+    failing_since: Mutex<Option<std::time::Instant>>,
     /// The layout read from the server, until an operation finds that it changed there.
     layout: Mutex<Option<Arc<Layout>>>,
     /// Held while the layout is read: the operations that find none cached wait for one
@@ -295,6 +316,50 @@ end
 return out
 ";
 
+impl Client {
+    /// A cluster client that starts from the URL's node and from `nodes` (`host:port`).
+    fn cluster(&self, nodes: &[String]) -> std::result::Result<ClusterClient, RedisError> {
+        let Client::Cluster {
+            seed,
+            certificates,
+            timeout,
+        } = self
+        else {
+            unreachable!("cluster() is only called on a cluster client")
+        };
+        let mut starts = vec![seed.clone()];
+        for node in nodes {
+            let Some((host, port)) = node.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse() else { continue };
+            let host = host.to_owned();
+            let addr = match seed.addr() {
+                redis::ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } => redis::ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: tls_params.clone(),
+                },
+                _ => redis::ConnectionAddr::Tcp(host, port),
+            };
+            starts.push(seed.clone().set_addr(addr));
+        }
+        let mut builder = ClusterClientBuilder::new(starts)
+            .connection_timeout(*timeout)
+            .response_timeout(*timeout)
+            .retries(2);
+        if let Some(certificates) = certificates {
+            builder = builder.certs(certificates.clone());
+        }
+        builder.build()
+    }
+}
+
 impl RedisBackend {
     /// A backend for namespace `name`; no connection is made until the first operation.
     pub fn new(name: &str, config: RedisConfig) -> Result<Self> {
@@ -344,15 +409,13 @@ impl RedisBackend {
             .filter(|p| !p.is_empty())
             .map(str::to_owned);
         let client = if config.cluster {
-            let mut builder = ClusterClientBuilder::new(vec![config.url.as_str()])
-                .connection_timeout(config.timeout)
-                .response_timeout(config.timeout)
-                .retries(2);
-            if let Some(certificates) = certificates {
-                builder = builder.certs(certificates);
-            }
-            let cluster = builder.build().map_err(|_| bad_url())?;
-            Client::Cluster(cluster)
+            let client = Client::Cluster {
+                seed: info.clone(),
+                certificates,
+                timeout: config.timeout,
+            };
+            client.cluster(&[]).map_err(|_| bad_url())?;
+            client
         } else {
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.timeout))
@@ -371,7 +434,10 @@ impl RedisBackend {
         }
         Ok(Self {
             client,
-            connection: OnceCell::new(),
+            connection: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            slots: Mutex::new(Vec::new()),
+            failing_since: Mutex::new(None),
             layout: Mutex::new(None),
             reading_layout: tokio::sync::Mutex::new(()),
             endpoint,
@@ -401,7 +467,14 @@ impl RedisBackend {
     {
         let deadline = tokio::time::Instant::now() + self.timeout;
         match self.setup(create, deadline).await? {
-            Some((connection, layout)) => self.by(deadline, work(connection, layout)).await,
+            Some((connection, layout)) => {
+                let result = self.by(deadline, work(connection, layout)).await;
+                // The server answered (the setup may have answered from what was cached).
+                if result.is_ok() {
+                    self.observe(&result);
+                }
+                result
+            }
             None => Ok(absent()),
         }
     }
@@ -414,51 +487,191 @@ impl RedisBackend {
         deadline: tokio::time::Instant,
     ) -> Result<Option<(Connection, Arc<Layout>)>> {
         self.by(deadline, async {
-            let connection = self
-                .connection
-                .get_or_try_init(|| self.connect())
-                .await?
-                .clone();
+            let connection = self.connection().await?;
             let layout = self.layout(&connection, create).await?;
             Ok(layout.map(|layout| (connection, layout)))
         })
         .await
     }
 
-    /// `work`'s result, or `Unavailable` if it has none by `deadline`.
+    /// `work`'s result, or `Unavailable` if it has none by `deadline`. Each request in `work`
+    /// gives up at `deadline` itself (see [`RedisBackend::request`]), so that its error can
+    /// say which node did not answer; this is the bound if one did not.
     async fn by<T>(
         &self,
         deadline: tokio::time::Instant,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout_at(deadline, work)
+        let bounded = tokio::time::timeout_at(deadline + Duration::from_millis(50), work);
+        let result = DEADLINE
+            .scope(deadline, bounded)
             .await
-            .unwrap_or_else(|_| Err(self.no_answer()))
+            .unwrap_or_else(|_| Err(self.no_answer(b"")));
+        if result.is_err() {
+            self.observe(&result);
+        }
+        result
     }
 
-    fn no_answer(&self) -> Error {
-        Error::Unavailable {
-            endpoint: self.endpoint.clone(),
-            detail: format!("no answer within {} ms", self.timeout.as_millis()),
+    /// What `request` answers, or `Unavailable` naming the node of Redis key `key` if there
+    /// is no answer by the operation's deadline (or within the timeout, outside one).
+    async fn request<T>(
+        &self,
+        key: &[u8],
+        request: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T> {
+        let deadline = DEADLINE
+            .try_with(|deadline| *deadline)
+            .unwrap_or_else(|_| tokio::time::Instant::now() + self.timeout);
+        match tokio::time::timeout_at(deadline, request).await {
+            Ok(answer) => answer.map_err(|e| self.error(e, key)),
+            Err(_) => Err(self.no_answer(key)),
+        }
+    }
+
+    /// Notes whether the server answered. On a cluster that has not answered for
+    /// [`RECONNECT_AFTER`], the connection is dropped, so that the next operation connects
+    /// afresh through every node known: a client whose view of the cluster went wrong
+    /// (nodes restarted, slots moved while it could not follow) starts from the cluster's.
+    fn observe<T>(&self, result: &Result<T>) {
+        let unavailable = match result {
+            Ok(_) => false,
+            Err(Error::Unknown { source, .. }) => matches!(**source, Error::Unavailable { .. }),
+            Err(error) => matches!(error, Error::Unavailable { .. }),
+        };
+        let mut since = self.failing_since.lock().unwrap_or_else(|e| e.into_inner());
+        if !unavailable {
+            if result.is_ok() {
+                *since = None;
+            }
+            return;
+        }
+        let now = std::time::Instant::now();
+        match *since {
+            None => *since = Some(now),
+            Some(start) if self.cluster && now - start >= RECONNECT_AFTER => {
+                *since = Some(now);
+                *self.cached_connection() = None;
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn cached_connection(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection, made when there is none.
+    async fn connection(&self) -> Result<Connection> {
+        if let Some(connection) = self.cached_connection().clone() {
+            return Ok(connection);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(connection) = self.cached_connection().clone() {
+            return Ok(connection);
+        }
+        let connection = self.connect().await?;
+        *self.cached_connection() = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// The error of a request to the node of Redis key `key` that got no answer in time.
+    fn no_answer(&self, key: &[u8]) -> Error {
+        let detail = format!("no answer within {} ms", self.timeout.as_millis());
+        match self.node_of(key) {
+            Some((slot, node)) => Error::Unavailable {
+                endpoint: node,
+                detail: format!("{detail} (the cluster node serving slot {slot})"),
+            },
+            None => Error::Unavailable {
+                endpoint: self.endpoint.clone(),
+                detail,
+            },
         }
     }
 
     async fn connect(&self) -> Result<Connection> {
+        let layout_key = self.layout_key();
         let connection = match &self.client {
             Client::Single(client, config) => Connection::Single(
                 ConnectionManager::new_with_config(client.clone(), config.clone())
                     .await
-                    .map_err(|e| self.error(e))?,
+                    .map_err(|e| self.error(e, layout_key.as_bytes()))?,
             ),
-            Client::Cluster(cluster) => Connection::Cluster(
-                cluster
-                    .get_async_connection()
-                    .await
-                    .map_err(|e| self.error(e))?,
-            ),
+            Client::Cluster { .. } => {
+                let known: Vec<String> = self.known_slots().iter().map(|s| s.2.clone()).collect();
+                let client = self
+                    .client
+                    .cluster(&known)
+                    .map_err(|e| self.error(e, b""))?;
+                let connection = Connection::Cluster(
+                    client
+                        .get_async_connection()
+                        .await
+                        .map_err(|e| self.error(e, layout_key.as_bytes()))?,
+                );
+                self.read_slots(&connection).await;
+                connection
+            }
         };
         self.check_eviction(&connection).await?;
         Ok(connection)
+    }
+
+    fn known_slots(&self) -> std::sync::MutexGuard<'_, Vec<(u16, u16, String)>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Learns which node serves which slots, for messages and reconnecting. Best effort: a
+    /// user not allowed `CLUSTER SLOTS` keeps what was known.
+    async fn read_slots(&self, connection: &Connection) {
+        let Ok(ranges) = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async::<Vec<redis::Value>>(&mut connection.clone())
+            .await
+        else {
+            return;
+        };
+        let mut slots = Vec::new();
+        for range in ranges {
+            let redis::Value::Array(range) = range else {
+                continue;
+            };
+            let (Some(first), Some(last), Some(redis::Value::Array(node))) =
+                (range.first(), range.get(1), range.get(2))
+            else {
+                continue;
+            };
+            let (Ok(first), Ok(last)) = (
+                redis::from_redis_value_ref::<u16>(first),
+                redis::from_redis_value_ref::<u16>(last),
+            ) else {
+                continue;
+            };
+            let (Some(Ok(host)), Some(Ok(port))) = (
+                node.first().map(redis::from_redis_value_ref::<String>),
+                node.get(1).map(redis::from_redis_value_ref::<u16>),
+            ) else {
+                continue;
+            };
+            slots.push((first, last, format!("{host}:{port}")));
+        }
+        if !slots.is_empty() {
+            *self.known_slots() = slots;
+        }
+    }
+
+    /// The node that served the slot of Redis key `key` when last asked, on a cluster.
+    fn node_of(&self, key: &[u8]) -> Option<(u16, String)> {
+        if !self.cluster {
+            return None;
+        }
+        let slot = slot_of(key);
+        let slots = self.known_slots();
+        let (.., node) = slots
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&slot))?;
+        Some((slot, node.clone()))
     }
 
     /// Refuses a server that evicts keys it did not mark as expiring: an evicted entry (or
@@ -611,9 +824,12 @@ impl RedisBackend {
         connection: &Connection,
         cmd: &Cmd,
     ) -> Result<T> {
-        cmd.query_async(&mut connection.clone())
+        let key = match cmd.args_iter().nth(1) {
+            Some(redis::Arg::Simple(key)) => key,
+            _ => b"",
+        };
+        self.request(key, cmd.query_async(&mut connection.clone()))
             .await
-            .map_err(|e| self.error(e))
     }
 
     fn read_layout(&self, bytes: &[u8]) -> Result<Layout> {
@@ -676,8 +892,10 @@ impl RedisBackend {
     }
 
     /// A client error as the core's error: the server out of reach (or refusing our
-    /// credentials) is `Unavailable`; anything else the server answers is `Storage`.
-    fn error(&self, error: RedisError) -> Error {
+    /// credentials) is `Unavailable`; anything else the server answers is `Storage`. On a
+    /// cluster, an unavailable server is named: the node the cluster redirected to, or the
+    /// one that served the slot of `key` (a Redis key of the operation) when last asked.
+    fn error(&self, error: RedisError, key: &[u8]) -> Error {
         let mut detail = error.to_string();
         if let Some(secret) = &self.secret {
             detail = detail.replace(secret.as_str(), "***");
@@ -686,7 +904,11 @@ impl RedisBackend {
         if code == "KVLAYOUT" {
             return self.layout_changed();
         }
-        let unreachable = error.is_io_error()
+        let redirect = error
+            .redirect_node()
+            .map(|(node, slot)| (slot, node.to_owned()));
+        let unreachable = redirect.is_some()
+            || error.is_io_error()
             || error.is_timeout()
             || error.is_connection_refusal()
             || error.is_connection_dropped()
@@ -696,27 +918,35 @@ impl RedisBackend {
             )
             || matches!(
                 code,
-                "NOAUTH" | "WRONGPASS" | "LOADING" | "CLUSTERDOWN" | "MASTERDOWN" | "TRYAGAIN"
+                "NOAUTH"
+                    | "WRONGPASS"
+                    | "LOADING"
+                    | "BUSY"
+                    | "CLUSTERDOWN"
+                    | "MASTERDOWN"
+                    | "TRYAGAIN"
             );
-        if unreachable {
-            if matches!(code, "NOAUTH" | "WRONGPASS")
-                || error.kind() == ErrorKind::AuthenticationFailed
-            {
-                detail = format!(
-                    "the server refused the credentials (check the user and password in the \
-                     url): {detail}"
-                );
-            }
-            Error::Unavailable {
-                endpoint: self.endpoint.clone(),
-                detail,
-            }
-        } else {
-            Error::StorageRemote {
+        if !unreachable {
+            return Error::StorageRemote {
                 place: self.place(),
                 detail,
-            }
+            };
         }
+        if matches!(code, "NOAUTH" | "WRONGPASS") || error.kind() == ErrorKind::AuthenticationFailed
+        {
+            detail = format!(
+                "the server refused the credentials (check the user and password in the url): \
+                 {detail}"
+            );
+        }
+        let endpoint = match redirect.or_else(|| self.node_of(key)) {
+            Some((slot, node)) => {
+                detail = format!("{detail} (the cluster node serving slot {slot})");
+                node
+            }
+            None => self.endpoint.clone(),
+        };
+        Error::Unavailable { endpoint, detail }
     }
 
     fn partition_of(key: &[u8], partitions: u32) -> u32 {
@@ -929,9 +1159,14 @@ impl RedisBackend {
             groups.entry(self.group_of(p)).or_default().1.push(i);
         }
         let calls = Calls::default();
-        try_join_all(groups.values().map(|(cleared, written)| {
+        try_join_all(groups.iter().map(|(&group, (cleared, written))| {
             let chunks = chunks(written, &entries);
-            self.write_group(&connection, &layout, cleared, chunks, &entries, &calls)
+            let call = Call {
+                connection: &connection,
+                calls: &calls,
+                key: self.copy_key(group),
+            };
+            self.write_group(call, &layout, cleared, chunks, &entries)
         }))
         .await
         .map(drop)
@@ -942,23 +1177,18 @@ impl RedisBackend {
     /// to be cleared in it, the whole clear-and-write is that one atomic call.
     async fn write_group(
         &self,
-        connection: &Connection,
+        call: Call<'_>,
         layout: &Layout,
         cleared: &[u32],
         chunks: Vec<&[usize]>,
         entries: &[WriteEntry<'_>],
-        calls: &Calls,
     ) -> Result<()> {
         let mut rest = chunks.as_slice();
         if !cleared.is_empty() {
             let mut with: &[usize] = chunks[0];
             // 1: more to clear, and nothing was written.
             while self
-                .call(
-                    connection,
-                    &self.write_call(layout, cleared, with, entries),
-                    calls,
-                )
+                .call(&call, &self.write_call(layout, cleared, with, entries))
                 .await?
                 == 1
             {
@@ -969,12 +1199,8 @@ impl RedisBackend {
             }
         }
         for chunk in rest.iter().filter(|chunk| !chunk.is_empty()) {
-            self.call(
-                connection,
-                &self.write_call(layout, &[], chunk, entries),
-                calls,
-            )
-            .await?;
+            self.call(&call, &self.write_call(layout, &[], chunk, entries))
+                .await?;
         }
         Ok(())
     }
@@ -1011,14 +1237,10 @@ impl RedisBackend {
     /// Runs one script call of a write, within the timeout. A failure says whether the write
     /// may have happened: it surely did not only when this was its one call so far and the
     /// server refused it, or the connection was refused before it was sent.
-    async fn call(
-        &self,
-        connection: &Connection,
-        invocation: &redis::ScriptInvocation<'_>,
-        calls: &Calls,
-    ) -> Result<i64> {
+    async fn call(&self, call: &Call<'_>, invocation: &redis::ScriptInvocation<'_>) -> Result<i64> {
+        let calls = call.calls;
         let first = calls.sent.fetch_add(1, Ordering::SeqCst) == 0;
-        let mut connection = connection.clone();
+        let mut connection = call.connection.clone();
         let answer = tokio::time::timeout(
             self.timeout,
             invocation.invoke_async::<i64>(&mut connection),
@@ -1027,26 +1249,31 @@ impl RedisBackend {
         let (error, refused) = match answer {
             Ok(Ok(more)) => {
                 calls.applied.store(true, Ordering::SeqCst);
-                return Ok(more);
+                let result = Ok(more);
+                self.observe(&result);
+                return result;
             }
             Ok(Err(error)) => {
                 let refused = error.is_connection_refusal()
                     || !(error.is_io_error()
                         || error.is_timeout()
                         || error.is_connection_dropped());
-                (self.error(error), refused)
+                (self.error(error, call.key.as_bytes()), refused)
             }
-            Err(_) => (self.no_answer(), false),
+            Err(_) => (self.no_answer(call.key.as_bytes()), false),
         };
         let alone = first && calls.sent.load(Ordering::SeqCst) == 1;
         let applied = calls.applied.load(Ordering::SeqCst);
-        if refused && alone && !applied {
-            return Err(error);
-        }
-        Err(Error::Unknown {
-            source: Box::new(error),
-            partly: applied,
-        })
+        let result = if refused && alone && !applied {
+            Err(error)
+        } else {
+            Err(Error::Unknown {
+                source: Box::new(error),
+                partly: applied,
+            })
+        };
+        self.observe(&result);
+        result
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
@@ -1067,7 +1294,7 @@ impl RedisBackend {
             groups.entry(self.group_of(p)).or_default().push(i);
         }
         let calls = Calls::default();
-        try_join_all(groups.values().map(|group| {
+        try_join_all(groups.iter().map(|(&p, group)| {
             let keys = group.iter().map(|&i| entries[i].0);
             let touched = Self::touched(keys, &[], layout.partitions);
             let mut invocation = self.invocation(&self.scripts.delete_if, &layout, &touched);
@@ -1076,8 +1303,12 @@ impl RedisBackend {
                 invocation.key(index).key(meta).key(value_key);
                 invocation.arg(*key).arg(seen.as_slice());
             }
-            let (connection, calls) = (&connection, &calls);
-            async move { self.call(connection, &invocation, calls).await }
+            let call = Call {
+                connection: &connection,
+                calls: &calls,
+                key: self.copy_key(p),
+            };
+            async move { self.call(&call, &invocation).await }
         }))
         .await
         .map(drop)
@@ -1136,10 +1367,12 @@ impl RedisBackend {
             .key(self.meta_key(p))
             .arg(start)
             .arg(count);
-        let flat: Vec<Option<Vec<u8>>> = invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(|e| self.error(e))?;
+        let flat: Vec<Option<Vec<u8>>> = self
+            .request(
+                self.copy_key(p).as_bytes(),
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
         let mut out = Vec::with_capacity(flat.len() / 2);
         let mut items = flat.into_iter();
         while let (Some(key), Some(record)) = (items.next(), items.next()) {
@@ -1340,6 +1573,20 @@ fn parse_layout(bytes: &[u8]) -> Option<(u64, u64)> {
     Some((layout["format"].as_u64()?, layout["partitions"].as_u64()?))
 }
 
+/// The Redis Cluster hash slot of `key`: CRC-16/XMODEM of its hash tag (or of all of it).
+fn slot_of(key: &[u8]) -> u16 {
+    let tag = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let close = key[open + 1..].iter().position(|&b| b == b'}')?;
+            Some(&key[open + 1..open + 1 + close])
+        })
+        .filter(|tag| !tag.is_empty())
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(tag) % 16384
+}
+
 /// An entry to write: key, expiration, metadata, value.
 type WriteEntry<'e> = (&'e [u8], Option<i64>, Option<&'e str>, &'e [u8]);
 
@@ -1366,6 +1613,14 @@ fn chunks<'w>(written: &'w [usize], entries: &[WriteEntry<'_>]) -> Vec<&'w [usiz
 struct Calls {
     sent: AtomicUsize,
     applied: AtomicBool,
+}
+
+/// Where the script calls of one part of a write go: the connection, the write's
+/// [`Calls`], and a Redis key of the part's slot (for messages).
+struct Call<'a> {
+    connection: &'a Connection,
+    calls: &'a Calls,
+    key: String,
 }
 
 /// One partition during a scan: fetched keys not yet visited, and where to fetch next
