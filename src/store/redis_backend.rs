@@ -1657,4 +1657,14 @@ mod tests {
         let none: Vec<&[usize]> = vec![&[]];
         assert_eq!(chunks(&[], &entries), none);
     }
+
+    #[test]
+    fn slots_are_the_clusters() {
+        // As CLUSTER KEYSLOT answers them.
+        assert_eq!(slot_of(b"foo"), 12182);
+        assert_eq!(slot_of(b"{user1000}.following"), slot_of(b"user1000"));
+        // An empty tag is no tag: the whole key is hashed.
+        assert_ne!(slot_of(b"{}a"), slot_of(b"a"));
+        assert_eq!(slot_of(b"kv:{ns:3}:v:k"), slot_of(b"kv:{ns:3}:layout"));
+    }
 }
