@@ -68,15 +68,18 @@ function varint(n) {
   return out
 }
 
-/** The holder's hello (variant 0) for the store in `dir`: protocol 2, a pid and a session. */
-const holderHello = (dir, pid = 1) => [0, 2, ...varint(pid), ...varint(storeId(dir)), 5, 0]
+/** The wire protocol's version (`PROTOCOL` in src/store/wire.rs). */
+const PROTOCOL = 3
+
+/** The holder's hello (variant 0) for the store in `dir`: the protocol, a pid and a session. */
+const holderHello = (dir, pid = 1) => [0, PROTOCOL, ...varint(pid), ...varint(storeId(dir)), 5, 0]
 
 /**
  * Serves `dir`/kv.sock from a process of its own, as a holder gone wrong would: it takes the
  * socket's place (the process holding the store goes on, unreachable), answers the hello as
- * the store's holder, then each request by its variant (1 Get, 2 GetMany, 6 Scan, 7 Entries, 9 Flush)
- * with the bytes `answers` gives (response variants 0 Hello, 1 Entry, 2 Entries, 3 Done,
- * 4 Scanned, 5 All), or not at all when it gives none. `answers` is the source of a
+ * the store's holder, then each request by its variant (1 Get, 2 GetMany, 6 Scan,
+ * 7 EntriesPage, 9 Flush) with the bytes `answers` gives (response variants 0 Hello, 1 Entry,
+ * 2 Entries, 3 Done, 4 Scanned, 5 Page), or not at all when it gives none. `answers` is the source of a
  * declaration of `answers`, which may use `text(string)`, the wire's encoding of a string.
  * It prints each request's variant. Resolves the process once it serves.
  */
@@ -349,21 +352,21 @@ describeUnix('a store shared by processes', () => {
       hostile(Buffer.from('GET / HTTP/1.1\r\n\r\n')),
       hostile(header(0xffffffff)),
       hostile(Buffer.concat([header(1000), Buffer.from('short')])),
-      hostile(frame([0, 2, ...id, ...Buffer.alloc(5000)])),
+      hostile(frame([0, PROTOCOL, ...id, ...Buffer.alloc(5000)])),
       // A request before any hello; a hello of another version, or naming another store,
       // then a request.
       hostile(evil),
       hostile(Buffer.concat([hello(99), evil])),
-      hostile(Buffer.concat([hello(2, varint(12345)), evil])),
+      hostile(Buffer.concat([hello(PROTOCOL, varint(12345)), evil])),
       // A hello, then a request with a byte too many.
-      hostile(Buffer.concat([hello(2), frame([...evil.subarray(4), 0])])),
+      hostile(Buffer.concat([hello(PROTOCOL), frame([...evil.subarray(4), 0])])),
     ])
-    // None is answered but for the hellos, with the holder's own: variant 0, version 2, its
+    // None is answered but for the hellos, with the holder’s own: variant 0, the version, its
     // pid, and the id of the store it holds.
     expect(answers.slice(0, 5)).toEqual([[], [], [], [], []])
     for (const frames of answers.slice(5)) {
       expect(frames).toHaveLength(1)
-      expect(frames[0].slice(0, 2)).toEqual([0, 2])
+      expect(frames[0].slice(0, 2)).toEqual([0, PROTOCOL])
       expect(frames[0].slice(2 + varint(holder.pid).length).slice(0, id.length)).toEqual(id)
     }
     await expect(kv.get('kept')).resolves.toBe('as it was')
@@ -380,7 +383,7 @@ describeUnix('a store shared by processes', () => {
         put([2, 0xff, 0xfe], [0]),
         put(text('evil2'), [1, ...text('not json')]),
         put(longKey, [0]),
-      ].map((request) => hostile(Buffer.concat([hello(2), request]))),
+      ].map((request) => hostile(Buffer.concat([hello(PROTOCOL), request]))),
     )
     // The hello's answer and then an error's (Response::Failed, variant 6).
     for (const frames of refused) {
@@ -406,7 +409,7 @@ describeUnix('a store shared by processes', () => {
          1: [1, 1, ...entry('other')],
          2: [2, 2, 1, ...entry('a'), 1, ...entry('b', 'not json')],
          6: [4, 2, ...text('b'), 0, 0, ...text('a'), 0, 0, 1],
-         7: [5, 2, ...entry('b'), ...entry('a'), 0],
+         7: [5, 2, ...entry('b'), ...entry('a'), 0, 0],
          9: [3],
        }`,
     )
@@ -423,6 +426,52 @@ describeUnix('a store shared by processes', () => {
       expect(error.message).toContain(`its holder sent ${fault}`)
     }
     await kv.close()
+  })
+
+  test('a holder that sends the same page of entries again is not followed round', async () => {
+    const dir = tempDir()
+    children.push(await holdStore(dir))
+    // Every page holds entry "a" and says more follow after "a": read as told, for ever.
+    const impostor = await serveImpostor(
+      dir,
+      `const answers = { 7: [5, 1, ...text('a'), ...text('v'), 0, 0, 0, 1, ...text('a')], 9: [3] }`,
+    )
+    children.push(impostor)
+    const kv = new KV({ path: dir })
+    const error = await rejection(kv.dump())
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain('its holder sent a page that does not start after the last one')
+    // The first page, then the second, which repeated it: no more.
+    expect(impostor.requests.filter((variant) => variant === 7)).toEqual([7, 7])
+    await kv.close()
+  })
+
+  test('dump and snapshot through the holder go a page at a time and miss nothing', async () => {
+    const dir = tempDir()
+    // More entries than a page holds (4,096), and more bytes of values (16 MiB).
+    const holder = inChild(`
+      const kv = new KV({ path: ${JSON.stringify(dir)} })
+      const small = Array.from({ length: 9000 }, (_, i) => ({ key: 's' + String(i).padStart(5, '0'), value: String(i) }))
+      const big = Array.from({ length: 40 }, (_, i) => ({ key: 'b' + i, value: String(i).padEnd(1 << 20, '.') }))
+      kv.bulkPut([...small, ...big]).then(() => console.log('ready'))
+      setInterval(() => {}, 1000)`)
+    children.push(holder)
+    while (!holder.lines.includes('ready')) await new Promise((resolve) => setTimeout(resolve, 20))
+    const kv = new KV({ path: dir })
+    const entries = await kv.dump()
+    expect(entries).toHaveLength(9040)
+    const keys = entries.map((entry) => entry.key)
+    expect(keys).toEqual([...keys].sort())
+    expect(new Set(keys).size).toBe(9040)
+    expect(entries.find((entry) => entry.key === 's08999').value).toBe('8999')
+    const big = entries.find((entry) => entry.key === 'b39')
+    expect(big.value).toHaveLength(1 << 20)
+    expect(big.value.startsWith('39.')).toBe(true)
+    const copy = new KV()
+    await copy.restore(await kv.snapshot())
+    expect(await copy.get('s00000')).toBe('0')
+    expect((await copy.get('b7')).length).toBe(1 << 20)
+    await Promise.all([copy.close(), kv.close()])
   })
 
   test('reads of one key in progress together go to the holder together', async () => {

@@ -62,6 +62,15 @@ const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// The most entries one scan request returns.
 const SCAN_BATCH_MAX: u32 = 1024;
 
+/// The most entries in a page of a namespace read through the holder...
+const PAGE_ENTRIES: usize = 4096;
+/// ... and the bytes of values after which a page ends (one value may take it past).
+const PAGE_BYTES: usize = 16 << 20;
+
+/// The KiB of requests a holder reads and acts on at once, over all its connections: one
+/// request of the largest size fits, and a connection waits while others hold it all.
+const IN_FLIGHT_KIB: usize = wire::MAX_FRAME / 1024;
+
 /// The most connections a holder serves at once; more are closed as they come.
 const CONNECTIONS_MAX: usize = 512;
 
@@ -202,11 +211,13 @@ impl Drop for Server {
 
 async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig, holder: Arc<Holder>) {
     let mut connections = JoinSet::new();
+    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KIB));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if connections.len() < CONNECTIONS_MAX => {
-                    connections.spawn(serve(stream, store.clone(), config.clone(), holder.clone()));
+                    let (store, config) = (store.clone(), config.clone());
+                    connections.spawn(serve(stream, store, config, holder.clone(), budget.clone()));
                 }
                 // Over the limit: closed at once, so the client knows.
                 Ok(_) => {}
@@ -219,8 +230,15 @@ async fn accept(listener: UnixListener, store: PathBuf, config: StoreConfig, hol
     }
 }
 
-/// Answers one client's requests, in order, until it goes or sends something else.
-async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig, holder: Arc<Holder>) {
+/// Answers one client's requests, in order, until it goes or sends something else. A
+/// request holds its share of `budget` (see [`wire::read_frame_budgeted`]) until answered.
+async fn serve(
+    stream: UnixStream,
+    store: PathBuf,
+    config: StoreConfig,
+    holder: Arc<Holder>,
+    budget: Arc<tokio::sync::Semaphore>,
+) {
     if !same_user(&stream) {
         return;
     }
@@ -246,7 +264,9 @@ async fn serve(stream: UnixStream, store: PathBuf, config: StoreConfig, holder: 
         _ => return,
     }
     loop {
-        let Ok(request) = wire::read_frame::<_, Request>(&mut read).await else {
+        let Ok((request, _held)) =
+            wire::read_frame_budgeted::<_, Request>(&mut read, &budget).await
+        else {
             return;
         };
         let response = if is_heavy(&request) {
@@ -282,7 +302,7 @@ const LIGHT_WRITE_MAX: usize = 64 * 1024;
 /// own network I/O.
 fn is_heavy(request: &Request) -> bool {
     match request {
-        Request::Flush | Request::Entries { .. } | Request::ReplaceAll { .. } => true,
+        Request::Flush | Request::EntriesPage { .. } | Request::ReplaceAll { .. } => true,
         Request::PutAll { entries, .. } => {
             entries.iter().map(|e| e.value.len()).sum::<usize>() > LIGHT_WRITE_MAX
         }
@@ -356,16 +376,27 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
             )?;
             Ok(Response::Scanned { items, more })
         }),
-        Request::Entries { ns, skip_damaged } => backend(lease, &ns, config).and_then(|b| {
-            let mut damaged = Vec::new();
-            let mut sink =
-                |key: IVec, error: Error| damaged.push((ByteBuf::from(key.to_vec()), error));
-            let found = b.entries(skip_damaged.then_some(&mut sink as &mut DamageSink<'_>))?;
+        Request::EntriesPage {
+            ns,
+            skip_damaged,
+            after,
+        } => backend(lease, &ns, config).and_then(|b| {
+            let (found, damaged, next) =
+                entries_page(&b, skip_damaged, after.as_ref().map(|a| a.as_slice()))?;
             let entries = found
                 .iter()
                 .map(|(key, entry)| WireEntry::from_entry(key, entry))
                 .collect::<Result<Vec<_>>>()?;
-            Ok(Response::All { entries, damaged })
+            let damaged = damaged
+                .into_iter()
+                .map(|(key, error)| (ByteBuf::from(key.to_vec()), error))
+                .collect();
+            let next = next.map(|key| ByteBuf::from(key.to_vec()));
+            Ok(Response::Page {
+                entries,
+                damaged,
+                next,
+            })
         }),
         Request::ReplaceAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
             entries.iter().try_for_each(WireEntry::check)?;
@@ -375,6 +406,31 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
         }),
     };
     outcome.unwrap_or_else(Response::Failed)
+}
+
+/// A page of a namespace's entries as a holder sends it: after `after`, up to
+/// [`PAGE_ENTRIES`] entries and, past the first, [`PAGE_BYTES`] bytes of values, so that
+/// reading a namespace of any size through the holder costs it a page's memory at a time.
+/// The page, the damaged entries left out (with `skip_damaged`), and the key to go on after.
+#[allow(clippy::type_complexity)]
+fn entries_page(
+    b: &SledBackend,
+    skip_damaged: bool,
+    after: Option<&[u8]>,
+) -> Result<(Vec<(IVec, Entry)>, Vec<(IVec, Error)>, Option<IVec>)> {
+    let mut damaged = Vec::new();
+    let mut sink = |key: IVec, error: Error| damaged.push((key, error));
+    let (mut count, mut bytes) = (0, 0);
+    let (entries, next) = b.entries_after(
+        after,
+        skip_damaged.then_some(&mut sink as &mut DamageSink<'_>),
+        |entry| {
+            count += 1;
+            bytes += entry.value.bytes().map_or(0, <[u8]>::len);
+            count == PAGE_ENTRIES || bytes >= PAGE_BYTES
+        },
+    )?;
+    Ok((entries, damaged, next))
 }
 
 /// Namespace `ns` of the open store: a name inside the database, checked as any other.
@@ -1192,38 +1248,77 @@ impl SharedBackend {
         }
     }
 
-    pub async fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
+    /// Every entry, read a page at a time (see [`entries_page`]): pages read while others
+    /// write may each see a different moment, but every entry is whole.
+    pub async fn entries(
+        &self,
+        mut skip: Option<&mut DamageSink<'_>>,
+    ) -> Result<Vec<(IVec, Entry)>> {
         let skip_damaged = skip.is_some();
-        let (entries, damaged) = self
-            .run(
-                |b| {
-                    let mut damaged = Vec::new();
-                    let mut sink = |key: IVec, error: Error| damaged.push((key, error));
-                    let entries =
-                        b.entries(skip_damaged.then_some(&mut sink as &mut DamageSink<'_>))?;
-                    Ok((entries, damaged))
-                },
-                |ns| Ok(Request::Entries { ns, skip_damaged }),
-                |response| match response {
-                    Response::All { entries, damaged } => {
-                        Some(self.all_entries(entries).map(|entries| {
-                            let damaged = damaged
-                                .into_iter()
-                                .map(|(key, error)| (IVec::from(key.into_vec()), error))
-                                .collect();
-                            (entries, damaged)
-                        }))
-                    }
-                    _ => None,
-                },
-            )
-            .await?;
-        if let Some(sink) = skip {
-            for (key, error) in damaged {
-                sink(key, error);
+        let mut all = Vec::new();
+        let mut after: Option<IVec> = None;
+        loop {
+            let from = after.clone();
+            let (entries, damaged, next) = self
+                .run(
+                    |b| entries_page(b, skip_damaged, from.as_deref()),
+                    |ns| {
+                        Ok(Request::EntriesPage {
+                            ns,
+                            skip_damaged,
+                            after: from.as_ref().map(|key| ByteBuf::from(key.to_vec())),
+                        })
+                    },
+                    |response| match response {
+                        Response::Page {
+                            entries,
+                            damaged,
+                            next,
+                        } => Some(self.page(entries, damaged, next, from.as_deref())),
+                        _ => None,
+                    },
+                )
+                .await?;
+            if let Some(sink) = skip.as_deref_mut() {
+                for (key, error) in damaged {
+                    sink(key, error);
+                }
+            }
+            all.extend(entries);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
             }
         }
-        Ok(entries)
+    }
+
+    /// A page as the holder sent it, checked: entries in order after `after`, and a `next`
+    /// that is its last key (a holder that lied could otherwise keep a reader going round
+    /// forever).
+    #[allow(clippy::type_complexity)]
+    fn page(
+        &self,
+        entries: Vec<WireEntry>,
+        damaged: Vec<(ByteBuf, Error)>,
+        next: Option<ByteBuf>,
+        after: Option<&[u8]>,
+    ) -> Result<(Vec<(IVec, Entry)>, Vec<(IVec, Error)>, Option<IVec>)> {
+        let past = |key: &[u8]| after.is_none_or(|after| key > after);
+        if !entries.first().is_none_or(|e| past(&e.key)) {
+            return Err(self.bad_answer("a page that does not start after the last one"));
+        }
+        // A page ends at an entry it holds, so the next starts past it.
+        if next.is_some()
+            && next.as_ref().map(|k| k.as_slice()) != entries.last().map(|e| &e.key[..])
+        {
+            return Err(self.bad_answer("a page that does not end where it says"));
+        }
+        let entries = self.all_entries(entries)?;
+        let damaged = damaged
+            .into_iter()
+            .map(|(key, error)| (IVec::from(key.into_vec()), error))
+            .collect();
+        Ok((entries, damaged, next.map(|key| IVec::from(key.into_vec()))))
     }
 
     pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {

@@ -581,6 +581,47 @@ pub struct SledBackend {
 }
 
 impl SledBackend {
+    /// Entries in key order from the first key after `after` (or the first of all), values
+    /// loaded, until `full` (asked after each entry) says there are enough: those entries,
+    /// and, if it stopped there, the last key it looked at. An entry found damaged fails the
+    /// call, unless `skip` is given: then it is left out and handed to `skip`.
+    pub fn entries_after(
+        &self,
+        after: Option<&[u8]>,
+        mut skip: Option<&mut DamageSink<'_>>,
+        mut full: impl FnMut(&Entry) -> bool,
+    ) -> Result<(Vec<(IVec, Entry)>, Option<IVec>)> {
+        let start = match after {
+            Some(after) => std::ops::Bound::Excluded(after),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut entries = Vec::new();
+        for item in self
+            .index
+            .range::<&[u8], _>((start, std::ops::Bound::Unbounded))
+        {
+            let (key, bytes) = item.map_err(|e| self.error(e))?;
+            // A record replaced while we walk is read again; a deleted one is left out.
+            let entry = match self.load(&key, bytes, u64::MAX) {
+                Ok(None) => self.get(&key, u64::MAX),
+                loaded => loaded,
+            };
+            match (entry, skip.as_deref_mut()) {
+                (Ok(Some(entry)), _) => {
+                    let stop = full(&entry);
+                    entries.push((key.clone(), entry));
+                    if stop {
+                        return Ok((entries, Some(key)));
+                    }
+                }
+                (Ok(None), _) => {}
+                (Err(error @ Error::Corrupt { .. }), Some(skip)) => skip(key, error),
+                (Err(error), _) => return Err(error),
+            }
+        }
+        Ok((entries, None))
+    }
+
     /// Opens (creating if needed) namespace `name` of the store in directory `path`.
     pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
         Self::with_lease(Lease::acquire(path, config)?, name, config)
@@ -952,23 +993,9 @@ impl Backend for SledBackend {
         Ok(())
     }
 
-    fn entries(&self, mut skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
-        let mut entries = Vec::new();
-        for item in self.index.iter() {
-            let (key, bytes) = item.map_err(|e| self.error(e))?;
-            // A record replaced while we walk is read again; a deleted one is left out.
-            let entry = match self.load(&key, bytes, u64::MAX) {
-                Ok(None) => self.get(&key, u64::MAX),
-                loaded => loaded,
-            };
-            match (entry, skip.as_deref_mut()) {
-                (Ok(Some(entry)), _) => entries.push((key, entry)),
-                (Ok(None), _) => {}
-                (Err(error @ Error::Corrupt { .. }), Some(skip)) => skip(key, error),
-                (Err(error), _) => return Err(error),
-            }
-        }
-        Ok(entries)
+    fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
+        self.entries_after(None, skip, |_| false)
+            .map(|(entries, _)| entries)
     }
 
     fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {

@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use sled::IVec;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::backend::{Entry, PutEntry, Value};
 use super::error::Error;
@@ -17,8 +19,9 @@ use super::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
 
 /// Bumped when a message changes shape; a client and a holder of different versions do not
 /// talk (the client then reports the store as locked). Version 2 added the store's identity
-/// and the holder's session to the hellos.
-pub const PROTOCOL: u32 = 2;
+/// and the holder's session to the hellos; version 3 reads a namespace's entries a page at
+/// a time.
+pub const PROTOCOL: u32 = 3;
 
 /// The longest hello either side reads: a connection that says more before it has said who
 /// it is, or sends bytes that are not the protocol's (`GET / HTTP/1.1` reads as a length of
@@ -66,9 +69,11 @@ pub enum Request {
         after: Option<ByteBuf>,
         want: u32,
     },
-    Entries {
+    /// A page of every entry, values loaded, from the first key after `after` on.
+    EntriesPage {
         ns: String,
         skip_damaged: bool,
+        after: Option<ByteBuf>,
     },
     ReplaceAll {
         ns: String,
@@ -98,10 +103,12 @@ pub enum Response {
         items: Vec<(ByteBuf, Option<i64>, Option<ByteBuf>)>,
         more: bool,
     },
-    /// Every entry, and the damaged ones left out (when asked to skip them).
-    All {
+    /// A page of entries, and the damaged ones left out (when asked to skip them); `next`,
+    /// when the page is not the last, is the key to ask for the next page after.
+    Page {
         entries: Vec<WireEntry>,
         damaged: Vec<(ByteBuf, Error)>,
+        next: Option<ByteBuf>,
     },
     Failed(Error),
     /// The holder has closed the store since the connection was made: take it over.
@@ -252,6 +259,49 @@ where
     read_frame_within(input, MAX_FRAME).await
 }
 
+/// Reads one frame as [`read_frame`] does, taking a permit from `budget` for each KiB of it
+/// before reading those bytes, and hands the permits back with the message: what all the
+/// frames being read or acted on hold together stays within the budget. A frame waits for
+/// room as it arrives, holding only what it has sent, so one that promises a gigabyte and
+/// sends nothing holds nothing.
+pub async fn read_frame_budgeted<R, T>(
+    input: &mut R,
+    budget: &Arc<Semaphore>,
+) -> Result<(T, OwnedSemaphorePermit), FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    const STEP: usize = 64 * 1024;
+    let mut header = [0; 4];
+    input.read_exact(&mut header).await?;
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::Garbage(
+            "a frame longer than the protocol allows",
+        ));
+    }
+    let closed = |_| FrameError::Closed;
+    let mut held = budget.clone().acquire_many_owned(0).await.map_err(closed)?;
+    let mut body = Vec::with_capacity(len.min(STEP));
+    while body.len() < len {
+        let step = (len - body.len()).min(STEP);
+        let kib = step.div_ceil(1024) as u32;
+        held.merge(
+            budget
+                .clone()
+                .acquire_many_owned(kib)
+                .await
+                .map_err(closed)?,
+        );
+        let read = input.take(step as u64).read_to_end(&mut body).await?;
+        if read != step {
+            return Err(FrameError::Closed);
+        }
+    }
+    decode(&body).map(|message| (message, held))
+}
+
 /// Reads one frame of at most `max` bytes and decodes it.
 pub async fn read_frame_within<R, T>(input: &mut R, max: usize) -> Result<T, FrameError>
 where
@@ -271,7 +321,12 @@ where
     if read != len {
         return Err(FrameError::Closed);
     }
-    match postcard::take_from_bytes::<T>(&body) {
+    decode(&body)
+}
+
+/// The one message `body` holds.
+fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(body) {
         Ok((message, [])) => Ok(message),
         _ => Err(FrameError::Garbage(
             "a frame that is not a message of this protocol",
@@ -375,5 +430,40 @@ mod tests {
             read::<Request>(&lying),
             Err(FrameError::Garbage(_))
         ));
+    }
+
+    #[test]
+    fn frames_in_flight_stay_within_the_budget() {
+        use futures_util::FutureExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let frame = encode(&Request::Delete {
+            ns: "KV".into(),
+            key: ByteBuf::from(vec![b'k'; 100 * 1024]),
+        })
+        .unwrap();
+        // Room for one such frame at a time (101 KiB), not two.
+        let budget = Arc::new(Semaphore::new(150));
+        runtime.block_on(async {
+            let (first, held) = read_frame_budgeted::<_, Request>(&mut &frame[..], &budget)
+                .await
+                .unwrap();
+            assert!(matches!(first, Request::Delete { .. }));
+            assert_eq!(held.num_permits(), 101);
+            let mut input = &frame[..];
+            let mut second = Box::pin(read_frame_budgeted::<_, Request>(&mut input, &budget));
+            // Its bytes are all there; it waits for room only.
+            assert!((&mut second).now_or_never().is_none());
+            drop(held);
+            let (_, held) = second.await.unwrap();
+            assert_eq!(held.num_permits(), 101);
+        });
+        // A frame that promises much and sends a little holds only what it sent.
+        let mut short = (1_000_000u32).to_le_bytes().to_vec();
+        short.extend_from_slice(&[0; 10]);
+        let result = runtime.block_on(read_frame_budgeted::<_, Request>(&mut &short[..], &budget));
+        assert!(matches!(result, Err(FrameError::Closed)));
+        assert_eq!(budget.available_permits(), 150);
     }
 }
