@@ -113,6 +113,9 @@ pub struct PutEntry<'a> {
     pub metadata: Option<&'a str>,
 }
 
+/// Entries with their keys, in key order, as [`Backend::entries`] returns them.
+pub type Entries = Vec<(IVec, Entry)>;
+
 /// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
 pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + Send + 'a;
 

@@ -43,7 +43,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::backend::{Backend, DamageSink, Entry, PutEntry, ScanVisitor};
+use super::backend::{Backend, DamageSink, Entries, Entry, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
 use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig};
 use super::wire::{
@@ -408,16 +408,14 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
     outcome.unwrap_or_else(Response::Failed)
 }
 
+/// A page of entries, the damaged ones left out, and the key after which the next starts.
+type Page = (Entries, Vec<(IVec, Error)>, Option<IVec>);
+
 /// A page of a namespace's entries as a holder sends it: after `after`, up to
 /// [`PAGE_ENTRIES`] entries and, past the first, [`PAGE_BYTES`] bytes of values, so that
 /// reading a namespace of any size through the holder costs it a page's memory at a time.
 /// The page, the damaged entries left out (with `skip_damaged`), and the key to go on after.
-#[allow(clippy::type_complexity)]
-fn entries_page(
-    b: &SledBackend,
-    skip_damaged: bool,
-    after: Option<&[u8]>,
-) -> Result<(Vec<(IVec, Entry)>, Vec<(IVec, Error)>, Option<IVec>)> {
+fn entries_page(b: &SledBackend, skip_damaged: bool, after: Option<&[u8]>) -> Result<Page> {
     let mut damaged = Vec::new();
     let mut sink = |key: IVec, error: Error| damaged.push((key, error));
     let (mut count, mut bytes) = (0, 0);
@@ -1295,14 +1293,13 @@ impl SharedBackend {
     /// A page as the holder sent it, checked: entries in order after `after`, and a `next`
     /// that is its last key (a holder that lied could otherwise keep a reader going round
     /// forever).
-    #[allow(clippy::type_complexity)]
     fn page(
         &self,
         entries: Vec<WireEntry>,
         damaged: Vec<(ByteBuf, Error)>,
         next: Option<ByteBuf>,
         after: Option<&[u8]>,
-    ) -> Result<(Vec<(IVec, Entry)>, Vec<(IVec, Error)>, Option<IVec>)> {
+    ) -> Result<Page> {
         let past = |key: &[u8]| after.is_none_or(|after| key > after);
         if !entries.first().is_none_or(|e| past(&e.key)) {
             return Err(self.bad_answer("a page that does not start after the last one"));

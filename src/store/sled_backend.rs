@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{scan_start, Backend, DamageSink, Entry, PutEntry, ScanVisitor, Value};
+use super::backend::{
+    scan_start, Backend, DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value,
+};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
@@ -590,7 +592,7 @@ impl SledBackend {
         after: Option<&[u8]>,
         mut skip: Option<&mut DamageSink<'_>>,
         mut full: impl FnMut(&Entry) -> bool,
-    ) -> Result<(Vec<(IVec, Entry)>, Option<IVec>)> {
+    ) -> Result<(Entries, Option<IVec>)> {
         let start = match after {
             Some(after) => std::ops::Bound::Excluded(after),
             None => std::ops::Bound::Unbounded,
