@@ -348,6 +348,37 @@ describeRedis('Redis', () => {
     expect(dumped.sort()).toEqual(['bad', 'good'])
   })
 
+  test('list goes on past a lost or damaged list record, and names a key it cannot read', async () => {
+    const kv = open({ namespace: 'mended' })
+    const expiration = Math.floor(Date.now() / 1000) + 3600
+    await kv.put('a', '1', { metadata: { n: 1 } })
+    await kv.put('b', '2', { metadata: { n: 2 }, expiration })
+    await kv.put('c', '3')
+    const whole = [
+      { name: 'a', metadata: { n: 1 } },
+      { name: 'b', metadata: { n: 2 }, expiration },
+      { name: 'c' },
+    ]
+    // Every list record lost (the hash evicted or deleted): the values stand in.
+    redisCli(server.port, 'del', 'kv:{mended:0}:m')
+    expect((await kv.list()).keys).toEqual(whole)
+    // One list record that is not a record.
+    redisCli(server.port, 'hset', 'kv:{mended:0}:m', 'b', 'garbage')
+    expect((await kv.list()).keys).toEqual(whole)
+    // A key whose list record and value are both gone is gone: get and list agree.
+    redisCli(server.port, 'del', 'kv:{mended:0}:v:c')
+    await expect(kv.get('c')).resolves.toBeNull()
+    expect((await kv.list()).keys).toEqual(whole.slice(0, 2))
+    // A damaged value with no list record: list names the key, as get does.
+    redisCli(server.port, 'set', 'kv:{mended:0}:v:a', 'not a record')
+    const error = await rejection(kv.list())
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain('"a"')
+    // Written again, it lists as any other.
+    await kv.put('a', 'again')
+    expect((await kv.list()).keys.map((key) => key.name)).toEqual(['a', 'b'])
+  })
+
   test('a server error (a key of ours holding something else) is ERR_KV_STORAGE, nothing changed', async () => {
     const kv = open({ namespace: 'clash' })
     await kv.put('kept', 'v')

@@ -1379,7 +1379,46 @@ impl RedisBackend {
             let key = key.ok_or_else(|| self.corrupt("a partition index holds a nil".into()))?;
             out.push((key, record));
         }
+        self.mend_records(&connection, layout, p, &mut out).await?;
         Ok(out)
+    }
+
+    /// Goes on where a list record is missing or damaged (a key evicted, a hash written by
+    /// something else): the value record holds the same expiration and metadata, so it
+    /// stands in. A key with neither is gone, and is left `None`; a damaged value record is
+    /// kept, so that listing it fails naming the key, as reading it does.
+    async fn mend_records(
+        &self,
+        connection: &Connection,
+        layout: &Layout,
+        p: u32,
+        items: &mut [(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<()> {
+        let bad: Vec<usize> = (0..items.len())
+            .filter(|&i| {
+                let (key, record) = &items[i];
+                record
+                    .as_ref()
+                    .is_none_or(|record| self.listed(key, record).is_err())
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        // With the partition's copy of the layout, read in the same step.
+        let mut mget = redis::cmd("MGET");
+        for &i in &bad {
+            mget.arg(self.value_key(p, &items[i].0));
+        }
+        mget.arg(self.copy_key(p));
+        let mut values: Vec<Option<Vec<u8>>> = self.query(connection, &mget).await?;
+        if values.pop().flatten().as_deref() != Some(layout.text.as_bytes()) {
+            return Err(self.layout_changed());
+        }
+        for (&i, value) in bad.iter().zip(values) {
+            items[i].1 = value;
+        }
+        Ok(())
     }
 
     pub async fn scan(
@@ -1445,7 +1484,8 @@ impl RedisBackend {
                     let Some((key, record)) = parts[p].buffer.pop_front() else {
                         return Ok(());
                     };
-                    let record = record.ok_or_else(|| self.damaged(&key, "has no list record"))?;
+                    // Neither a list record nor a value: the entry is gone.
+                    let Some(record) = record else { continue };
                     let (expiration, metadata) = self.listed(&key, &record)?;
                     if !visit(&key, expiration, metadata.as_ref()) {
                         return Ok(());
