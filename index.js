@@ -502,7 +502,12 @@ function createKV(realm) {
           let result = null
           if (entry !== null) {
             const value = convert(entry[0])
-            result = metadataWanted ? withMetadata(value, parseMetadata(entry[1]), false) : value
+            // Miniflare builds a bulk entry only for a value that is not null: a stored JSON
+            // null maps to null, whatever its metadata.
+            result =
+              metadataWanted && value !== null
+                ? withMetadata(value, parseMetadata(entry[1]), false)
+                : value
           }
           map.set(name, result)
         }

@@ -325,6 +325,26 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(json.get('zero')).toStrictEqual({ value: 0, metadata: 'zero' })
     })
 
+    test('a stored JSON null maps to null in a bulk json read, metadata or not', async () => {
+      // Miniflare builds { value, metadata } only for a value that is not null.
+      await kv.put('null', 'null', { metadata: { m: 1 } })
+      await kv.put('zero', '0', { metadata: { m: 2 } })
+      const json = await kv.getWithMetadata(['null', 'zero'], 'json')
+      expect([...json]).toStrictEqual([
+        ['null', null],
+        ['zero', { value: 0, metadata: { m: 2 } }],
+      ])
+      // As text it is the four letters, and kept; a single read keeps its metadata.
+      const text = await kv.getWithMetadata(['null'])
+      expect(text.get('null')).toStrictEqual({ value: 'null', metadata: { m: 1 } })
+      await expect(kv.getWithMetadata('null', 'json')).resolves.toStrictEqual({
+        value: null,
+        metadata: { m: 1 },
+        cacheStatus: null,
+      })
+      await expect(kv.get(['null'], 'json')).resolves.toStrictEqual(new Map([['null', null]]))
+    })
+
     test('large values are read too', async () => {
       const large = 'L'.repeat(2 * MiB)
       await kv.put('large', large, { metadata: { big: true } })
