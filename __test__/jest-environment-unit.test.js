@@ -58,6 +58,39 @@ test('an unreadable seed file fails setup with its path', async () => {
   await env.teardown()
 })
 
+test('a seed path that is no seed file is refused, never read into the log', async () => {
+  const fs = require('node:fs')
+  const { spawnSync } = require('node:child_process')
+  const root = tempDir()
+  fs.writeFileSync(path.join(root, 'secret.txt'), 'root:SECRET-HASH:19000:0:99999:7:::\n')
+  fs.writeFileSync(path.join(root, 'cut.json'), '[{ "key": "a", "value": "SECRET')
+  fs.writeFileSync(path.join(root, 'short.json'), '[1,')
+  fs.writeFileSync(path.join(root, 'huge.json'), '')
+  fs.truncateSync(path.join(root, 'huge.json'), 256 * 1024 * 1024 + 1)
+  const fifo = spawnSync('mkfifo', [path.join(root, 'fifo')]).status === 0
+  const cases = [
+    ['/dev/zero', 'it is not a regular file.'],
+    [root, 'it is not a regular file.'],
+    ['huge.json', 'it holds 268435457 bytes, more than the 268435456 a seed file may.'],
+    ['secret.txt', 'it is not valid JSON'],
+    ['cut.json', 'it is not valid JSON (the fault is at character 31).'],
+    ['short.json', 'it is not valid JSON: it ends at character 3, before its JSON does.'],
+  ]
+  // A FIFO nobody writes to would block a plain read for ever.
+  if (fifo) cases.push(['fifo', 'it is not a regular file.'])
+  for (const [file, why] of cases) {
+    const env = environment({ kvSeed: { KV: file } }, root)
+    const error = await env.setup().then(
+      () => null,
+      (error) => error,
+    )
+    expect(error.message).toContain(`cannot read the seed file ${path.resolve(root, file)}: ${why}`)
+    expect(error.message).not.toContain('SECRET')
+    expect(String(error.cause?.message)).not.toContain('SECRET')
+    await env.teardown()
+  }
+})
+
 const redisUrl = process.env.KV_TEST_REDIS_URL
 // Without redis-server, Jest's globalSetup has said so once and left the URL unset.
 const testRedis = redisUrl ? test : test.skip

@@ -103,16 +103,49 @@ function readOptions(options, { rootDir, name, workerId }) {
   }
 }
 
+/** The largest seed file a test environment reads. */
+const SEED_MAX_BYTES = 256 * 1024 * 1024
+
+/**
+ * The entries of the seed file `file`: a regular file of at most SEED_MAX_BYTES holding JSON.
+ * A device, a FIFO or a directory is refused without being read (opened non-blocking, so a
+ * FIFO cannot hang the run), and no error quotes the file's content: a seed path that points
+ * somewhere it should not must not print what is there into a test log.
+ */
 function readSeed(file, name) {
-  let entries
-  try {
-    entries = JSON.parse(fs.readFileSync(file, 'utf8'))
-  } catch (error) {
-    throw new Error(`${name}: cannot read the seed file ${file}: ${error.message}`, {
-      cause: error,
-    })
+  const refuse = (why, cause) => {
+    throw new Error(`${name}: cannot read the seed file ${file}: ${why}`, { cause })
   }
-  return entries
+  let text
+  let fd
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+    const stat = fs.fstatSync(fd)
+    if (!stat.isFile()) refuse('it is not a regular file.')
+    if (stat.size > SEED_MAX_BYTES) {
+      refuse(`it holds ${stat.size} bytes, more than the ${SEED_MAX_BYTES} a seed file may.`)
+    }
+    text = fs.readFileSync(fd, 'utf8')
+  } catch (error) {
+    if (error.message.startsWith(`${name}: `)) throw error
+    const why = { ENOENT: 'there is no such file.', EACCES: 'permission denied.' }[error.code]
+    refuse(why ?? `${error.code ?? error.message}.`, error)
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd)
+  }
+  try {
+    return JSON.parse(text)
+  } catch (error) {
+    // V8's message quotes the text around the fault; only where it is is repeated here.
+    const position = /position (\d+)/.exec(error.message)?.[1]
+    refuse(
+      /end of JSON input/.test(error.message)
+        ? `it is not valid JSON: it ends at character ${text.length}, before its JSON does.`
+        : position === undefined
+          ? 'it is not valid JSON.'
+          : `it is not valid JSON (the fault is at character ${position}).`,
+    )
+  }
 }
 
 // Opens namespace `name` in `dir`, or, when another test run holds `dir` (a watch mode beside
