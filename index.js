@@ -131,6 +131,8 @@ function createKV(realm) {
     #omitIndexKeys
     // Which operations wait for which (see lib/order.js).
     #order = new Order(PromiseInRealm, fromNative)
+    // For each stream a put was given, what says that it has been read (see #run).
+    #arrivals = new WeakMap()
     // What stops each stream that a put is reading, for close() (see drain()).
     #readers = new Set()
     // With `durable`, writes resolve only after a flush that started after them. One flush
@@ -386,7 +388,9 @@ function createKV(realm) {
     // closure) once the earlier operations that `scope` meets are done (see lib/order.js; an
     // operation that `reads` only waits for writes): at once, in-line, when there are none.
     // Its result may be a `Later`, whose promise is then waited for.
-    #run(scope, reads, operation, a, b, c, d) {
+    // `arrival`, for a put of a stream, settles once the stream has been read (see
+    // lib/order.js): until then, reads do not wait for the put.
+    #run(scope, reads, operation, a, b, c, d, arrival = null) {
       const order = this.#order
       const before = order.idle ? null : order.before(scope, reads)
       if (before !== null) {
@@ -394,7 +398,7 @@ function createKV(realm) {
           const result = operation.call(this, a, b, c, d)
           return result instanceof Later ? result.promise : result
         }
-        return order.track(scope, before.then(run), reads)
+        return order.track(scope, before.then(run), reads, arrival)
       }
       let result
       try {
@@ -403,7 +407,7 @@ function createKV(realm) {
         return settle(PromiseInRealm, fromNative(error), false)
       }
       if (result instanceof Later) {
-        return order.track(scope, PromiseInRealm.resolve(result.promise), reads)
+        return order.track(scope, PromiseInRealm.resolve(result.promise), reads, arrival)
       }
       return settle(PromiseInRealm, result, true)
     }
@@ -415,16 +419,16 @@ function createKV(realm) {
 
     // Runs an operation that every operation meeting its scope waits for, and that waits for
     // them all (flush, close).
-    #schedule(scope, operation, a, b, c, d) {
-      return this.#run(scope, false, operation, a, b, c, d)
+    #schedule(scope, operation, a, b, c, d, arrival = null) {
+      return this.#run(scope, false, operation, a, b, c, d, arrival)
     }
 
     // Runs a write; with `durable`, its promise resolves once the write is on disk. A flush
     // that reports writes lost (a store's holder killed) fails the writes of the keys it
     // names, and those whose keys it does not know; a write of one key it does not name
     // is on disk all the same.
-    #scheduleWrite(scope, operation, a, b, c, d) {
-      const written = this.#schedule(scope, operation, a, b, c, d)
+    #scheduleWrite(scope, operation, a, b, c, d, arrival = null) {
+      const written = this.#schedule(scope, operation, a, b, c, d, arrival)
       if (!this.#durable) return written
       const durable = () => this.#flushShared()
       if (typeof scope !== 'string') return written.then(durable)
@@ -544,8 +548,12 @@ function createKV(realm) {
           cancelQuietly(body, error)
           throw error
         }
+        const arrived = this.#arrivals.get(body)
+        this.#arrivals.delete(body)
+        const drained = drain(body, MAX_VALUE_SIZE, TypeErrorInRealm, this.#readers)
+        drained.finally(arrived).catch(() => {})
         return new Later(
-          drain(body, MAX_VALUE_SIZE, TypeErrorInRealm, this.#readers).then(({ bytes, length }) => {
+          drained.then(({ bytes, length }) => {
             if (bytes === null) {
               const { expiration, expirationTtl } = options
               native.checkPut(name, expiration, expirationTtl, metadata, length, this.#now())
@@ -674,7 +682,14 @@ function createKV(realm) {
           body = body.slice()
         }
       }
-      return this.#scheduleWrite(name, this.#write, name, body, putOptions, metadata)
+      if (typeof body === 'string' || typeof body.getReader !== 'function') {
+        return this.#scheduleWrite(name, this.#write, name, body, putOptions, metadata)
+      }
+      // A stream: reads do not wait for this put until its value has arrived.
+      let arrived
+      const arrival = new Promise((resolve) => (arrived = resolve))
+      this.#arrivals.set(body, arrived)
+      return this.#scheduleWrite(name, this.#write, name, body, putOptions, metadata, arrival)
     }
 
     /** Deletes a key. Deleting a missing key succeeds. */

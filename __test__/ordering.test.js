@@ -157,49 +157,77 @@ describe.each(backends)('%s backend', (_name, open) => {
       expect(pulled).toBe(false)
     })
 
-    test('operations on its key wait for it and then apply in call order', async () => {
+    test('reads of its key do not wait for it; writes of its key do, in call order', async () => {
+      await kv.put('key', 'before')
       const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
       const order = []
       const streamed = kv.put('key', stream).then(() => order.push('put stream'))
+      // Not a write until its value has arrived: reads see what was there.
       const read = kv.get('key').then((value) => order.push(`get ${value}`))
       const overwritten = kv.put('key', 'later').then(() => order.push('put later'))
+      // Issued after a write that waits for the stream: it waits too.
       const listed = kv.list({ prefix: 'ke' }).then(({ keys }) => order.push(`list ${keys.length}`))
       await kv.put('unrelated', 'x')
       order.push('unrelated')
       end()
       await Promise.all([streamed, read, overwritten, listed])
-      expect(order).toEqual(['unrelated', 'put stream', 'get streamed', 'put later', 'list 1'])
+      expect(order).toEqual(['get before', 'unrelated', 'put stream', 'put later', 'list 1'])
       await expect(kv.get('key')).resolves.toBe('later')
+    })
+
+    test('a put whose stream never ends holds up no read, lists included', async () => {
+      await kv.put('key', 'old', { metadata: { v: 1 } })
+      const stuck = rejection(kv.put('key', endlessStream()))
+      await expect(kv.get('key')).resolves.toBe('old')
+      await expect(kv.getWithMetadata('key')).resolves.toMatchObject({ metadata: { v: 1 } })
+      await expect(kv.get(['key'])).resolves.toEqual(new Map([['key', 'old']]))
+      await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'key' }] })
+      expect((await kv.dump()).map((entry) => entry.value)).toEqual(['old'])
+      // A later write of the key waits its turn, behind the stream.
+      let overwritten = false
+      const later = kv.put('key', 'new').then(() => (overwritten = true))
+      await kv.put('other', 'x')
+      await expect(kv.get('other')).resolves.toBe('x')
+      expect(overwritten).toBe(false)
+      await kv.close()
+      expect((await stuck).code).toBe('ERR_KV_CLOSED')
+      await later
     })
 
     test('a bulk read waits for earlier writes to its keys, and only those', async () => {
       await kv.put('other', 'O')
       const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
       const streamed = kv.put('key', stream)
-      await expect(kv.get(['other', 'unrelated'])).resolves.toEqual(
+      await expect(kv.get(['unrelated'])).resolves.toEqual(new Map([['unrelated', null]]))
+      // The stream has not arrived: not waited for.
+      await expect(kv.getWithMetadata(['key', 'other'])).resolves.toEqual(
         new Map([
-          ['other', 'O'],
-          ['unrelated', null],
+          ['key', null],
+          ['other', { value: 'O', metadata: null }],
         ]),
       )
-      const both = kv.getWithMetadata(['key', 'other'])
+      // A write on the pool has: waited for.
+      const pool = kv.put('other', new Uint8Array(300 * KiB).fill(1))
+      const both = kv.get(['other'])
       end()
-      await streamed
-      const read = await both
-      expect(read.get('key')).toEqual({ value: 'streamed', metadata: null })
-      expect(read.get('other')).toEqual({ value: 'O', metadata: null })
+      await Promise.all([streamed, pool])
+      expect((await both).get('other')).toHaveLength(300 * KiB)
+      await expect(kv.get(['key'])).resolves.toEqual(new Map([['key', 'streamed']]))
     })
 
-    test('snapshot() and clear() see every write issued before them', async () => {
+    test('snapshot() and clear() see every write issued before them, once it has arrived', async () => {
       const { stream, end } = heldStream(new TextEncoder().encode('streamed'))
       const streamed = kv.put('key', stream)
-      const snapshot = kv.snapshot()
+      const early = kv.snapshot()
       end()
       await streamed
+      const snapshot = kv.snapshot()
       await kv.clear()
       await expect(kv.get('key')).resolves.toBeNull()
       await kv.restore(await snapshot)
       await expect(kv.get('key')).resolves.toBe('streamed')
+      await kv.restore(await early)
+      await expect(kv.get('key')).resolves.toBeNull()
     })
 
     test('a key with a lone surrogate and its U+FFFD form are one key for ordering', async () => {

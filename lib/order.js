@@ -8,7 +8,10 @@
 // every read sees the writes issued before it and none issued after, a snapshot sees every
 // earlier write, reads of one hot key go out together (on Redis, one round trip for many, not
 // one each), and a put whose stream is slow holds up nothing but operations on its own key.
-// An operation with nothing to wait for runs at once, in-line.
+// A put whose stream is still arriving is not a write yet: reads (lists and snapshots too)
+// issued meanwhile do not wait for it and see what was there before, as production's would;
+// later writes of its key wait their turn. An operation with nothing to wait for runs at
+// once, in-line.
 //
 // A chain of awaited in-line operations never leaves the microtask queue, so code that polls
 // a key in a loop would starve timers and I/O forever. Settling is therefore moved to the
@@ -86,7 +89,8 @@ class Order {
   // How many operations are in progress (waiting, on the pool or reading a stream).
   #pending = 0
   // For each key, the single-key operations in progress on it: `write`, the settling of the
-  // last write (or null), and `reads`, the settlings of the reads issued since it.
+  // last write (or null), and `reads`, the settlings of the reads issued since it. While that
+  // write's value is still `arriving`, reads wait for `before` instead, the write it follows.
   #byKey = new Map()
   // Operations in progress with a wider scope: { scope, reads, settled }.
   #wide = new Set()
@@ -120,8 +124,9 @@ class Order {
   #waitsFor(scope, reads) {
     const waits = []
     // What an operation on `key` in progress holds this one up with.
-    const onKey = ({ write, reads: readers }) => {
-      if (write !== null) waits.push(write)
+    const onKey = ({ write, arriving, before, reads: readers }) => {
+      const last = reads && arriving ? before : write
+      if (last !== null) waits.push(last)
       if (!reads) waits.push(...readers)
     }
     if (typeof scope === 'string') {
@@ -154,9 +159,10 @@ class Order {
   /**
    * Counts `promise` as in progress under `scope` until it settles, so that later operations
    * wait for it as `before` says; returns it, with its error made by `fail`. `reads` says
-   * that it only reads what its scope meets.
+   * that it only reads what its scope meets. `arrival`, for a write of one key whose value
+   * is still arriving, settles once it has: until then, reads do not wait for the write.
    */
-  track(scope, promise, reads = false) {
+  track(scope, promise, reads = false, arrival = null) {
     this.#pending++
     const key = typeof scope === 'string' ? wellFormed(scope) : null
     const wide = key === null ? { scope, reads, settled: null } : null
@@ -168,7 +174,11 @@ class Order {
         return
       }
       if (reads) inProgress.reads.delete(settled)
-      else if (inProgress.write === settled) inProgress.write = null
+      else if (inProgress.write === settled) {
+        inProgress.write = null
+        inProgress.arriving = false
+        inProgress.before = null
+      }
       if (
         inProgress.write === null &&
         inProgress.reads.size === 0 &&
@@ -195,15 +205,29 @@ class Order {
     }
     inProgress = this.#byKey.get(key)
     if (inProgress === undefined) {
-      inProgress = { write: null, reads: new Set() }
+      inProgress = { write: null, arriving: false, before: null, reads: new Set() }
       this.#byKey.set(key, inProgress)
     }
     if (reads) {
       inProgress.reads.add(settled)
-    } else {
-      // This write waits for the reads before it: later operations need wait only for it.
-      inProgress.write = settled
-      inProgress.reads = new Set()
+      return settled
+    }
+    // This write waits for the reads before it: later operations need wait only for it, and,
+    // while its value arrives, later reads for the write before it (or for what that one
+    // waited for, if still arriving itself).
+    const last = inProgress.arriving ? inProgress.before : inProgress.write
+    inProgress.write = settled
+    inProgress.reads = new Set()
+    inProgress.arriving = arrival !== null
+    inProgress.before = arrival !== null ? last : null
+    if (arrival !== null) {
+      const arrived = () => {
+        if (inProgress.write === settled) {
+          inProgress.arriving = false
+          inProgress.before = null
+        }
+      }
+      arrival.then(arrived, arrived)
     }
     return settled
   }
