@@ -238,6 +238,7 @@ function main() {
       assert.deepEqual(vitestEnv.info.files.map((f) => f.path).sort(), [
         'index.d.ts',
         'index.js',
+        'index.mjs',
         'package.json',
       ])
       // Released together: its version, and the kv-binding it needs, are the main package's.
@@ -320,6 +321,24 @@ function main() {
         passes(vitest(major, ['--no-isolate']))
         passes(vitest(major, [], { KV_FIXTURE_PERSIST: `.kv-test-${major}` }), true)
         assert.ok(fs.existsSync(path.join(vitestApp, `.kv-test-${major}`)))
+      })
+      // npm workspaces and `npm link` put the package outside node_modules, behind a link:
+      // Vite then runs it through its own module runner instead of Node's.
+      check(`Vitest ${major} runs the environment linked from a workspace`, () => {
+        const installed = path.join(vitestApp, 'node_modules', 'vitest-environment-kv-binding')
+        const workspace = path.join(vitestApp, 'packages', 'env')
+        fs.rmSync(workspace, { recursive: true, force: true })
+        fs.cpSync(fs.realpathSync(installed), workspace, { recursive: true })
+        const saved = `${installed}.installed`
+        fs.renameSync(installed, saved)
+        try {
+          fs.symlinkSync(path.join('..', 'packages', 'env'), installed)
+          passes(vitest(major, ['--pool=threads']))
+          passes(vitest(major, ['--pool=vmForks']))
+        } finally {
+          fs.rmSync(installed, { force: true })
+          fs.renameSync(saved, installed)
+        }
       })
       check(`Vitest ${major} runs the README's recipe without the environment`, () => {
         const out = vitest(major, ['--config', 'vitest.recipe.config.mjs'])
