@@ -31,9 +31,10 @@ export declare class NativeNamespace {
   get isLocal(): boolean
   /**
    * Simulates eventual consistency: this handle becomes one location, with a read cache of
-   * its own. Called once, right after the handle is made.
+   * its own; all its locations cache up to `budget` bytes together (a default without).
+   * Called once, right after the handle is made.
    */
-  makeEventuallyConsistent(): void
+  makeEventuallyConsistent(budget?: number | undefined | null): void
   /**
    * The same namespace seen from another location: the same data, and, when consistency is
    * simulated, a read cache of its own.

@@ -141,6 +141,11 @@ export interface KVOptions {
    */
   consistency?: 'strong' | 'eventual'
   /**
+   * With `consistency: "eventual"`: the bytes of cached answers all locations may hold
+   * together (default 64 MiB). A location that would pass it drops what it cached.
+   */
+  locationCacheBytes?: number
+  /**
    * Enforces production's limits, off by default: `true` for all of them, or pick.
    * `writeRate`: a second `put` to one key within a second (KV clock) rejects with
    * `KV PUT failed: 429 Too Many Requests`. `operationsPerInvocation` (1000): the operations
@@ -358,7 +363,7 @@ export declare class KV<Key extends string = string> {
   /**
    * The same namespace seen from another Cloudflare location: a `KV` that shares this one's
    * data and, with `consistency: "eventual"`, has a read cache of its own. The same name gives
-   * the same `KV`; closing any of them closes them all.
+   * the same `KV` (for the 1,024 names used last); closing any of them closes them all.
    */
   location(name: string): KV<Key>
   /**

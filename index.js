@@ -30,6 +30,13 @@ const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
 const isWhole = (value, min, max = Number.MAX_SAFE_INTEGER) =>
   Number.isSafeInteger(value) && value >= min && value <= max
 
+// How many location() views a namespace keeps by name (about as many as Cloudflare has
+// locations): the views of names used longer ago are let go, with their caches.
+const LOCATIONS_KEPT = 1024
+
+// Forgets a view of a namespace (see #view) once nothing references it.
+const forgetView = new FinalizationRegistry(({ views, ref }) => views.delete(ref))
+
 // The key of the method that deletes a namespace with every trace of it (its Redis layout
 // too): for the Jest environment's per-file namespaces, not part of the public API.
 const REMOVE = Symbol('kv-binding: remove namespace')
@@ -181,6 +188,7 @@ function createKV(realm) {
         timeoutMs,
         experimental = false,
         consistency = 'strong',
+        locationCacheBytes,
         limits,
       } = options
       if (clock !== undefined && typeof clock !== 'function') {
@@ -203,6 +211,11 @@ function createKV(realm) {
       if (consistency !== 'strong' && consistency !== 'eventual') {
         throw new TypeErrorInRealm('The consistency option must be "strong" or "eventual".')
       }
+      if (locationCacheBytes !== undefined && !isWhole(locationCacheBytes, 0, 2 ** 48)) {
+        throw new TypeErrorInRealm(
+          'The locationCacheBytes option must be a whole number of bytes (0 caches nothing).',
+        )
+      }
       this.#limits = readLimits(limits, TypeErrorInRealm)
       if (experimental) this.#addExperimental()
       this.#durable = durable
@@ -210,7 +223,7 @@ function createKV(realm) {
       this.#omitIndexKeys = bulkIndexKeys === 'omit'
       const where = { path, url, namespace, cacheCapacity, flushEveryMs, listPageCap, shared }
       this.#native = this.#open(where, timeoutMs, options)
-      if (consistency === 'eventual') this.#native.makeEventuallyConsistent()
+      if (consistency === 'eventual') this.#native.makeEventuallyConsistent(locationCacheBytes)
     }
 
     // The native namespace that the options name: in memory, in a sled store or on Redis
@@ -301,20 +314,27 @@ function createKV(realm) {
     // A KV of the same class as this one (a subclass's methods included), viewing its
     // namespace through `nativeView`.
     #view(nativeView, budget) {
-      this.#family ??= { root: this, locations: new Map(), closing: null }
+      // `views` holds every view weakly, for close(): one nobody references is let go.
+      this.#family ??= { root: this, locations: new Map(), views: new Set(), closing: null }
       viewing = { from: this, nativeView, budget }
+      let view
       try {
-        return Reflect.construct(KV, [], this.constructor)
+        view = Reflect.construct(KV, [], this.constructor)
       } finally {
         viewing = null
       }
+      const ref = new WeakRef(view)
+      this.#family.views.add(ref)
+      forgetView.register(view, { views: this.#family.views, ref })
+      return view
     }
 
     /**
      * The same namespace as seen from another Cloudflare location, `name`: the same data and
      * order of operations; with `consistency: 'eventual'`, a read cache of its own, so that
      * what this KV writes reaches it only when its cached answer runs out. The same name
-     * gives the same view.
+     * gives the same view, for the LOCATIONS_KEPT names used last; a view of a name used
+     * longer ago than that is let go (with its cache), as a location's cache would be.
      */
     location(name) {
       if (typeof name !== 'string' || name === '') {
@@ -322,15 +342,22 @@ function createKV(realm) {
       }
       const locations = this.#family?.locations
       let view = locations?.get(name)
-      if (view === undefined) {
-        let nativeView
-        try {
-          nativeView = this.#native.atNewLocation()
-        } catch (error) {
-          throw fromNative(error)
-        }
-        view = this.#view(nativeView, null)
-        this.#family.locations.set(name, view)
+      if (view !== undefined) {
+        // Kept in order of use: the first is the one used longest ago.
+        locations.delete(name)
+        locations.set(name, view)
+        return view
+      }
+      let nativeView
+      try {
+        nativeView = this.#native.atNewLocation()
+      } catch (error) {
+        throw fromNative(error)
+      }
+      view = this.#view(nativeView, null)
+      this.#family.locations.set(name, view)
+      if (this.#family.locations.size > LOCATIONS_KEPT) {
+        this.#family.locations.delete(this.#family.locations.keys().next().value)
       }
       return view
     }
@@ -859,13 +886,25 @@ function createKV(realm) {
     close() {
       const family = this.#family
       if (family !== null) {
-        // One store behind every view: closing any closes them all.
-        family.closing ??= PromiseInRealm.all(
-          [family.root, ...family.locations.values()].map((kv) => kv.#closeOwn()),
-        ).then(done)
+        // One store behind every view: closing any closes them all, in one operation after
+        // everything issued before it (one per view would each wait for all the others').
+        const views = [...family.views].map((ref) => ref.deref()).filter(Boolean)
+        family.closing ??= this.#closeAll([family.root, ...views])
         return family.closing
       }
       return this.#closeOwn()
+    }
+
+    // Closes the native handles of `views`, which share this KV's order of operations.
+    #closeAll(views) {
+      for (const stop of this.#readers) stop(this.#closedMidStream())
+      const closing = this.#schedule(EVERYTHING, () => {
+        // An invocation() view shares its native handle: each handle is closed once.
+        const handles = new Set(views.map((kv) => kv.#native))
+        return new Later(PromiseInRealm.all([...handles].map((h) => completion(h.close()))))
+      })
+      for (const kv of views) kv.#closing = closing
+      return closing.then(done)
     }
 
     // close()'s promise once close() was called on this KV or on any view of its namespace,

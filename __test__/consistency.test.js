@@ -230,6 +230,54 @@ describe('location views', () => {
     expect(() => kv.location('berlin')).toThrow(expect.objectContaining({ code: 'ERR_KV_CLOSED' }))
   })
 
+  test('thousands of views: each made and dropped cheaply, all closed by one close()', async () => {
+    const kv = new KV({ consistency: 'eventual' })
+    await kv.put('k', 'v')
+    const first = kv.location('L0')
+    for (let i = 1; i < 3000; i++) await kv.location(`L${i}`).get('k')
+    // Only the 1,024 names used last are kept: an older name gives a new view.
+    expect(kv.location('L2999')).toBe(kv.location('L2999'))
+    expect(kv.location('L0')).not.toBe(first)
+    // close() was quadratic in the number of views (3,000: about 8 s and 1 GB).
+    await kv.close()
+    // A view let go of by name but still held is closed with the rest.
+    expect((await rejection(first.get('k'))).code).toBe('ERR_KV_CLOSED')
+  })
+
+  test('the locations of a namespace cache within locationCacheBytes together', async () => {
+    const kv = new KV({ consistency: 'eventual', locationCacheBytes: 10_000 })
+    const value = 'v'.repeat(4000)
+    await kv.bulkPut(['a', 'b', 'c'].map((key) => ({ key, value })))
+    const status = async (view, key) => (await view.getWithMetadata(key)).cacheStatus
+    const there = kv.location('there')
+    expect(await status(there, 'a')).toBe('MISS')
+    expect(await status(there, 'b')).toBe('MISS')
+    expect(await status(there, 'a')).toBe('HIT')
+    // A third would pass the budget: the location drops what it holds, and keeps the third.
+    expect(await status(there, 'c')).toBe('MISS')
+    expect(await status(there, 'a')).toBe('MISS')
+    expect(await status(there, 'c')).toBe('HIT')
+    // Another location finds the budget held by "there": room is made there.
+    const elsewhere = kv.location('elsewhere')
+    expect(await status(elsewhere, 'b')).toBe('MISS')
+    expect(await status(elsewhere, 'b')).toBe('HIT')
+    expect(await status(there, 'c')).toBe('MISS')
+    await kv.close()
+    for (const bad of [-1, 1.5, '64MB', Infinity]) {
+      expect(() => new KV({ consistency: 'eventual', locationCacheBytes: bad })).toThrow(
+        new TypeError(
+          'The locationCacheBytes option must be a whole number of bytes (0 caches nothing).',
+        ),
+      )
+    }
+    // Nothing cached at all with 0.
+    const none = new KV({ consistency: 'eventual', locationCacheBytes: 0 })
+    await none.put('k', 'v')
+    expect(await status(none.location('x'), 'k')).toBe('MISS')
+    expect(await status(none.location('x'), 'k')).toBe('MISS')
+    await none.close()
+  })
+
   test('refuses an unknown consistency and a location without a name', () => {
     expect(() => new KV({ consistency: 'weak' })).toThrow(
       new TypeError('The consistency option must be "strong" or "eventual".'),

@@ -299,16 +299,21 @@ impl NativeNamespace {
     }
 
     /// Simulates eventual consistency: this handle becomes one location, with a read cache of
-    /// its own. Called once, right after the handle is made.
+    /// its own; all its locations cache up to `budget` bytes together (a default without).
+    /// Called once, right after the handle is made.
     #[napi]
-    pub fn make_eventually_consistent(&mut self) -> Result<()> {
+    pub fn make_eventually_consistent(&mut self, budget: Option<f64>) -> Result<()> {
         let namespace = self
             .inner
             .take()
             .ok_or_else(|| js_error(store::Error::Closed))?;
         match Arc::try_unwrap(namespace) {
             Ok(namespace) => {
-                self.inner = Some(Arc::new(namespace.eventually_consistent()));
+                let namespace = match budget {
+                    Some(budget) => namespace.eventually_consistent_within(budget as usize),
+                    None => namespace.eventually_consistent(),
+                };
+                self.inner = Some(Arc::new(namespace));
                 Ok(())
             }
             Err(namespace) => {

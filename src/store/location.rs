@@ -11,12 +11,17 @@
 //! generation counter: `clear`, `restore` and `remove` (test tools, not KV operations) move it
 //! on, which empties every location's cache at once. A read that such a step, or a write at its
 //! own location, overtook while it was at the store is not cached (see [`Ticket`]).
+//!
+//! The locations of a namespace share a byte budget, as a location's cache has a size. A
+//! location that would pass it drops what ran out, here and at the other locations, then
+//! everything it holds, then everything the others hold. A location that is dropped gives its
+//! bytes back.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use sled::IVec;
 
@@ -50,11 +55,28 @@ impl CacheStatus {
 /// How many cached answers a location holds before it drops those that ran out.
 const SWEEP_FLOOR: usize = 1024;
 
+/// The bytes of cached answers all locations of a namespace hold together, unless told.
+pub const DEFAULT_CACHE_BUDGET: usize = 64 << 20;
+
+/// What a cached answer costs besides its keys and values: the map's slot, the record.
+const ANSWER_OVERHEAD: usize = 96;
+
 /// One location's cache of reads and list pages.
 #[derive(Debug)]
 pub struct Location {
-    generation: Arc<AtomicU64>,
-    cache: Mutex<Cache>,
+    shared: Arc<Shared>,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// What every location of a namespace shares.
+#[derive(Debug)]
+struct Shared {
+    generation: AtomicU64,
+    /// The bytes all locations may hold, and those they hold now.
+    budget: usize,
+    used: AtomicUsize,
+    /// Every location's cache, to make room in when one is full.
+    caches: Mutex<Vec<Weak<Mutex<Cache>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +87,8 @@ struct Cache {
     sweep_at: usize,
     // How many writes this location has made (see Ticket).
     writes: u64,
+    // The bytes of what it holds (counted in the namespace's budget).
+    bytes: usize,
 }
 
 /// Taken before a read goes to the store. What the read found is cached only if this location
@@ -89,6 +113,7 @@ struct Cached<T> {
     answer: T,
     until_ms: i64,
     generation: u64,
+    bytes: usize,
 }
 
 impl<T> Cached<T> {
@@ -98,23 +123,79 @@ impl<T> Cached<T> {
 }
 
 impl Location {
-    /// The first location of a namespace.
-    pub fn new() -> Self {
-        Self::sharing(Arc::new(AtomicU64::new(0)))
+    /// The first location of a namespace, whose locations may hold `budget` bytes of cached
+    /// answers in all.
+    pub fn new(budget: usize) -> Self {
+        Self::sharing(Arc::new(Shared {
+            generation: AtomicU64::new(0),
+            budget,
+            used: AtomicUsize::new(0),
+            caches: Mutex::new(Vec::new()),
+        }))
     }
 
     /// Another location of the same namespace, with an empty cache of its own.
     pub fn sibling(&self) -> Self {
-        Self::sharing(self.generation.clone())
+        Self::sharing(self.shared.clone())
     }
 
-    fn sharing(generation: Arc<AtomicU64>) -> Self {
-        Self {
-            generation,
-            cache: Mutex::new(Cache {
-                sweep_at: SWEEP_FLOOR,
-                ..Cache::default()
-            }),
+    fn sharing(shared: Arc<Shared>) -> Self {
+        let cache = Arc::new(Mutex::new(Cache {
+            sweep_at: SWEEP_FLOOR,
+            ..Cache::default()
+        }));
+        {
+            let mut caches = shared.caches();
+            // Now and then, the caches of locations that went are forgotten.
+            if caches.len().is_power_of_two() {
+                caches.retain(|cache| cache.strong_count() > 0);
+            }
+            caches.push(Arc::downgrade(&cache));
+        }
+        Self { shared, cache }
+    }
+
+    /// The bytes of cached answers this location holds.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.cache().bytes
+    }
+
+    /// Makes room for an answer of `bytes` within the namespace's budget: drops what ran out
+    /// here, then all this location holds; `false` if there is no room all the same.
+    fn make_room(&self, cache: &mut Cache, bytes: usize, now_ms: i64, generation: u64) -> bool {
+        let shared = &*self.shared;
+        let fits = || shared.used.load(Ordering::Acquire) + bytes <= shared.budget;
+        if bytes > shared.budget {
+            return false;
+        }
+        if !fits() {
+            cache.drop_stale(shared, now_ms, generation);
+        }
+        if !fits() {
+            self.at_others(|other| other.drop_stale(shared, now_ms, generation));
+        }
+        if !fits() {
+            cache.drop_all(shared);
+        }
+        if !fits() {
+            self.at_others(|other| other.drop_all(shared));
+        }
+        fits()
+    }
+
+    /// Runs `work` on the cache of every other location of the namespace that is not busy
+    /// (one busy now may be waiting for this one's: it is left alone, never waited for).
+    fn at_others(&self, mut work: impl FnMut(&mut Cache)) {
+        let mut caches = self.shared.caches();
+        caches.retain(|cache| cache.strong_count() > 0);
+        for other in caches.iter().filter_map(Weak::upgrade) {
+            if Arc::ptr_eq(&other, &self.cache) {
+                continue;
+            }
+            if let Ok(mut cache) = other.try_lock() {
+                work(&mut cache);
+            }
         }
     }
 
@@ -126,7 +207,7 @@ impl Location {
     }
 
     fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.shared.generation.load(Ordering::Acquire)
     }
 
     /// What this location answers for `key` from its cache: `None` when it has nothing fresh
@@ -145,7 +226,8 @@ impl Location {
     ) -> Option<Option<Entry>> {
         let generation = self.generation();
         let mut cache = self.cache();
-        let cached = fresh(&mut cache.reads, key, now_ms, generation)?;
+        let Cache { reads, bytes, .. } = &mut *cache;
+        let cached = fresh(reads, key, now_ms, generation, bytes, &self.shared)?;
         cached.until_ms = cached.until_ms.min(until(now_ms, cache_ttl));
         let entry = match &cached.answer {
             Some(entry) if !is_expired(entry.expiration, now_ms) => entry,
@@ -192,13 +274,28 @@ impl Location {
         if !self.honours(&cache, ticket) {
             return found;
         }
+        let bytes = ANSWER_OVERHEAD
+            + key.len()
+            + found.as_ref().map_or(0, |entry| {
+                entry.value.bytes().map_or(0, <[u8]>::len)
+                    + entry.metadata.as_ref().map_or(0, |m| m.len())
+            });
+        let cache = &mut *cache;
+        if let Some(old) = cache.reads.remove(key) {
+            cache.release(&self.shared, old.bytes);
+        }
+        if !self.make_room(cache, bytes, now_ms, ticket.generation) {
+            return found;
+        }
         let cached = Cached {
             answer: found.clone(),
             until_ms: until(now_ms, cache_ttl),
             generation: ticket.generation,
+            bytes,
         };
         cache.reads.insert(key.to_owned(), cached);
-        cache.sweep(now_ms, ticket.generation);
+        cache.hold(&self.shared, bytes);
+        cache.sweep(&self.shared, now_ms, ticket.generation);
         found
     }
 
@@ -210,7 +307,8 @@ impl Location {
     pub fn page(&self, query: &PageQuery, now_ms: i64) -> Option<ListPage> {
         let generation = self.generation();
         let mut cache = self.cache();
-        let cached = fresh(&mut cache.pages, query, now_ms, generation)?;
+        let Cache { pages, bytes, .. } = &mut *cache;
+        let cached = fresh(pages, query, now_ms, generation, bytes, &self.shared)?;
         let mut page = cached.answer.clone();
         page.keys.retain(|key| !is_expired(key.expiration, now_ms));
         Some(page)
@@ -222,65 +320,143 @@ impl Location {
         if !self.honours(&cache, ticket) {
             return;
         }
+        let bytes = ANSWER_OVERHEAD
+            + query.prefix.len()
+            + 2 * query.cursor.as_ref().map_or(0, String::len)
+            + page
+                .keys
+                .iter()
+                .map(|key| 48 + key.name.len() + key.metadata.as_ref().map_or(0, |m| m.len()))
+                .sum::<usize>();
+        let cache = &mut *cache;
+        if let Some(old) = cache.pages.remove(&query) {
+            cache.release(&self.shared, old.bytes);
+        }
+        if !self.make_room(cache, bytes, now_ms, ticket.generation) {
+            return;
+        }
         let cached = Cached {
             answer: page.clone(),
             until_ms: until(now_ms, None),
             generation: ticket.generation,
+            bytes,
         };
         cache.pages.insert(query, cached);
-        cache.sweep(now_ms, ticket.generation);
+        cache.hold(&self.shared, bytes);
+        cache.sweep(&self.shared, now_ms, ticket.generation);
     }
 
     /// Forgets what this location cached about `key`: after a write or delete here.
     pub fn forget(&self, key: &str) {
         let mut cache = self.cache();
+        let cache = &mut *cache;
         cache.writes += 1;
-        cache.reads.remove(key);
-        cache
-            .pages
-            .retain(|query, _| !key.starts_with(query.prefix.as_str()));
+        let mut freed = cache.reads.remove(key).map_or(0, |old| old.bytes);
+        cache.pages.retain(|query, cached| {
+            let keep = !key.starts_with(query.prefix.as_str());
+            if !keep {
+                freed += cached.bytes;
+            }
+            keep
+        });
+        cache.release(&self.shared, freed);
     }
 
     /// Empties the cache of every location of the namespace.
     pub fn forget_everywhere(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Shared {
+    fn caches(&self) -> MutexGuard<'_, Vec<Weak<Mutex<Cache>>>> {
+        self.caches.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Default for Location {
     fn default() -> Self {
-        Self::new()
+        Self::new(DEFAULT_CACHE_BUDGET)
+    }
+}
+
+/// A location that goes gives its bytes back to the namespace's budget.
+impl Drop for Location {
+    fn drop(&mut self) {
+        let bytes = self.cache().bytes;
+        self.shared.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
 impl Cache {
     // Drops the answers that ran out once the cache has doubled since the last sweep, so that
     // a location reading ever new keys holds about as many as it read within one TTL.
-    fn sweep(&mut self, now_ms: i64, generation: u64) {
+    fn sweep(&mut self, shared: &Shared, now_ms: i64, generation: u64) {
         if self.reads.len() + self.pages.len() < self.sweep_at {
             return;
         }
-        self.reads
-            .retain(|_, cached| cached.fresh(now_ms, generation));
-        self.pages
-            .retain(|_, cached| cached.fresh(now_ms, generation));
+        self.drop_stale(shared, now_ms, generation);
         self.sweep_at = ((self.reads.len() + self.pages.len()) * 2).max(SWEEP_FLOOR);
+    }
+
+    /// Drops every answer that ran out.
+    fn drop_stale(&mut self, shared: &Shared, now_ms: i64, generation: u64) {
+        let mut freed = 0;
+        self.reads.retain(|_, cached| {
+            let keep = cached.fresh(now_ms, generation);
+            if !keep {
+                freed += cached.bytes;
+            }
+            keep
+        });
+        self.pages.retain(|_, cached| {
+            let keep = cached.fresh(now_ms, generation);
+            if !keep {
+                freed += cached.bytes;
+            }
+            keep
+        });
+        self.release(shared, freed);
+    }
+
+    /// Drops every answer.
+    fn drop_all(&mut self, shared: &Shared) {
+        self.reads.clear();
+        self.pages.clear();
+        let bytes = self.bytes;
+        self.release(shared, bytes);
+    }
+
+    fn hold(&mut self, shared: &Shared, bytes: usize) {
+        self.bytes += bytes;
+        shared.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn release(&mut self, shared: &Shared, bytes: usize) {
+        self.bytes -= bytes;
+        shared.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
-/// The fresh answer cached under `key` in `answers`, if any; one that ran out is dropped.
+/// The fresh answer cached under `key` in `answers`, if any; one that ran out is dropped, and
+/// its bytes taken off `held` and the namespace's count.
 fn fresh<'a, K, Q, T>(
     answers: &'a mut HashMap<K, Cached<T>>,
     key: &Q,
     now_ms: i64,
     generation: u64,
+    held: &mut usize,
+    shared: &Shared,
 ) -> Option<&'a mut Cached<T>>
 where
     K: Borrow<Q> + Hash + Eq,
     Q: Hash + Eq + ?Sized,
 {
     if !answers.get(key)?.fresh(now_ms, generation) {
-        answers.remove(key);
+        if let Some(stale) = answers.remove(key) {
+            *held -= stale.bytes;
+            shared.used.fetch_sub(stale.bytes, Ordering::AcqRel);
+        }
         return None;
     }
     answers.get_mut(key)
@@ -319,7 +495,7 @@ mod tests {
 
     #[test]
     fn serves_a_read_until_its_ttl_runs_out() {
-        let here = Location::new();
+        let here = Location::default();
         assert_eq!(here.lookup("k", None, u64::MAX, NOW), None);
         here.remember("k", Some(entry("v", None)), None, NOW, here.ticket());
         let cached = here.lookup("k", None, u64::MAX, NOW + 59_999).unwrap();
@@ -329,7 +505,7 @@ mod tests {
 
     #[test]
     fn caches_absence_and_a_shorter_ttl_shortens_it() {
-        let here = Location::new();
+        let here = Location::default();
         here.remember("k", None, Some(300), NOW, here.ticket());
         assert_eq!(here.lookup("k", None, u64::MAX, NOW + 100_000), Some(None));
         // Read again with 30 s: the answer now runs out 30 s after this read.
@@ -343,7 +519,7 @@ mod tests {
 
     #[test]
     fn an_expiration_wins_over_the_cache() {
-        let here = Location::new();
+        let here = Location::default();
         let expiration = NOW / 1000 + 10;
         here.remember(
             "k",
@@ -361,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_long_cached_value_is_deferred_and_a_deferred_one_is_not_cached() {
-        let here = Location::new();
+        let here = Location::default();
         here.remember("k", Some(entry("four", None)), None, NOW, here.ticket());
         let cached = here.lookup("k", None, 3, NOW).unwrap().unwrap();
         assert_eq!(cached.value, Value::Deferred { len: 4 });
@@ -376,7 +552,7 @@ mod tests {
 
     #[test]
     fn forgetting_is_local_and_clearing_is_everywhere() {
-        let here = Location::new();
+        let here = Location::default();
         let there = here.sibling();
         for location in [&here, &there] {
             location.remember("k", Some(entry("old", None)), None, NOW, location.ticket());
@@ -404,7 +580,7 @@ mod tests {
 
     #[test]
     fn a_read_that_a_write_or_clear_overtook_is_not_cached() {
-        let here = Location::new();
+        let here = Location::default();
         let there = here.sibling();
         // A read starts, a write here finishes, then the read does: its answer may predate
         // the write, so it is handed back but not kept.
@@ -431,12 +607,47 @@ mod tests {
 
     #[test]
     fn answers_that_ran_out_are_dropped_as_the_cache_grows() {
-        let here = Location::new();
+        let here = Location::default();
         for i in 0..SWEEP_FLOOR - 1 {
             here.remember(&format!("old{i}"), None, None, NOW, here.ticket());
         }
         // One TTL later, new reads sweep the old ones out.
         here.remember("new", None, None, NOW + 60_000, here.ticket());
         assert_eq!(here.cache().reads.len(), 1);
+    }
+
+    #[test]
+    fn locations_share_a_byte_budget_and_give_it_back() {
+        let value = "v".repeat(1000);
+        let used = |here: &Location| here.shared.used.load(Ordering::Acquire);
+        let here = Location::new(4096);
+        for key in ["a", "b", "c"] {
+            here.remember(key, Some(entry(&value, None)), None, NOW, here.ticket());
+        }
+        assert_eq!(here.bytes(), 3 * (ANSWER_OVERHEAD + 1 + 1000));
+        // A fourth would pass the budget: what ran out goes, then (none did) everything.
+        here.remember("d", Some(entry(&value, None)), None, NOW, here.ticket());
+        assert_eq!(here.bytes(), ANSWER_OVERHEAD + 1 + 1000);
+        assert!(here.lookup("a", None, u64::MAX, NOW).is_none());
+        assert!(here.lookup("d", None, u64::MAX, NOW).is_some());
+        // Another location caches within what is left, and nothing past it.
+        let there = here.sibling();
+        for key in ["e", "f", "g", "h"] {
+            there.remember(key, Some(entry(&value, None)), None, NOW, there.ticket());
+        }
+        assert!(used(&here) <= 4096);
+        assert_eq!(used(&here), here.bytes() + there.bytes());
+        // Replacing an answer, forgetting one and dropping a location all give bytes back.
+        here.remember("d", None, None, NOW, here.ticket());
+        assert_eq!(here.bytes(), ANSWER_OVERHEAD + 1);
+        here.forget("d");
+        assert_eq!(here.bytes(), 0);
+        drop(there);
+        assert_eq!(used(&here), 0);
+        // An answer larger than the whole budget is served, not cached.
+        let huge = "v".repeat(5000);
+        let found = here.remember("x", Some(entry(&huge, None)), None, NOW, here.ticket());
+        assert_eq!(found.unwrap().value.bytes().map(<[u8]>::len), Some(5000));
+        assert!(here.lookup("x", None, u64::MAX, NOW).is_none());
     }
 }

@@ -119,9 +119,15 @@ impl Namespace {
     }
 
     /// Simulates eventual consistency: this namespace becomes one location with a read cache
-    /// of its own (`store/location.rs`); others come from [`Namespace::at_new_location`].
-    pub fn eventually_consistent(mut self) -> Self {
-        self.location = Some(Location::new());
+    /// of its own (`store/location.rs`); others come from [`Namespace::at_new_location`]. All
+    /// of them together cache up to the default budget of bytes.
+    pub fn eventually_consistent(self) -> Self {
+        self.eventually_consistent_within(super::location::DEFAULT_CACHE_BUDGET)
+    }
+
+    /// [`Namespace::eventually_consistent`], with its locations caching up to `budget` bytes.
+    pub fn eventually_consistent_within(mut self, budget: usize) -> Self {
+        self.location = Some(Location::new(budget));
         self
     }
 
