@@ -177,5 +177,17 @@ export declare const MAX_PARTITIONS: number
 /** The largest value `put` takes, in bytes; index.js stops buffering a stream past it. */
 export declare const MAX_VALUE_SIZE: number
 
+/**
+ * The rows of a Miniflare KV database: `[key, blobId, expiration in ms | null, metadata
+ * JSON | null]`, in key order. Throws one line naming the file when it cannot be read.
+ */
+export declare function readMiniflareEntries(db: string): Array<StateRow>
+
+/**
+ * The bytes of the regular file at `path`, if it holds at most `max` bytes; a symbolic
+ * link is not followed. Throws one line naming the file otherwise.
+ */
+export declare function readRegularFile(path: string, max: number): Buffer
+
 /** Checks a key as production's runtime does for `put`, before it looks at the value. */
 export declare function validatePutKey(key: string): void

@@ -844,4 +844,6 @@ module.exports.MAX_BULK_KEYS = nativeBinding.MAX_BULK_KEYS
 module.exports.MAX_LIST_KEYS = nativeBinding.MAX_LIST_KEYS
 module.exports.MAX_PARTITIONS = nativeBinding.MAX_PARTITIONS
 module.exports.MAX_VALUE_SIZE = nativeBinding.MAX_VALUE_SIZE
+module.exports.readMiniflareEntries = nativeBinding.readMiniflareEntries
+module.exports.readRegularFile = nativeBinding.readRegularFile
 module.exports.validatePutKey = nativeBinding.validatePutKey

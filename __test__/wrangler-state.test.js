@@ -90,6 +90,95 @@ test('import --from-wrangler brings every namespace over, named by its binding o
   await other.close()
 })
 
+/** Every file and directory under `dir`, with its size and modification time. */
+function listing(dir) {
+  return fs
+    .readdirSync(dir, { recursive: true })
+    .sort()
+    .map((name) => {
+      const stat = fs.lstatSync(path.join(dir, name))
+      return `${name} ${stat.size} ${stat.mtimeMs}`
+    })
+}
+
+test('import --from-wrangler reads the files as they lie: no link, no oversized value, no write', async () => {
+  const original = tempDir()
+  fs.writeFileSync(path.join(original, 'wrangler.toml'), WRANGLER_TOML)
+  await withState(original, async (sessions, other) => {
+    await sessions.put('a', 'first')
+    await sessions.put('b', 'second')
+    await other.put('c', 'third')
+  })
+  const copy = () => {
+    const project = tempDir()
+    fs.cpSync(original, project, { recursive: true })
+    const kvDir = path.join(project, '.wrangler', 'state', 'v3', 'kv')
+    // Namespace directories with nothing in them, as wrangler leaves behind.
+    for (let i = 0; i < 200; i++)
+      fs.mkdirSync(path.join(kvDir, `empty-${i}`, 'blobs'), { recursive: true })
+    const blobs = path.join(kvDir, SESSIONS_ID, 'blobs')
+    return { project, kvDir, blobs, files: fs.readdirSync(blobs).map((f) => path.join(blobs, f)) }
+  }
+  // Read as it lies, with nothing written inside the state, Miniflare's own files included.
+  const plain = copy()
+  const before = listing(plain.kvDir)
+  const imported = cli(plain.project, 'import', '--from-wrangler')
+  expect(imported.stderr).toContain('imported 2 entries into namespace SESSIONS')
+  expect(imported.status).toBe(0)
+  expect(listing(plain.kvDir)).toEqual(before)
+  const kv = new KV({ path: path.join(plain.project, '.kv'), namespace: 'SESSIONS' })
+  await expect(kv.get(['a', 'b'])).resolves.toEqual(
+    new Map([
+      ['a', 'first'],
+      ['b', 'second'],
+    ]),
+  )
+  await kv.close()
+  // A value file that is a link to a file outside the state.
+  const linked = copy()
+  const secret = path.join(tempDir(), 'secret.txt')
+  fs.writeFileSync(secret, 'TOP-SECRET')
+  for (const file of linked.files) {
+    fs.rmSync(file)
+    fs.symlinkSync(secret, file)
+  }
+  const refused = cli(linked.project, 'import', '--from-wrangler')
+  expect(refused.status).toBe(1)
+  expect(refused.stderr).toMatch(
+    /^kv-binding: The state of namespace 0f1e2d3c4b5a69788796a5b4c3d2e1f0 cannot be imported: the value of key "a" cannot be read: .* is a symbolic link, which is not followed\.\n$/,
+  )
+  expect(refused.stderr).not.toContain('TOP-SECRET')
+  // A value file larger than any value (sparse: it takes no room).
+  const large = copy()
+  for (const file of large.files) fs.truncateSync(file, 2 * 1024 ** 3)
+  const tooLarge = cli(large.project, 'import', '--from-wrangler')
+  expect(tooLarge.status).toBe(1)
+  expect(tooLarge.stderr).toMatch(
+    /the value of key "a" cannot be read: .* holds 2147483648 bytes, more than 26214400\.\n$/,
+  )
+  // A database that is not one: one line, no stack.
+  const corrupt = copy()
+  const objects = path.join(corrupt.kvDir, 'miniflare-KVNamespaceObject')
+  for (const file of fs.readdirSync(objects)) {
+    const at = path.join(objects, file)
+    if (file.endsWith('.sqlite')) fs.writeFileSync(at, Buffer.alloc(8192, 7))
+    else fs.rmSync(at)
+  }
+  const damaged = cli(corrupt.project, 'import', '--from-wrangler')
+  expect(damaged.status).toBe(1)
+  expect(damaged.stderr).toMatch(
+    /^kv-binding: The state of namespace \S+ cannot be imported: .*\.sqlite cannot be read: file is not a database\.\n$/,
+  )
+  // Nothing of a failed import was written.
+  for (const failed of [linked, large, corrupt]) {
+    const store = path.join(failed.project, '.kv')
+    if (!fs.existsSync(store)) continue
+    const sessions = new KV({ path: store, namespace: 'SESSIONS' })
+    await expect(sessions.list()).resolves.toMatchObject({ keys: [] })
+    await sessions.close()
+  }
+})
+
 test('export --to-wrangler writes the bound namespaces back, as the store holds them', async () => {
   const project = tempDir()
   fs.writeFileSync(path.join(project, 'wrangler.toml'), WRANGLER_TOML)

@@ -4,14 +4,18 @@
 // one directory of value blobs per namespace id, and SQLite databases of keys, expirations
 // and metadata), moved into and out of a kv-binding store.
 //
-// The state is read and written through Miniflare itself, which a wrangler project has (it
-// comes with wrangler): its storage format is Miniflare's to define, and its databases live
-// partly in SQLite's write-ahead log, so reading the files by hand would go stale or miss
-// writes. A namespace is named in kv-binding by its binding when the project's wrangler
-// configuration maps its id (or preview_id), else by its id.
+// Importing reads the state as it lies, without running Miniflare: each namespace's database
+// through SQLite (in a private copy, its write-ahead log replayed: src/tools/miniflare.rs), and
+// its value files without following a link, each at most a value's size. Nothing in the state
+// is written. Exporting writes through Miniflare itself, which a wrangler project has (it
+// comes with wrangler), so that the state stays Miniflare's to define. A namespace is named
+// in kv-binding by its binding when the project's wrangler configuration maps its id (or
+// preview_id), else by its id.
 
+const crypto = require('node:crypto')
 const fs = require('node:fs')
 const path = require('node:path')
+const native = require('./native.js')
 const { findConfig, readConfig, kvNamespaces } = require('./wrangler.js')
 
 /** wrangler's state directory, from the project directory. */
@@ -20,9 +24,15 @@ const DEFAULT_STATE = path.join('.wrangler', 'state')
 // Miniflare's own directory beside the namespaces': its databases, not a namespace.
 const OBJECT_DIR_PREFIX = 'miniflare-'
 
+// The Durable Object class whose databases hold the keys of KV namespaces.
+const KV_OBJECT = 'miniflare-KVNamespaceObject'
+
 // Production (and Miniflare) refuse an expiration less than 60 s ahead: entries that close to
 // expiring are left out, and counted.
 const MIN_TTL_SECONDS = 60
+
+// The largest value production stores: a value file past it is not read.
+const MAX_VALUE_SIZE = native.MAX_VALUE_SIZE
 
 class StateError extends Error {
   constructor(message) {
@@ -79,30 +89,59 @@ function configuredBindings(from, config) {
   return { file: loaded.file, byId, byBinding }
 }
 
-/** Miniflare, from the project (or wherever `from` is), else from beside kv-binding. */
+/**
+ * Miniflare, from the project (or wherever `from` is), else from beside kv-binding, and its
+ * version.
+ */
 function loadMiniflare(from) {
   let resolved
   try {
     resolved = require.resolve('miniflare', { paths: [process.cwd(), from, __dirname] })
   } catch {
     throw new StateError(
-      "wrangler's local state is read and written through Miniflare, which comes with " +
-        'wrangler: run this in the wrangler project, or npm install --save-dev miniflare.',
+      "Writing wrangler's local state goes through Miniflare, which comes with wrangler: " +
+        'run this in the wrangler project, or npm install --save-dev miniflare.',
     )
   }
-  return require(resolved)
+  let version = 'of unknown version'
+  for (let dir = path.dirname(resolved); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const manifest = path.join(dir, 'package.json')
+    if (!fs.existsSync(manifest)) continue
+    const { name, version: found } = JSON.parse(fs.readFileSync(manifest, 'utf8'))
+    if (name === 'miniflare') {
+      version = found
+      break
+    }
+  }
+  return { ...require(resolved), version }
 }
 
-/** Runs `use(namespaceOf)` with a Miniflare on `kvDir` binding `ids`, then disposes of it. */
+/**
+ * Runs `use(namespaceOf)` with a Miniflare on `kvDir` binding `ids`, then disposes of it. A
+ * failure of Miniflare itself (state written by a newer Miniflare than this one, most often)
+ * is one line that says which Miniflare it was.
+ */
 async function withMiniflare(kvDir, ids, use) {
-  const { Miniflare } = loadMiniflare(kvDir)
+  const { Miniflare, version } = loadMiniflare(kvDir)
   const bindings = new Map(ids.map((id, i) => [id, `NS${i}`]))
-  const mf = new Miniflare({
-    modules: true,
-    script: 'export default { fetch: () => new Response(null, { status: 404 }) }',
-    kvNamespaces: Object.fromEntries([...bindings].map(([id, binding]) => [binding, id])),
-    kvPersist: kvDir,
-  })
+  let mf
+  try {
+    mf = new Miniflare({
+      modules: true,
+      script: 'export default { fetch: () => new Response(null, { status: 404 }) }',
+      kvNamespaces: Object.fromEntries([...bindings].map(([id, binding]) => [binding, id])),
+      kvPersist: kvDir,
+    })
+    await mf.ready
+  } catch (error) {
+    await mf?.dispose().catch(() => {})
+    const first = String(error?.message ?? error).split('\n')[0]
+    throw new StateError(
+      `Miniflare ${version} could not open the state in ${kvDir}: ${first}. State that a ` +
+        'newer Miniflare wrote needs that Miniflare: run this in the wrangler project that ' +
+        'wrote it, whose Miniflare is used first.',
+    )
+  }
   try {
     return await use((id) => mf.getKVNamespace(bindings.get(id)))
   } finally {
@@ -110,31 +149,74 @@ async function withMiniflare(kvDir, ids, use) {
   }
 }
 
-/** Every live entry of `namespace` (Miniflare's binding), in wrangler's bulk format. */
-async function readAll(namespace, nowSeconds) {
+/**
+ * The file of namespace `id`'s database in `kvDir`: Miniflare names a Durable Object's
+ * database by the object's id, which it derives from the namespace id with two HMAC-SHA-256s
+ * keyed by the SHA-256 of the class's unique key.
+ */
+function databaseOf(kvDir, id) {
+  const key = crypto.createHash('sha256').update(KV_OBJECT).digest()
+  const name = crypto.createHmac('sha256', key).update(id).digest().subarray(0, 16)
+  const check = crypto.createHmac('sha256', key).update(name).digest().subarray(0, 16)
+  return path.join(kvDir, KV_OBJECT, `${Buffer.concat([name, check]).toString('hex')}.sqlite`)
+}
+
+/**
+ * Every live entry of namespace `id` in `kvDir`, in wrangler's bulk format, read from the
+ * files; `soon` counts those left out because they expire within a minute.
+ */
+function readNamespace(kvDir, id, nowMs) {
+  const fail = (why) => new StateError(`The state of namespace ${id} cannot be imported: ${why}`)
+  const db = databaseOf(kvDir, id)
+  // Values with no database naming them (the namespace was emptied): nothing to import.
+  if (fs.lstatSync(db, { throwIfNoEntry: false }) === undefined) return { entries: [], soon: 0 }
+  const blobs = path.join(kvDir, id, 'blobs')
+  const blobsDir = fs.lstatSync(blobs, { throwIfNoEntry: false })
+  if (blobsDir !== undefined && !blobsDir.isDirectory()) {
+    throw fail(`${blobs} is not a directory (a link is not followed).`)
+  }
+  let rows
+  try {
+    rows = native.readMiniflareEntries(db)
+  } catch (error) {
+    throw fail(`${error.message}.`)
+  }
   const entries = []
   let soon = 0
-  let cursor
-  do {
-    const page = await namespace.list({ cursor })
-    for (const { name, expiration } of page.keys) {
-      const { value, metadata } = await namespace.getWithMetadata(name, 'arrayBuffer')
-      // Deleted or expired since it was listed.
-      if (value === null) continue
-      if (expiration !== undefined && expiration < nowSeconds + MIN_TTL_SECONDS) {
-        soon++
-        continue
-      }
-      entries.push({
-        key: name,
-        value: Buffer.from(value).toString('base64'),
-        base64: true,
-        ...(expiration === undefined ? {} : { expiration }),
-        ...(metadata === null ? {} : { metadata }),
-      })
+  for (const [key, blob, expirationMs, metadata] of rows) {
+    // Gone already, as Miniflare's own reads would say.
+    if (expirationMs !== null && expirationMs < nowMs) continue
+    const expiration = expirationMs === null ? undefined : Math.floor(expirationMs / 1000)
+    if (expiration !== undefined && expiration < nowMs / 1000 + MIN_TTL_SECONDS) {
+      soon++
+      continue
     }
-    cursor = page.list_complete ? undefined : page.cursor
-  } while (cursor !== undefined)
+    // A value file's name is Miniflare's hex id: anything else would name another file.
+    if (!/^[0-9a-f]+$/i.test(blob)) {
+      throw fail(`key ${JSON.stringify(key)} names a value file that is not Miniflare's.`)
+    }
+    let value
+    try {
+      value = native.readRegularFile(path.join(blobs, blob), MAX_VALUE_SIZE)
+    } catch (error) {
+      throw fail(`the value of key ${JSON.stringify(key)} cannot be read: ${error.message}.`)
+    }
+    let parsed
+    if (metadata !== null) {
+      try {
+        parsed = JSON.parse(metadata)
+      } catch {
+        throw fail(`the metadata of key ${JSON.stringify(key)} is not JSON.`)
+      }
+    }
+    entries.push({
+      key,
+      value: value.toString('base64'),
+      base64: true,
+      ...(expiration === undefined ? {} : { expiration }),
+      ...(metadata === null ? {} : { metadata: parsed }),
+    })
+  }
   return { entries, soon }
 }
 
@@ -148,13 +230,9 @@ async function importWranglerState({ from = DEFAULT_STATE, config, open, now = D
   const kvDir = kvStateDir(from)
   const ids = stateIds(kvDir)
   const { byId } = configuredBindings(path.dirname(path.resolve(from)), config)
-  const read = await withMiniflare(kvDir, ids, async (namespaceOf) => {
-    const all = []
-    for (const id of ids) all.push({ id, ...(await readAll(await namespaceOf(id), now / 1000)) })
-    return all
-  })
   const done = []
-  for (const { id, entries, soon } of read) {
+  for (const id of ids) {
+    const { entries, soon } = readNamespace(kvDir, id, now)
     const name = byId.get(id) ?? id
     const kv = open(name)
     try {

@@ -22,6 +22,7 @@ use crate::store::{
 mod convert;
 mod settle;
 mod tasks;
+mod tools;
 
 use convert::{
     bulk_entries, js_pair, js_text, js_value, list_page, napi_failure, owned_pair, text_of,

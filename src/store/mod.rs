@@ -24,6 +24,7 @@ mod wire;
 
 pub use backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor, Value};
 pub use error::{Error, Op, Result};
+pub use ids::random_id;
 pub use location::{CacheStatus, DEFAULT_CACHE_TTL_SECONDS};
 pub use namespace::{BulkEntry, ListPage, ListedKey, Namespace, Snapshot, MAX_NAMESPACE_SIZE};
 pub use redis_backend::{RedisConfig, TlsConfig, MAX_PARTITIONS, REDIS_FORMAT};

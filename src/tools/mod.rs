@@ -1,0 +1,3 @@
+//! Tools beside the KV core: reading other programs' state.
+
+pub mod miniflare;
