@@ -292,15 +292,55 @@ fn file_of(bytes: &[u8]) -> Option<(u64, u64)> {
     }
 }
 
-/// The value files that some record of the store points to.
+/// An undo entry: each key with the record it had (empty: none), as `u32` big-endian lengths
+/// and bytes.
+fn undo_entry(replaced: &[(&[u8], Option<IVec>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, old) in replaced {
+        let old = old.as_deref().unwrap_or_default();
+        for part in [*key, old] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+/// The keys and records of an undo entry; reading stops at the first part that does not fit.
+fn undo_records(entry: &[u8]) -> Vec<(IVec, Option<IVec>)> {
+    let mut out = Vec::new();
+    let mut rest = entry;
+    let mut part = || -> Option<&[u8]> {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        let (bytes, tail) = (tail.get(..len)?, &tail[len..]);
+        rest = tail;
+        Some(bytes)
+    };
+    while let (Some(key), Some(old)) = (part(), part()) {
+        let old = (!old.is_empty()).then(|| IVec::from(old));
+        out.push((IVec::from(key), old));
+    }
+    out
+}
+
+/// The value files that some record of the store points to: in a namespace's index, or in
+/// its undo tree (records a large write replaced, which rolling it back puts back).
 fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSet<u64>> {
     let mut live = std::collections::HashSet::new();
     for name in db.tree_names() {
-        if !(name.starts_with(b"kv/") && name.ends_with(b"/index")) {
+        if !(name.starts_with(b"kv/") && (name.ends_with(b"/index") || name.ends_with(b"/undo"))) {
             continue;
         }
+        let undo = name.ends_with(b"/undo");
         for item in db.open_tree(name)?.iter().values() {
-            live.extend(file_of(&item?).map(|(id, _)| id));
+            let item = item?;
+            if undo {
+                let olds = undo_records(&item).into_iter().filter_map(|(_, old)| old);
+                live.extend(olds.filter_map(|old| file_of(&old).map(|(id, _)| id)));
+            } else {
+                live.extend(file_of(&item).map(|(id, _)| id));
+            }
         }
     }
     Ok(live)
@@ -430,6 +470,11 @@ fn release_garbage() {
         crossbeam_epoch::pin().flush();
     }
 }
+
+/// The most entries one sled batch of a write carries: sled keeps the garbage of a batch
+/// until it is done (a batch of 1,000,000 small entries held 4 GB), so a larger write goes
+/// in batches of this size (see [`SledBackend::put_chunked`]).
+const WRITE_BATCH: usize = 1024;
 
 /// How long an open waits for a database this process closed to let go of its lock.
 const LINGERING_CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -575,6 +620,8 @@ pub struct SledBackend {
     // Trees hold the database open too, so they go before the lease.
     index: sled::Tree,
     blobs: sled::Tree,
+    /// The records a large write replaced, until it is done (see [`SledBackend::put_chunked`]).
+    undo: sled::Tree,
     /// This namespace's number in the store's record cache.
     number: u32,
     /// See [`StoreConfig::file_value_min`].
@@ -640,13 +687,104 @@ impl SledBackend {
         };
         let index = open_tree("index")?;
         let number = shared.cache.namespace(name, index.is_empty());
-        Ok(Self {
+        let undo = open_tree("undo")?;
+        let backend = Self {
             index,
             blobs: open_tree("blobs")?,
+            undo,
             number,
             file_value_min: config.file_value_min,
             lease,
-        })
+        };
+        // A large write that a crash cut short is undone, so that it is all or nothing.
+        if !backend.undo.is_empty() {
+            backend.roll_back(&mut backend.cache())?;
+        }
+        Ok(backend)
+    }
+
+    /// Writes `records` (key, record), more than [`WRITE_BATCH`] of them, a batch at a time,
+    /// so that sled's garbage from one batch is let go before the next. Atomic all the same:
+    /// before each batch, what it replaces is noted in the undo tree; a failure puts that
+    /// back, as does the next open after a crash, and success forgets it.
+    fn put_chunked(&self, cache: &mut CacheGuard<'_>, records: &[(&[u8], IVec)]) -> Result<()> {
+        for (number, chunk) in (0u64..).zip(records.chunks(WRITE_BATCH)) {
+            // What the batch replaces is noted before the batch is written: sled recovers a
+            // prefix of its writes, so no crash can leave a change without its undo.
+            let applied = self.note_replaced(cache, number, chunk).and_then(|()| {
+                let mut batch = sled::Batch::default();
+                for (key, record) in chunk {
+                    batch.insert(*key, record.clone());
+                }
+                self.index.apply_batch(batch).map_err(|e| self.error(e))
+            });
+            for (key, _) in chunk {
+                cache.forget(self.number, key);
+            }
+            release_garbage();
+            if let Err(error) = applied {
+                // Undone, the new records' blobs and files are no one's; if undoing failed,
+                // the next open finishes it.
+                if self.roll_back(cache).is_ok() {
+                    self.discard(records.iter().map(|(_, record)| record));
+                }
+                return Err(error);
+            }
+        }
+        // Done: what it replaced is forgotten first, then freed.
+        let mut replaced = Vec::new();
+        for entry in self.undo.iter().values() {
+            let entry = entry.map_err(|e| self.error(e))?;
+            replaced.extend(undo_records(&entry).into_iter().filter_map(|(_, old)| old));
+        }
+        self.undo.clear().map_err(|e| self.error(e))?;
+        for (key, record) in records {
+            cache.set(self.number, key, Some(record));
+        }
+        replaced
+            .into_iter()
+            .try_for_each(|old| self.release_blob(Some(old)))
+    }
+
+    /// Notes in the undo tree, as entry `number`, the records that `chunk` replaces (see
+    /// [`undo_entry`]).
+    fn note_replaced(
+        &self,
+        cache: &mut CacheGuard<'_>,
+        number: u64,
+        chunk: &[(&[u8], IVec)],
+    ) -> Result<()> {
+        let mut replaced = Vec::with_capacity(chunk.len());
+        for (key, _) in chunk {
+            replaced.push((*key, self.record_locked(cache, key)?));
+        }
+        self.undo
+            .insert(number.to_be_bytes(), undo_entry(&replaced))
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Puts back every record the undo tree holds (removing the keys that were absent) and
+    /// empties it; the blobs and files of the records taken out go.
+    fn roll_back(&self, cache: &mut CacheGuard<'_>) -> Result<()> {
+        let mut undone = Vec::new();
+        for entry in self.undo.iter().values() {
+            let entry = entry.map_err(|e| self.error(e))?;
+            for (key, old) in undo_records(&entry) {
+                let current = match &old {
+                    Some(old) => self.index.insert(&key, old.clone()),
+                    None => self.index.remove(&key),
+                }
+                .map_err(|e| self.error(e))?;
+                cache.forget(self.number, &key);
+                if let Some(current) = current.filter(|current| Some(current) != old.as_ref()) {
+                    undone.push(current);
+                }
+            }
+        }
+        self.undo.clear().map_err(|e| self.error(e))?;
+        self.discard(undone.iter());
+        Ok(())
     }
 
     /// Who holds the store: this process, in the session of its current opening.
@@ -913,11 +1051,14 @@ impl Backend for SledBackend {
                 }
             }
         }
+        let mut cache = self.cache();
+        if records.len() > WRITE_BATCH {
+            return self.put_chunked(&mut cache, &records);
+        }
         let mut batch = sled::Batch::default();
         for (key, record) in &records {
             batch.insert(*key, record.clone());
         }
-        let mut cache = self.cache();
         let replaced: Result<Vec<_>> = records
             .iter()
             .map(|(key, _)| self.record_locked(&mut cache, key))
@@ -1030,5 +1171,33 @@ impl Backend for SledBackend {
 
     fn flush(&self) -> Result<()> {
         self.lease.shared().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undo_entry_reads_back_as_written_and_a_cut_one_as_far_as_it_goes() {
+        let old = IVec::from(&b"record"[..]);
+        let replaced: Vec<(&[u8], Option<IVec>)> = vec![
+            (b"absent", None),
+            (b"present", Some(old.clone())),
+            (b"", None),
+        ];
+        let entry = undo_entry(&replaced);
+        let read = undo_records(&entry);
+        assert_eq!(
+            read,
+            vec![
+                (IVec::from(&b"absent"[..]), None),
+                (IVec::from(&b"present"[..]), Some(old)),
+                (IVec::from(&b""[..]), None),
+            ]
+        );
+        // Cut inside the second record: the first pair only.
+        assert_eq!(undo_records(&entry[..20]).len(), 1);
+        assert!(undo_records(&[0, 0, 0]).is_empty());
     }
 }
