@@ -708,6 +708,11 @@ impl SledBackend {
     /// before each batch, what it replaces is noted in the undo tree; a failure puts that
     /// back, as does the next open after a crash, and success forgets it.
     fn put_chunked(&self, cache: &mut CacheGuard<'_>, records: &[(&[u8], IVec)]) -> Result<()> {
+        // What an earlier write could not undo is undone first: its entries would be
+        // overwritten by this one's, which are numbered from 0.
+        if !self.undo.is_empty() {
+            self.roll_back(cache)?;
+        }
         for (number, chunk) in (0u64..).zip(records.chunks(WRITE_BATCH)) {
             // What the batch replaces is noted before the batch is written: sled recovers a
             // prefix of its writes, so no crash can leave a change without its undo.
