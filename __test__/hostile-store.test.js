@@ -36,6 +36,28 @@ describe('value files', () => {
     await expect(kv.get('report.pdf')).resolves.toBe('fresh')
     await kv.close()
   })
+
+  test('a FIFO where a value file should be is read as damage, never waited on', async () => {
+    const { spawnSync } = require('node:child_process')
+    const dir = tempDir()
+    let kv = new KV({ path: dir })
+    await kv.put('report.pdf', Buffer.alloc(200 * 1024, 'kv-binding '))
+    await kv.close()
+    const [name] = valueFiles(dir)
+    const file = path.join(dir, 'values', name)
+    fs.rmSync(file)
+    if (spawnSync('mkfifo', [file]).status !== 0) {
+      if (process.env.CI === 'true') throw new Error('mkfifo is needed under CI=true')
+      console.log('kv-binding: mkfifo is not available here, so the FIFO case is skipped.')
+      return
+    }
+    kv = new KV({ path: dir })
+    // Opening a FIFO for reading waits for a writer: before, this read never settled.
+    const error = await rejection(kv.get('report.pdf'))
+    expect(error.code).toBe('ERR_KV_CORRUPT')
+    expect(error.message).toContain('"report.pdf"')
+    await kv.close()
+  })
 })
 
 test('dump() fails on a damaged entry, and with onDamaged saves the rest and reports it', async () => {

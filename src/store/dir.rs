@@ -109,12 +109,14 @@ pub fn remove_unfinished_snapshots(store: &Path) -> Result<()> {
 }
 
 /// `options`, set not to follow a symbolic link in the last part of the path where the
-/// platform allows it (a link elsewhere in a store is refused when it opens).
+/// platform allows it (a link elsewhere in a store is refused when it opens), and not to wait
+/// in `open` for a FIFO put where a file should be (it then reads as empty; on a regular
+/// file the flag changes nothing).
 pub fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW);
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
     }
     options
 }

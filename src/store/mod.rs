@@ -5,7 +5,7 @@
 
 mod backend;
 mod cache;
-mod dir;
+pub(crate) mod dir;
 mod error;
 mod files;
 mod ids;

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
+use crate::store::dir::no_follow;
+
 /// One row of `_mf_entries`: the key, the name of the file holding its value, when it
 /// expires (milliseconds since the epoch) and its metadata (JSON text).
 #[derive(Debug, PartialEq, Eq)]
@@ -80,23 +82,18 @@ fn copy_regular(from: &Path, to: &Path) -> Result<(), String> {
 /// Opens `path` for reading if it is a regular file of at most `max` bytes, without following
 /// a symbolic link (the last component; a state directory is walked from its root).
 pub fn open_regular(path: &Path, max: u64) -> Result<File, String> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    let file = options.open(path).map_err(|e| {
-        if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-            format!(
-                "{} is a symbolic link, which is not followed",
-                path.display()
-            )
-        } else {
-            format!("{}: {e}", path.display())
-        }
-    })?;
+    let file = no_follow(OpenOptions::new().read(true))
+        .open(path)
+        .map_err(|e| {
+            if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                format!(
+                    "{} is a symbolic link, which is not followed",
+                    path.display()
+                )
+            } else {
+                format!("{}: {e}", path.display())
+            }
+        })?;
     let metadata = file.metadata().map_err(|e| e.to_string())?;
     if !metadata.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
