@@ -169,8 +169,18 @@ test('import --from-wrangler reads the files as they lie: no link, no oversized 
   expect(damaged.stderr).toMatch(
     /^kv-binding: The state of namespace \S+ cannot be imported: .*\.sqlite cannot be read: file is not a database\.\n$/,
   )
+  // The databases' directory a link to another state: not followed.
+  const elsewhere = copy()
+  const objectsDir = path.join(elsewhere.kvDir, 'miniflare-KVNamespaceObject')
+  fs.renameSync(objectsDir, `${objectsDir}.real`)
+  fs.symlinkSync(`${objectsDir}.real`, objectsDir)
+  const followed = cli(elsewhere.project, 'import', '--from-wrangler')
+  expect(followed.status).toBe(1)
+  expect(followed.stderr).toBe(
+    `kv-binding: ${objectsDir} is not a directory (a link is not followed).\n`,
+  )
   // Nothing of a failed import was written.
-  for (const failed of [linked, large, corrupt]) {
+  for (const failed of [linked, large, corrupt, elsewhere]) {
     const store = path.join(failed.project, '.kv')
     if (!fs.existsSync(store)) continue
     const sessions = new KV({ path: store, namespace: 'SESSIONS' })

@@ -229,6 +229,10 @@ function readNamespace(kvDir, id, nowMs) {
 async function importWranglerState({ from = DEFAULT_STATE, config, open, now = Date.now() }) {
   const kvDir = kvStateDir(from)
   const ids = stateIds(kvDir)
+  const objects = path.join(kvDir, KV_OBJECT)
+  if (fs.lstatSync(objects, { throwIfNoEntry: false })?.isDirectory() === false) {
+    throw new StateError(`${path.resolve(objects)} is not a directory (a link is not followed).`)
+  }
   const { byId } = configuredBindings(path.dirname(path.resolve(from)), config)
   const done = []
   for (const id of ids) {

@@ -41,14 +41,25 @@ pub fn read_entries(db: &Path) -> Result<Vec<StateEntry>, String> {
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(&copy, flags).map_err(|e| fail(e.to_string()))?;
+    guard(&connection).map_err(|e| fail(e.to_string()))?;
+    // A view or anything but a table of that name could compute its rows without end.
+    let kind = connection.query_row(
+        "SELECT type FROM sqlite_master WHERE name = '_mf_entries'",
+        [],
+        |row| row.get::<_, String>(0),
+    );
+    let kind = match kind {
+        Ok(kind) => Some(kind),
+        Err(rusqlite::Error::QueryReturnedNoRows) => None,
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    if kind.as_deref() != Some("table") {
+        return Err(fail(UNKNOWN_FORMAT.into()));
+    }
     let unknown = |e: rusqlite::Error| {
         let text = e.to_string();
         if text.contains("no such table") || text.contains("no such column") {
-            fail(
-                "it is not a KV database of a Miniflare this version knows (no _mf_entries \
-                 table of key, blob_id, expiration and metadata)"
-                    .into(),
-            )
+            fail(UNKNOWN_FORMAT.into())
         } else {
             fail(text)
         }
@@ -67,6 +78,29 @@ pub fn read_entries(db: &Path) -> Result<Vec<StateEntry>, String> {
         })
         .map_err(unknown)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(unknown)
+}
+
+/// What a database that is not Miniflare's KV database is told apart by.
+const UNKNOWN_FORMAT: &str = "it is not a KV database of a Miniflare this version knows (no \
+                              _mf_entries table of key, blob_id, expiration and metadata)";
+
+/// The longest text a row of the state may hold: a key is at most 512 bytes, metadata at most
+/// 1024, a blob id a few dozen.
+const ROW_TEXT_MAX: i32 = 64 * 1024;
+
+/// How long reading one database may take before it is given up.
+const READ_TIME_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bounds what a database given to read can make SQLite do: no text or blob longer than
+/// [`ROW_TEXT_MAX`], no function the schema names that is not innocuous, and no statement
+/// running past [`READ_TIME_MAX`].
+fn guard(connection: &Connection) -> rusqlite::Result<()> {
+    use rusqlite::limits::Limit;
+    connection.set_limit(Limit::SQLITE_LIMIT_LENGTH, ROW_TEXT_MAX)?;
+    connection.pragma_update(None, "trusted_schema", false)?;
+    let started = std::time::Instant::now();
+    connection.progress_handler(10_000, Some(move || started.elapsed() > READ_TIME_MAX));
+    Ok(())
 }
 
 /// Copies the regular file at `from` to `to`, refusing a symbolic link or anything that is
