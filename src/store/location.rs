@@ -351,14 +351,10 @@ impl Location {
         let mut cache = self.cache();
         let cache = &mut *cache;
         cache.writes += 1;
-        let mut freed = cache.reads.remove(key).map_or(0, |old| old.bytes);
-        cache.pages.retain(|query, cached| {
-            let keep = !key.starts_with(query.prefix.as_str());
-            if !keep {
-                freed += cached.bytes;
-            }
-            keep
-        });
+        let freed = cache.reads.remove(key).map_or(0, |old| old.bytes)
+            + drop_where(&mut cache.pages, |query, _| {
+                key.starts_with(query.prefix.as_str())
+            });
         cache.release(&self.shared, freed);
     }
 
@@ -401,20 +397,10 @@ impl Cache {
 
     /// Drops every answer that ran out.
     fn drop_stale(&mut self, shared: &Shared, now_ms: i64, generation: u64) {
-        let mut freed = 0;
-        self.reads.retain(|_, cached| {
-            let keep = cached.fresh(now_ms, generation);
-            if !keep {
-                freed += cached.bytes;
-            }
-            keep
-        });
-        self.pages.retain(|_, cached| {
-            let keep = cached.fresh(now_ms, generation);
-            if !keep {
-                freed += cached.bytes;
-            }
-            keep
+        let freed = drop_where(&mut self.reads, |_, cached| {
+            !cached.fresh(now_ms, generation)
+        }) + drop_where(&mut self.pages, |_, cached| {
+            !cached.fresh(now_ms, generation)
         });
         self.release(shared, freed);
     }
@@ -436,6 +422,22 @@ impl Cache {
         self.bytes -= bytes;
         shared.used.fetch_sub(bytes, Ordering::AcqRel);
     }
+}
+
+/// Drops the answers for which `gone` holds; returns their bytes.
+fn drop_where<K, T>(
+    answers: &mut HashMap<K, Cached<T>>,
+    mut gone: impl FnMut(&K, &Cached<T>) -> bool,
+) -> usize {
+    let mut freed = 0;
+    answers.retain(|key, cached| {
+        let dropped = gone(key, cached);
+        if dropped {
+            freed += cached.bytes;
+        }
+        !dropped
+    });
+    freed
 }
 
 /// The fresh answer cached under `key` in `answers`, if any; one that ran out is dropped, and

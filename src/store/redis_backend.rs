@@ -137,13 +137,15 @@ impl ConnectionLike for Connection {
 
 enum Client {
     Single(redis::Client, ConnectionManagerConfig),
-    /// The node named in the URL, and what a cluster client is built with: a new one is
-    /// built to reconnect, from every node known then (see [`RedisBackend::connect`]).
-    Cluster {
-        seed: redis::ConnectionInfo,
-        certificates: Option<redis::TlsCertificates>,
-        timeout: Duration,
-    },
+    Cluster(ClusterSeed),
+}
+
+/// The node named in the URL, and what a cluster client is built with: a new one is built
+/// to reconnect, from every node known then (see [`RedisBackend::connect`]).
+struct ClusterSeed {
+    seed: redis::ConnectionInfo,
+    certificates: Option<redis::TlsCertificates>,
+    timeout: Duration,
 }
 
 /// A namespace's layout, as the server holds it.
@@ -165,6 +167,8 @@ pub struct RedisBackend {
     slots: Mutex<Vec<(u16, u16, String)>>,
     /// Since when operations have failed for want of the server, if they do.
     failing_since: Mutex<Option<std::time::Instant>>,
+    /// Whether `failing_since` is set: read without its lock by every operation.
+    failing: AtomicBool,
     /// The layout read from the server, until an operation finds that it changed there.
     layout: Mutex<Option<Arc<Layout>>>,
     /// Held while the layout is read: the operations that find none cached wait for one
@@ -316,17 +320,14 @@ end
 return out
 ";
 
-impl Client {
+impl ClusterSeed {
     /// A cluster client that starts from the URL's node and from `nodes` (`host:port`).
-    fn cluster(&self, nodes: &[String]) -> std::result::Result<ClusterClient, RedisError> {
-        let Client::Cluster {
+    fn client(&self, nodes: &[String]) -> std::result::Result<ClusterClient, RedisError> {
+        let Self {
             seed,
             certificates,
             timeout,
-        } = self
-        else {
-            unreachable!("cluster() is only called on a cluster client")
-        };
+        } = self;
         let mut starts = vec![seed.clone()];
         for node in nodes {
             let Some((host, port)) = node.rsplit_once(':') else {
@@ -409,13 +410,13 @@ impl RedisBackend {
             .filter(|p| !p.is_empty())
             .map(str::to_owned);
         let client = if config.cluster {
-            let client = Client::Cluster {
+            let seed = ClusterSeed {
                 seed: info.clone(),
                 certificates,
                 timeout: config.timeout,
             };
-            client.cluster(&[]).map_err(|_| bad_url())?;
-            client
+            seed.client(&[]).map_err(|_| bad_url())?;
+            Client::Cluster(seed)
         } else {
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.timeout))
@@ -438,6 +439,7 @@ impl RedisBackend {
             connecting: tokio::sync::Mutex::new(()),
             slots: Mutex::new(Vec::new()),
             failing_since: Mutex::new(None),
+            failing: AtomicBool::new(false),
             layout: Mutex::new(None),
             reading_layout: tokio::sync::Mutex::new(()),
             endpoint,
@@ -534,6 +536,10 @@ impl RedisBackend {
     /// afresh through every node known: a client whose view of the cluster went wrong
     /// (nodes restarted, slots moved while it could not follow) starts from the cluster's.
     fn observe<T>(&self, result: &Result<T>) {
+        // Only a cluster is reconnected; an answer while nothing failed changes nothing.
+        if !self.cluster || (result.is_ok() && !self.failing.load(Ordering::Relaxed)) {
+            return;
+        }
         let unavailable = match result {
             Ok(_) => false,
             Err(Error::Unknown { source, .. }) => matches!(**source, Error::Unavailable { .. }),
@@ -543,13 +549,15 @@ impl RedisBackend {
         if !unavailable {
             if result.is_ok() {
                 *since = None;
+                self.failing.store(false, Ordering::Relaxed);
             }
             return;
         }
         let now = std::time::Instant::now();
+        self.failing.store(true, Ordering::Relaxed);
         match *since {
             None => *since = Some(now),
-            Some(start) if self.cluster && now - start >= RECONNECT_AFTER => {
+            Some(start) if now - start >= RECONNECT_AFTER => {
                 *since = Some(now);
                 *self.cached_connection() = None;
             }
@@ -598,12 +606,9 @@ impl RedisBackend {
                     .await
                     .map_err(|e| self.error(e, layout_key.as_bytes()))?,
             ),
-            Client::Cluster { .. } => {
+            Client::Cluster(seed) => {
                 let known: Vec<String> = self.known_slots().iter().map(|s| s.2.clone()).collect();
-                let client = self
-                    .client
-                    .cluster(&known)
-                    .map_err(|e| self.error(e, b""))?;
+                let client = seed.client(&known).map_err(|e| self.error(e, b""))?;
                 let connection = Connection::Cluster(
                     client
                         .get_async_connection()

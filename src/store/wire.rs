@@ -273,14 +273,7 @@ where
     T: for<'de> Deserialize<'de>,
 {
     const STEP: usize = 64 * 1024;
-    let mut header = [0; 4];
-    input.read_exact(&mut header).await?;
-    let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::Garbage(
-            "a frame longer than the protocol allows",
-        ));
-    }
+    let len = read_length(input, MAX_FRAME).await?;
     let closed = |_| FrameError::Closed;
     let mut held = budget.clone().acquire_many_owned(0).await.map_err(closed)?;
     let mut body = Vec::with_capacity(len.min(STEP));
@@ -308,6 +301,17 @@ where
     R: AsyncRead + Unpin,
     T: for<'de> Deserialize<'de>,
 {
+    let len = read_length(input, max).await?;
+    let mut body = Vec::with_capacity(len.min(1 << 16));
+    let read = input.take(len as u64).read_to_end(&mut body).await?;
+    if read != len {
+        return Err(FrameError::Closed);
+    }
+    decode(&body)
+}
+
+/// A frame's length, read from its header, if at most `max`.
+async fn read_length<R: AsyncRead + Unpin>(input: &mut R, max: usize) -> Result<usize, FrameError> {
     let mut header = [0; 4];
     input.read_exact(&mut header).await?;
     let len = u32::from_le_bytes(header) as usize;
@@ -316,12 +320,7 @@ where
             "a frame longer than the protocol allows",
         ));
     }
-    let mut body = Vec::with_capacity(len.min(1 << 16));
-    let read = input.take(len as u64).read_to_end(&mut body).await?;
-    if read != len {
-        return Err(FrameError::Closed);
-    }
-    decode(&body)
+    Ok(len)
 }
 
 /// The one message `body` holds.
