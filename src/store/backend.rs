@@ -97,6 +97,33 @@ pub trait Backend: Send + Sync {
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
 
+    /// Starts a staged write (see [`super::Staged`]): its entries come in parts, each written
+    /// with what undoes it, until [`Backend::stage_commit`] keeps them all or
+    /// [`Backend::stage_drop`] undoes them all. `None` when this backend does not stage: the
+    /// caller then keeps the parts until the commit.
+    fn stage_begin(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Writes `entries` as a part of `stage`; a key given again gets its last entry.
+    fn stage_put(&self, _stage: u64, _entries: &[PutEntry<'_>]) -> Result<()> {
+        Err(super::error::Error::Internal(
+            "this backend does not stage".into(),
+        ))
+    }
+
+    /// Keeps every part of `stage`, and ends it.
+    fn stage_commit(&self, _stage: u64) -> Result<()> {
+        Err(super::error::Error::Internal(
+            "this backend does not stage".into(),
+        ))
+    }
+
+    /// Ends `stage` with every part undone; an unknown stage is no error.
+    fn stage_drop(&self, _stage: u64) -> Result<()> {
+        Ok(())
+    }
+
     /// The backend as a [`MemoryBackend`], whose snapshots share its map.
     fn as_memory(&self) -> Option<&MemoryBackend> {
         None

@@ -154,6 +154,15 @@ pub fn encode_into(
     }
 }
 
+/// Whether a record's value is kept apart from it, in a blob or a value file: replacing
+/// such a record leaves something to free. A record that cannot be read says no.
+pub fn is_stored_apart(bytes: &[u8]) -> bool {
+    matches!(
+        decode(bytes).map(|record| record.body),
+        Ok(Body::Blob { .. } | Body::File { .. })
+    )
+}
+
 /// Decodes a record. Never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     let mut reader = Reader { bytes, at: 0 };

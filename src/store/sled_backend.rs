@@ -29,6 +29,9 @@ use super::ids::random_id;
 use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
 use super::validate::is_expired;
 
+mod stage;
+pub(crate) use stage::STAGE_GONE;
+
 /// The store format this build writes. Format 2 added value files (see [`ValueFiles`]), format
 /// 3 their checksums (see [`record`]). This build reads formats 1 to 3, and marks an older
 /// store as format 3 when it opens it, so that a build that knows only an older format refuses
@@ -117,6 +120,8 @@ struct Shared {
     flushing: Mutex<()>,
     path: PathBuf,
     identity: Identity,
+    /// The staged writes begun in this opening of the store (see [`stage`]).
+    stages: stage::Stages,
     /// What the lock file says after the pid (see [`SHARING_MARK`]).
     lock_mark: &'static str,
     _lock: File,
@@ -158,6 +163,7 @@ impl Lease {
         // a leftover.
         dir::remove_unfinished_snapshots(&path)?;
         let db = open_db(&path, config)?;
+        stage::roll_back_leftovers(&db, &path)?;
         let files = ValueFiles::new(&path);
         if files.any() {
             files.sweep(&live_files(&db).map_err(|e| sled_error(&path, e))?)?;
@@ -182,6 +188,7 @@ impl Lease {
             flushing: Mutex::new(()),
             path: path.clone(),
             identity,
+            stages: stage::Stages::default(),
             lock_mark: if config.share { SHARING_MARK } else { "" },
             _lock: lock,
         });
@@ -292,23 +299,20 @@ fn file_of(bytes: &[u8]) -> Option<(u64, u64)> {
     }
 }
 
-/// An undo entry: each key with the record it had (empty: none), as `u32` big-endian lengths
-/// and bytes.
-fn undo_entry(replaced: &[(&[u8], Option<IVec>)]) -> Vec<u8> {
+/// Parts (keys, records...) as one entry of an undo tree: each as a `u32` big-endian length
+/// and its bytes.
+fn join_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut out = Vec::new();
-    for (key, old) in replaced {
-        let old = old.as_deref().unwrap_or_default();
-        for part in [*key, old] {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-            out.extend_from_slice(part);
-        }
+    for part in parts {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
     }
     out
 }
 
-/// The keys and records of an undo entry; reading stops at the first part that does not fit.
-fn undo_records(entry: &[u8]) -> Vec<(IVec, Option<IVec>)> {
-    let mut out = Vec::new();
+/// The parts of an entry [`join_parts`] made, in groups of `N`; reading stops at the first
+/// group that does not fit whole.
+fn split_parts<const N: usize>(entry: &[u8]) -> Vec<[&[u8]; N]> {
     let mut rest = entry;
     let mut part = || -> Option<&[u8]> {
         let (len, tail) = rest.split_first_chunk::<4>()?;
@@ -317,11 +321,39 @@ fn undo_records(entry: &[u8]) -> Vec<(IVec, Option<IVec>)> {
         rest = tail;
         Some(bytes)
     };
-    while let (Some(key), Some(old)) = (part(), part()) {
-        let old = (!old.is_empty()).then(|| IVec::from(old));
-        out.push((IVec::from(key), old));
+    let mut groups = Vec::new();
+    loop {
+        let mut group = [&[][..]; N];
+        for slot in &mut group {
+            match part() {
+                Some(bytes) => *slot = bytes,
+                None => return groups,
+            }
+        }
+        groups.push(group);
     }
-    out
+}
+
+/// A record an undo entry holds: an empty part stands for none (a record is never empty).
+fn undo_record(part: &[u8]) -> Option<IVec> {
+    (!part.is_empty()).then(|| IVec::from(part))
+}
+
+/// An undo entry: each key with the record it had (none: an empty part).
+fn undo_entry(replaced: &[(&[u8], Option<IVec>)]) -> Vec<u8> {
+    join_parts(
+        replaced
+            .iter()
+            .flat_map(|(key, old)| [*key, old.as_deref().unwrap_or_default()]),
+    )
+}
+
+/// The keys and records of an undo entry; reading stops at the first pair that does not fit.
+fn undo_records(entry: &[u8]) -> Vec<(IVec, Option<IVec>)> {
+    split_parts::<2>(entry)
+        .into_iter()
+        .map(|[key, old]| (IVec::from(key), undo_record(old)))
+        .collect()
 }
 
 /// The value files that some record of the store points to: in a namespace's index, or in
@@ -703,49 +735,56 @@ impl SledBackend {
         Ok(backend)
     }
 
-    /// Writes `records` (key, record), more than [`WRITE_BATCH`] of them, a batch at a time,
-    /// so that sled's garbage from one batch is let go before the next. Atomic all the same:
-    /// before each batch, what it replaces is noted in the undo tree; a failure puts that
-    /// back, as does the next open after a crash, and success forgets it.
-    fn put_chunked(&self, cache: &mut CacheGuard<'_>, records: &[(&[u8], IVec)]) -> Result<()> {
+    /// Writes `chunks` of (key, record), each at most [`WRITE_BATCH`] long, a chunk at a
+    /// time, so that sled's garbage from one batch is let go before the next. Atomic all the
+    /// same: before each batch, what it replaces is noted in the undo tree; a failure puts
+    /// that back (then `undone` runs: the new records are no one's), as does the next open
+    /// after a crash, and success forgets it. No key may come in two chunks.
+    fn put_chunked(
+        &self,
+        cache: &mut CacheGuard<'_>,
+        chunks: impl Iterator<Item = Result<Vec<(IVec, IVec)>>>,
+        undone: impl FnOnce(),
+    ) -> Result<()> {
         // What an earlier write could not undo is undone first: its entries would be
         // overwritten by this one's, which are numbered from 0.
         if !self.undo.is_empty() {
             self.roll_back(cache)?;
         }
-        for (number, chunk) in (0u64..).zip(records.chunks(WRITE_BATCH)) {
+        for (number, chunk) in (0u64..).zip(chunks) {
             // What the batch replaces is noted before the batch is written: sled recovers a
             // prefix of its writes, so no crash can leave a change without its undo.
-            let applied = self.note_replaced(cache, number, chunk).and_then(|()| {
-                let mut batch = sled::Batch::default();
-                for (key, record) in chunk {
-                    batch.insert(*key, record.clone());
+            let applied = chunk.and_then(|chunk| {
+                let written = self.note_replaced(cache, number, &chunk).and_then(|()| {
+                    let mut batch = sled::Batch::default();
+                    for (key, record) in &chunk {
+                        batch.insert(key, record);
+                    }
+                    self.index.apply_batch(batch).map_err(|e| self.error(e))
+                });
+                for (key, _) in &chunk {
+                    cache.forget(self.number, key);
                 }
-                self.index.apply_batch(batch).map_err(|e| self.error(e))
+                written
             });
-            for (key, _) in chunk {
-                cache.forget(self.number, key);
-            }
             release_garbage();
             if let Err(error) = applied {
-                // Undone, the new records' blobs and files are no one's; if undoing failed,
-                // the next open finishes it.
+                // If undoing failed, the next open finishes it.
                 if self.roll_back(cache).is_ok() {
-                    self.discard(records.iter().map(|(_, record)| record));
+                    undone();
                 }
                 return Err(error);
             }
         }
-        // Done: what it replaced is forgotten first, then freed.
+        // Done: what it replaced is forgotten first, then freed (the records that point to
+        // a blob or a file: the others hold nothing to free).
         let mut replaced = Vec::new();
         for entry in self.undo.iter().values() {
             let entry = entry.map_err(|e| self.error(e))?;
-            replaced.extend(undo_records(&entry).into_iter().filter_map(|(_, old)| old));
+            let olds = undo_records(&entry).into_iter().filter_map(|(_, old)| old);
+            replaced.extend(olds.filter(|old| record::is_stored_apart(old)));
         }
         self.undo.clear().map_err(|e| self.error(e))?;
-        for (key, record) in records {
-            cache.set(self.number, key, Some(record));
-        }
         replaced
             .into_iter()
             .try_for_each(|old| self.release_blob(Some(old)))
@@ -757,11 +796,11 @@ impl SledBackend {
         &self,
         cache: &mut CacheGuard<'_>,
         number: u64,
-        chunk: &[(&[u8], IVec)],
+        chunk: &[(IVec, IVec)],
     ) -> Result<()> {
         let mut replaced = Vec::with_capacity(chunk.len());
         for (key, _) in chunk {
-            replaced.push((*key, self.record_locked(cache, key)?));
+            replaced.push((&key[..], self.record_locked(cache, key)?));
         }
         self.undo
             .insert(number.to_be_bytes(), undo_entry(&replaced))
@@ -1058,7 +1097,14 @@ impl Backend for SledBackend {
         }
         let mut cache = self.cache();
         if records.len() > WRITE_BATCH {
-            return self.put_chunked(&mut cache, &records);
+            let chunks = records.chunks(WRITE_BATCH).map(|chunk| {
+                Ok(chunk
+                    .iter()
+                    .map(|(key, record)| (IVec::from(*key), record.clone()))
+                    .collect())
+            });
+            let undone = || self.discard(records.iter().map(|(_, record)| record));
+            return self.put_chunked(&mut cache, chunks, undone);
         }
         let mut batch = sled::Batch::default();
         for (key, record) in &records {
@@ -1176,6 +1222,22 @@ impl Backend for SledBackend {
 
     fn flush(&self) -> Result<()> {
         self.lease.shared().flush()
+    }
+
+    fn stage_begin(&self) -> Result<Option<u64>> {
+        self.begin_stage().map(Some)
+    }
+
+    fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
+        self.put_staged(stage, entries)
+    }
+
+    fn stage_commit(&self, stage: u64) -> Result<()> {
+        self.commit_stage(stage)
+    }
+
+    fn stage_drop(&self, stage: u64) -> Result<()> {
+        self.drop_stage(stage)
     }
 }
 
