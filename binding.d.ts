@@ -11,6 +11,8 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One namespace, in memory or in a sled store. */
 export declare class NativeNamespace {
+  /** Begins a bulk write given in parts, off the JS thread. */
+  stageAsync(): Promise<NativeStaged | Failure>
   /** An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds. */
   static inMemory(listPageCap?: number | undefined | null): NativeNamespace
   /**
@@ -129,6 +131,19 @@ export declare class NativeNamespace {
 export declare class NativeSnapshot {
   /** How many entries it holds. */
   get size(): number
+}
+
+/** A staged bulk write. Its calls go one at a time: each waits for the one before. */
+export declare class NativeStaged {
+  /**
+   * Adds a part: parallel arrays, one element per entry, as `putManyAsync` takes them,
+   * checked against `now`.
+   */
+  putAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<void | Failure>
+  /** Writes every part, all or nothing, and ends the write. */
+  commitAsync(): Promise<void | Failure>
+  /** Ends the write with nothing of it written. */
+  dropAsync(): Promise<void | Failure>
 }
 
 /**

@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeNamespace = nativeBinding.NativeNamespace
 module.exports.NativeSnapshot = nativeBinding.NativeSnapshot
+module.exports.NativeStaged = nativeBinding.NativeStaged
 module.exports.checkPut = nativeBinding.checkPut
 module.exports.flushAllStores = nativeBinding.flushAllStores
 module.exports.IN_LINE_MAX = nativeBinding.IN_LINE_MAX

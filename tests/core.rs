@@ -612,3 +612,81 @@ fn an_eventually_consistent_location_serves_its_cached_reads_for_the_cache_ttl()
         assert_eq!(text(&elsewhere, "k", NOW_MS), Some("v".into()));
     }
 }
+
+#[test]
+fn a_bulk_write_in_parts_is_kept_by_its_commit_and_undone_by_a_drop() {
+    use kv_binding::store::complete_local as run;
+    for (name, namespace, dir) in backends() {
+        let entry = |key, value| BulkEntry {
+            key,
+            value,
+            options: PutOptions::default(),
+        };
+        let (old, big, blob) = (vec![1; 200_000], vec![2; 200_000], vec![3; 5_000]);
+        namespace
+            .put_many(&[entry("a", &old), entry("b", b"old b")], NOW_MS)
+            .unwrap();
+        let parts = |staged: &mut _| {
+            let first = [entry("a", &big), entry("c", &big)];
+            run(namespace.put_staged_async(staged, &first, NOW_MS))?;
+            let second = [entry("a", b"last"), entry("d", &blob), entry("b", b"new b")];
+            run(namespace.put_staged_async(staged, &second, NOW_MS))
+        };
+        // Dropped: everything as it was, and no value file of the parts is left.
+        let mut staged = run(namespace.stage_async()).unwrap();
+        parts(&mut staged).unwrap();
+        assert_eq!(staged.len(), 5, "{name}");
+        run(namespace.drop_staged_async(staged)).unwrap();
+        let read = |key| namespace.get(key, None, u64::MAX, NOW_MS).unwrap();
+        assert_eq!(
+            read("a").unwrap().value,
+            Value::Owned(old.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            text(&namespace, "b", NOW_MS).as_deref(),
+            Some("old b"),
+            "{name}"
+        );
+        assert!(read("c").is_none() && read("d").is_none(), "{name}");
+        if let Some(dir) = &dir {
+            namespace.flush().unwrap();
+            assert_eq!(value_files(dir.path()).len(), 1, "{name}");
+        }
+        // A refused entry is named by its place among all the parts, and adds nothing.
+        let mut staged = run(namespace.stage_async()).unwrap();
+        parts(&mut staged).unwrap();
+        let refused = run(namespace.put_staged_async(&mut staged, &[entry("", b"v")], NOW_MS));
+        assert!(
+            matches!(refused, Err(Error::Entry { index: 5, .. })),
+            "{name}: {refused:?}"
+        );
+        // Committed: the last entry of each key, and what the parts replaced is freed.
+        run(namespace.commit_staged_async(staged)).unwrap();
+        assert_eq!(
+            text(&namespace, "a", NOW_MS).as_deref(),
+            Some("last"),
+            "{name}"
+        );
+        assert_eq!(
+            text(&namespace, "b", NOW_MS).as_deref(),
+            Some("new b"),
+            "{name}"
+        );
+        assert_eq!(
+            read("c").unwrap().value,
+            Value::Owned(big.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            read("d").unwrap().value,
+            Value::Loaded(blob.clone().into()),
+            "{name}"
+        );
+        if let Some(dir) = &dir {
+            namespace.flush().unwrap();
+            // Only "c" has a value file now.
+            assert_eq!(value_files(dir.path()).len(), 1, "{name}");
+        }
+    }
+}

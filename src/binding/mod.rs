@@ -21,6 +21,7 @@ use crate::store::{
 
 mod convert;
 mod settle;
+mod staged;
 mod tasks;
 mod tools;
 
@@ -112,6 +113,30 @@ fn put_options(
         expiration_ttl,
         metadata,
     }
+}
+
+/// The entries of a bulk write as index.js hands them over: parallel arrays of keys, values,
+/// expirations, TTLs and metadata.
+type PutColumns = (
+    Vec<String>,
+    Vec<Buffer>,
+    Vec<Option<i32>>,
+    Vec<Option<i32>>,
+    Vec<Option<String>>,
+);
+
+fn bulk_put_entries(columns: &PutColumns) -> Vec<BulkEntry<'_>> {
+    let (keys, values, expirations, ttls, metadata) = columns;
+    keys.iter()
+        .zip(values)
+        .zip(expirations.iter().zip(ttls))
+        .zip(metadata)
+        .map(|(((key, value), (expiration, ttl)), metadata)| BulkEntry {
+            key,
+            value,
+            options: put_options(*expiration, *ttl, metadata.clone()),
+        })
+        .collect()
 }
 
 fn now_ms(now: f64) -> i64 {
@@ -612,18 +637,10 @@ impl NativeNamespace {
         self.off_thread(
             env,
             |namespace| async move {
-                let entries: Vec<BulkEntry<'_>> = keys
-                    .iter()
-                    .zip(&values)
-                    .zip(expirations.into_iter().zip(expiration_ttls))
-                    .zip(metadata)
-                    .map(|(((key, value), (expiration, ttl)), metadata)| BulkEntry {
-                        key,
-                        value,
-                        options: put_options(expiration, ttl, metadata),
-                    })
-                    .collect();
-                namespace.put_many_async(&entries, now_ms(now)).await
+                let columns = (keys, values, expirations, expiration_ttls, metadata);
+                namespace
+                    .put_many_async(&bulk_put_entries(&columns), now_ms(now))
+                    .await
             },
             nothing,
         )

@@ -17,6 +17,7 @@ mod redis_backend;
 #[cfg(unix)]
 mod share;
 mod sled_backend;
+mod staged;
 mod storage;
 mod validate;
 #[cfg(unix)]
@@ -31,6 +32,7 @@ pub use redis_backend::{RedisConfig, TlsConfig, MAX_PARTITIONS, REDIS_FORMAT};
 #[cfg(unix)]
 pub use share::{set_runtime as set_share_runtime, SOCKET_FILE};
 pub use sled_backend::{flush_all, panic_message, SledBackend, StoreConfig, FORMAT_VERSION};
+pub use staged::Staged;
 pub use storage::complete_local;
 pub use validate::{
     check_bulk_key, check_put, is_expired, now_seconds, validate_bulk, validate_cache_ttl,

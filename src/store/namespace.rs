@@ -153,8 +153,12 @@ impl Namespace {
         }
     }
 
+    pub(super) fn storage(&self) -> &Arc<Storage> {
+        &self.storage
+    }
+
     // After the namespace was replaced as a whole: every location reads afresh.
-    fn replaced(&self) {
+    pub(super) fn replaced(&self) {
         if let Some(location) = &self.location {
             location.forget_everywhere();
         }
@@ -501,22 +505,7 @@ impl Namespace {
     /// (a full disk) leaves none written either. (On a Redis Cluster, one step per partition:
     /// see the README.)
     pub async fn put_many_async(&self, entries: &[BulkEntry<'_>], now_ms: i64) -> Result<()> {
-        let mut checked = Vec::with_capacity(entries.len());
-        for (index, entry) in entries.iter().enumerate() {
-            let refused = |source| Error::Entry {
-                index,
-                key: entry.key.to_owned(),
-                source: Box::new(source),
-            };
-            let expiration =
-                check_put(entry.key, &entry.options, entry.value.len(), now_ms).map_err(refused)?;
-            checked.push(PutEntry {
-                key: entry.key.as_bytes(),
-                value: entry.value,
-                expiration,
-                metadata: entry.options.metadata.as_deref(),
-            });
-        }
+        let checked = check_entries(entries, 0, now_ms)?;
         let written = self.storage.put_all(&checked).await;
         for entry in entries {
             self.wrote(entry.key);
@@ -714,6 +703,32 @@ pub struct ListPage {
 /// A cursor is the base64 of the last key returned; the next page starts strictly after it.
 fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
     BASE64.decode(cursor).ok()
+}
+
+/// `entries` checked as `put` checks each, against `now_ms`, as they go to a backend; the
+/// first refused one is reported with its index, counted from `first`.
+pub(crate) fn check_entries<'a>(
+    entries: &'a [BulkEntry<'_>],
+    first: usize,
+    now_ms: i64,
+) -> Result<Vec<PutEntry<'a>>> {
+    let mut checked = Vec::with_capacity(entries.len());
+    for (index, entry) in (first..).zip(entries) {
+        let refused = |source| Error::Entry {
+            index,
+            key: entry.key.to_owned(),
+            source: Box::new(source),
+        };
+        let expiration =
+            check_put(entry.key, &entry.options, entry.value.len(), now_ms).map_err(refused)?;
+        checked.push(PutEntry {
+            key: entry.key.as_bytes(),
+            value: entry.value,
+            expiration,
+            metadata: entry.options.metadata.as_deref(),
+        });
+    }
+    Ok(checked)
 }
 
 /// One entry of [`Namespace::put_many`].

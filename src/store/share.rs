@@ -45,7 +45,7 @@ use tokio::task::JoinSet;
 
 use super::backend::{Backend, DamageSink, Entries, Entry, PutEntry, ScanVisitor};
 use super::error::{Error, Result};
-use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig};
+use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
 use super::wire::{
     self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };
@@ -263,20 +263,50 @@ async fn serve(
         }
         _ => return,
     }
+    // The stages this client began and has not ended go when it does.
+    let mut stages = Vec::new();
+    answer_all(&mut read, &mut write, &store, &config, &budget, &mut stages).await;
+    for (ns, stage) in stages {
+        let (store, config) = (store.clone(), config.clone());
+        let request = Request::StageDrop { ns, stage };
+        let _ = tokio::task::spawn_blocking(move || answer(&store, &config, request)).await;
+    }
+}
+
+/// Answers a client's requests until it goes or sends something else, keeping in `stages`
+/// the stages it began and has not ended.
+async fn answer_all(
+    read: &mut BufReader<OwnedReadHalf>,
+    write: &mut BufWriter<OwnedWriteHalf>,
+    store: &Path,
+    config: &StoreConfig,
+    budget: &Arc<tokio::sync::Semaphore>,
+    stages: &mut Vec<(String, u64)>,
+) {
     loop {
-        let Ok((request, _held)) =
-            wire::read_frame_budgeted::<_, Request>(&mut read, &budget).await
+        let Ok((request, _held)) = wire::read_frame_budgeted::<_, Request>(read, budget).await
         else {
             return;
         };
+        let begun = match &request {
+            Request::StageBegin { ns } => Some(ns.clone()),
+            Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
+                stages.retain(|(n, s)| (n, s) != (ns, stage));
+                None
+            }
+            _ => None,
+        };
         let response = if is_heavy(&request) {
-            let (store, config) = (store.clone(), config.clone());
+            let (store, config) = (store.to_owned(), config.clone());
             tokio::task::spawn_blocking(move || answer(&store, &config, request))
                 .await
                 .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
         } else {
-            answer(&store, &config, request)
+            answer(store, config, request)
         };
+        if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
+            stages.push((ns, *stage));
+        }
         let frame = match wire::encode(&response) {
             Ok(frame) => frame,
             Err(error) => match wire::encode(&Response::Failed(error)) {
@@ -302,8 +332,12 @@ const LIGHT_WRITE_MAX: usize = 64 * 1024;
 /// own network I/O.
 fn is_heavy(request: &Request) -> bool {
     match request {
-        Request::Flush | Request::EntriesPage { .. } | Request::ReplaceAll { .. } => true,
-        Request::PutAll { entries, .. } => {
+        Request::Flush
+        | Request::EntriesPage { .. }
+        | Request::ReplaceAll { .. }
+        | Request::StageCommit { .. }
+        | Request::StageDrop { .. } => true,
+        Request::PutAll { entries, .. } | Request::StagePut { entries, .. } => {
             entries.iter().map(|e| e.value.len()).sum::<usize>() > LIGHT_WRITE_MAX
         }
         Request::GetMany { keys, .. } => keys.len() > 1,
@@ -398,6 +432,22 @@ fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
                 next,
             })
         }),
+        Request::StageBegin { ns } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_begin())
+            .map(|stage| Response::Staged(stage.unwrap_or_default())),
+        Request::StagePut { ns, stage, entries } => backend(lease, &ns, config).and_then(|b| {
+            let entries = entries
+                .iter()
+                .map(|entry| entry.check().and_then(|()| entry.as_put()))
+                .collect::<Result<Vec<PutEntry<'_>>>>()?;
+            b.stage_put(stage, &entries).map(|()| Response::Done)
+        }),
+        Request::StageCommit { ns, stage } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_commit(stage))
+            .map(|()| Response::Done),
+        Request::StageDrop { ns, stage } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_drop(stage))
+            .map(|()| Response::Done),
         Request::ReplaceAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
             entries.iter().try_for_each(WireEntry::check)?;
             let entries: Vec<(IVec, Entry)> =
@@ -1329,6 +1379,61 @@ impl SharedBackend {
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Request::ReplaceAll { ns, entries })
             },
+            done,
+        )
+        .await
+    }
+
+    pub async fn stage_begin(&self) -> Result<u64> {
+        self.run(
+            |b| b.stage_begin().map(Option::unwrap_or_default),
+            |ns| Ok(Request::StageBegin { ns }),
+            |response| match response {
+                Response::Staged(stage) => Some(Ok(stage)),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    pub async fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
+        self.run(
+            |b| b.stage_put(stage, entries),
+            |ns| {
+                Ok(Request::StagePut {
+                    ns,
+                    stage,
+                    entries: entries.iter().map(WireEntry::from_put).collect(),
+                })
+            },
+            done,
+        )
+        .await
+    }
+
+    /// A commit whose stage is gone may have been sent before, its answer lost with the
+    /// holder that wrote it: so its outcome is unknown.
+    pub async fn stage_commit(&self, stage: u64) -> Result<()> {
+        self.write(
+            || Wrote::Everything,
+            |b| b.stage_commit(stage),
+            |ns| Ok(Request::StageCommit { ns, stage }),
+            done,
+        )
+        .await
+        .map_err(|error| match error {
+            Error::Storage { ref detail, .. } if detail == STAGE_GONE => Error::Unknown {
+                source: Box::new(error),
+                partly: false,
+            },
+            error => error,
+        })
+    }
+
+    pub async fn stage_drop(&self, stage: u64) -> Result<()> {
+        self.run(
+            |b| b.stage_drop(stage),
+            |ns| Ok(Request::StageDrop { ns, stage }),
             done,
         )
         .await

@@ -161,6 +161,43 @@ impl Storage {
         }
     }
 
+    /// See [`Backend::stage_begin`]: Redis does not stage.
+    pub async fn stage_begin(&self) -> Result<Option<u64>> {
+        match self {
+            Storage::Local(backend) => backend.stage_begin(),
+            Storage::Remote(_) => Ok(None),
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.stage_begin()).await.map(Some),
+        }
+    }
+
+    pub async fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
+        match self {
+            Storage::Local(backend) => backend.stage_put(stage, entries),
+            Storage::Remote(_) => Err(not_staged()),
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.stage_put(stage, entries)).await,
+        }
+    }
+
+    pub async fn stage_commit(&self, stage: u64) -> Result<()> {
+        match self {
+            Storage::Local(backend) => backend.stage_commit(stage),
+            Storage::Remote(_) => Err(not_staged()),
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.stage_commit(stage)).await,
+        }
+    }
+
+    pub async fn stage_drop(&self, stage: u64) -> Result<()> {
+        match self {
+            Storage::Local(backend) => backend.stage_drop(stage),
+            Storage::Remote(_) => Ok(()),
+            #[cfg(unix)]
+            Storage::Shared(shared) => Box::pin(shared.stage_drop(stage)).await,
+        }
+    }
+
     pub async fn flush(&self) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.flush(),
@@ -171,4 +208,8 @@ impl Storage {
             Storage::Shared(shared) => Box::pin(shared.flush()).await,
         }
     }
+}
+
+fn not_staged() -> Error {
+    Error::Internal("Redis does not stage writes".into())
 }

@@ -20,8 +20,8 @@ use super::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
 /// Bumped when a message changes shape; a client and a holder of different versions do not
 /// talk (the client then reports the store as locked). Version 2 added the store's identity
 /// and the holder's session to the hellos; version 3 reads a namespace's entries a page at
-/// a time.
-pub const PROTOCOL: u32 = 3;
+/// a time; version 4 stages bulk writes given in parts.
+pub const PROTOCOL: u32 = 4;
 
 /// The longest hello either side reads: a connection that says more before it has said who
 /// it is, or sends bytes that are not the protocol's (`GET / HTTP/1.1` reads as a length of
@@ -80,6 +80,23 @@ pub enum Request {
         entries: Vec<WireEntry>,
     },
     Flush,
+    /// Begins a staged write (see [`super::Staged`]): answered with `Staged`.
+    StageBegin {
+        ns: String,
+    },
+    StagePut {
+        ns: String,
+        stage: u64,
+        entries: Vec<WireEntry>,
+    },
+    StageCommit {
+        ns: String,
+        stage: u64,
+    },
+    StageDrop {
+        ns: String,
+        stage: u64,
+    },
 }
 
 /// The holder's answer to one request.
@@ -113,6 +130,8 @@ pub enum Response {
     Failed(Error),
     /// The holder has closed the store since the connection was made: take it over.
     Gone,
+    /// The id of a stage begun.
+    Staged(u64),
 }
 
 /// One entry on the wire: key, value, expiration and metadata.
