@@ -342,9 +342,11 @@ export declare class KV<Key extends string = string> {
 
   /**
    * Writes entries in `wrangler kv bulk put`'s format, each checked as `put` checks it: all of
-   * them, or none when one is refused (the error names it).
+   * them, or none when one is refused (the error names it). An async iterable of entries (a
+   * stream of parsed entries) is read a part at a time, so memory holds a part, not all;
+   * reads do not wait for it while its entries arrive.
    */
-  bulkPut(entries: KVBulkEntry[]): Promise<void>
+  bulkPut(entries: KVBulkEntry[] | AsyncIterable<KVBulkEntry>): Promise<void>
   /**
    * Every live entry, in the format `bulkPut` takes (binary values as base64). A damaged entry
    * rejects the dump with `ERR_KV_CORRUPT`, unless `onDamaged` is given: then that entry is

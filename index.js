@@ -21,6 +21,11 @@ const { resultsFor, isArrayIndex } = require('./lib/results.js')
 const { Order, Later, settle, EVERYTHING, prefixScope, keysScope } = require('./lib/order.js')
 const { flushOnSignals } = require('./lib/signals.js')
 
+// A bulkPut of an async iterable stages its entries in parts of at most this many entries,
+// or about this many bytes of values.
+const PART_ENTRIES = 1024
+const PART_BYTES = 4 << 20
+
 // Values longer than this go to the thread pool (the native side reads by the same bound), and
 // a stream is only counted, not kept, past the value limit.
 const { IN_LINE_MAX, MAX_VALUE_SIZE, MAX_BULK_KEYS, MAX_LIST_KEYS } = native
@@ -766,8 +771,15 @@ function createKV(realm) {
      * Writes entries in the JSON format of `wrangler kv bulk put`
      * (`[{ key, value, expiration?, expiration_ttl?, metadata?, base64? }]`), each checked as
      * `put` checks it. All are written or, when one is refused, none; the error names it.
+     * `entries` may also be an async iterable (a stream of parsed entries): it is read a part
+     * at a time, so that memory holds a part, not all (see #stageParts).
      */
     bulkPut(entries) {
+      if (isObject(entries) && typeof entries[Symbol.asyncIterator] === 'function') {
+        let arrived
+        const arrival = new Promise((resolve) => (arrived = resolve))
+        return this.#scheduleWrite(EVERYTHING, this.#putParts, entries, arrived, 0, 0, arrival)
+      }
       let columns
       try {
         columns = readBulkEntries(entries)
@@ -780,6 +792,48 @@ function createKV(realm) {
         const task = this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now)
         return new Later(completion(task))
       })
+    }
+
+    #putParts(entries, arrived) {
+      return new Later(this.#stageParts(entries, arrived))
+    }
+
+    // A bulkPut of an async iterable. Its entries are checked and staged a part at a time
+    // (in the store on sled, where no read sees them; held by the core on memory and Redis),
+    // all against the instant the write began; once the last has arrived, they are written
+    // as one bulkPut would. Reads do not wait for it while its entries arrive. A refused
+    // entry, or an iterable that throws, ends it with nothing written.
+    async #stageParts(entries, arrived) {
+      const now = this.#now()
+      let staged = null
+      let given = 0
+      let part = []
+      let bytes = 0
+      const send = async () => {
+        const { keys, values, expirations, ttls, metadata } = readBulkEntries(part, given)
+        staged ??= check(await this.#native.stageAsync())
+        await completion(staged.putAsync(keys, values, expirations, ttls, metadata, now))
+        given += part.length
+        part = []
+        bytes = 0
+      }
+      try {
+        for await (const entry of entries) {
+          part.push(entry)
+          bytes += typeof entry?.value === 'string' ? entry.value.length : 0
+          if (part.length === PART_ENTRIES || bytes >= PART_BYTES) await send()
+        }
+        if (staged !== null && part.length > 0) await send()
+      } catch (error) {
+        if (staged !== null) await completion(staged.dropAsync()).catch(() => {})
+        throw error
+      } finally {
+        arrived()
+      }
+      if (staged !== null) return completion(staged.commitAsync())
+      // It all came in one part: one bulk write.
+      const { keys, values, expirations, ttls, metadata } = readBulkEntries(part)
+      return completion(this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now))
     }
 
     /**

@@ -72,49 +72,60 @@ describe.each(['durable', 'flush'])('killed while writing (%s)', (mode) => {
   }, 60_000)
 })
 
-// A bulkPut larger than one sled batch (1,024 entries) goes in several, with an undo record:
-// killed at any moment, the store reopens with the whole of each write or none of it.
-test(`a large bulkPut killed part-way is all or nothing, ${ROUNDS} times`, async () => {
-  const dir = tempDir()
-  const KEYS = 5000
-  for (let round = 0; round < ROUNDS; round++) {
-    const child = spawn(process.execPath, [
-      '-e',
-      `const { KV } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
+// A bulkPut larger than one sled batch (1,024 entries) goes in several, with an undo record,
+// and one of an async iterable in parts, each with its undo entry: killed at any moment, the
+// store reopens with the whole of each write or none of it.
+test.each([
+  ['an array', 'Array.from({ length: KEYS }, (_, i) => ({ key: "k" + i, value }))'],
+  [
+    'an async iterable',
+    '(async function* () { for (let i = 0; i < KEYS; i++) yield { key: "k" + i, value } })()',
+  ],
+])(
+  `a large bulkPut of %s killed part-way is all or nothing, ${ROUNDS} times`,
+  async (_, entries) => {
+    const dir = tempDir()
+    const KEYS = 5000
+    for (let round = 0; round < ROUNDS; round++) {
+      const child = spawn(process.execPath, [
+        '-e',
+        `const { KV } = require(${JSON.stringify(path.resolve(__dirname, '..'))})
        const kv = new KV({ path: ${JSON.stringify(dir)}, namespace: 'bulk', durable: true })
+       const KEYS = ${KEYS}
        ;(async () => {
          for (let n = 0; ; n++) {
            const value = 'write-' + ${round} + '-' + n + '-'.padEnd(1500, 'x')
-           await kv.bulkPut(Array.from({ length: ${KEYS} }, (_, i) => ({ key: 'k' + i, value })))
+           await kv.bulkPut(${entries})
            console.log(n)
          }
        })()`,
-    ])
-    let acked = -1
-    await new Promise((resolve, reject) => {
-      child.stdout.on('data', (chunk) => {
-        const lines = String(chunk).trim().split('\n')
-        acked = Math.max(acked, ...lines.map(Number))
-        if (acked === 0) setTimeout(() => child.kill('SIGKILL'), Math.random() * 150)
+      ])
+      let acked = -1
+      await new Promise((resolve, reject) => {
+        child.stdout.on('data', (chunk) => {
+          const lines = String(chunk).trim().split('\n')
+          acked = Math.max(acked, ...lines.map(Number))
+          if (acked === 0) setTimeout(() => child.kill('SIGKILL'), Math.random() * 150)
+        })
+        child.stderr.on('data', (chunk) => reject(new Error(`writer failed: ${chunk}`)))
+        child.on('exit', resolve)
       })
-      child.stderr.on('data', (chunk) => reject(new Error(`writer failed: ${chunk}`)))
-      child.on('exit', resolve)
-    })
-    const kv = new KV({ path: dir, namespace: 'bulk' })
-    try {
-      const entries = await kv.dump()
-      expect(entries).toHaveLength(KEYS)
-      // One write's value everywhere: the last acknowledged one, or the one after it.
-      const values = new Set(entries.map((entry) => entry.value))
-      expect(values.size).toBe(1)
-      const [n] = /^write-\d+-(\d+)-/
-        .exec([...values][0])
-        .slice(1)
-        .map(Number)
-      expect([...values][0].startsWith(`write-${round}-`)).toBe(true)
-      expect(n === acked || n === acked + 1).toBe(true)
-    } finally {
-      await kv.close()
+      const kv = new KV({ path: dir, namespace: 'bulk' })
+      try {
+        const entries = await kv.dump()
+        expect(entries).toHaveLength(KEYS)
+        // One write's value everywhere: the last acknowledged one, or the one after it.
+        const values = new Set(entries.map((entry) => entry.value))
+        expect(values.size).toBe(1)
+        const [n] = /^write-\d+-(\d+)-/
+          .exec([...values][0])
+          .slice(1)
+          .map(Number)
+        expect([...values][0].startsWith(`write-${round}-`)).toBe(true)
+        expect(n === acked || n === acked + 1).toBe(true)
+      } finally {
+        await kv.close()
+      }
     }
-  }
-})
+  },
+)

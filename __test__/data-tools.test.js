@@ -100,6 +100,93 @@ describe.each(backends)('%s backend', (_name, open) => {
       await expect(kv.get('fine')).resolves.toBeNull()
     })
 
+    describe('of an async iterable', () => {
+      // More entries than one part (1,024), with keys of every part already there.
+      const COUNT = 3000
+      async function* entries({ refuseAt, throwAt, wait } = {}) {
+        for (let i = 0; i < COUNT; i++) {
+          if (i === throwAt) throw new Error('the source broke')
+          if (i === refuseAt) yield { key: 'bad', value: 'v', expiration_ttl: 30 }
+          else yield { key: `k${i % 2500}`, value: `new ${i}`, metadata: { i } }
+          if (wait !== undefined && i === 10) await wait
+        }
+      }
+      const before = async () => {
+        await kv.bulkPut([
+          { key: 'k5', value: 'old 5' },
+          { key: 'k2400', value: 'old 2400', expiration_ttl: 600 },
+          { key: 'other', value: 'kept' },
+        ])
+      }
+      const unchanged = async () => {
+        await expect(kv.get('k5')).resolves.toBe('old 5')
+        await expect(kv.get('k2400')).resolves.toBe('old 2400')
+        await expect(kv.get('k1')).resolves.toBeNull()
+        await expect(kv.get('k2499')).resolves.toBeNull()
+        await expect(kv.get('bad')).resolves.toBeNull()
+        await expect(kv.list()).resolves.toMatchObject({
+          keys: [{ name: 'k2400', expiration: NOW + 600 }, { name: 'k5' }, { name: 'other' }],
+        })
+      }
+
+      test('writes every entry, a key given twice getting its last one', async () => {
+        await before()
+        await kv.bulkPut(entries())
+        const dumped = await kv.dump()
+        expect(dumped).toHaveLength(2501)
+        await expect(kv.get('k5')).resolves.toBe('new 2505')
+        await expect(kv.getWithMetadata('k2400')).resolves.toMatchObject({
+          value: 'new 2400',
+          metadata: { i: 2400 },
+        })
+        await expect(kv.get('k2499')).resolves.toBe('new 2499')
+        await expect(kv.get('other')).resolves.toBe('kept')
+        expect(dumped.find((entry) => entry.key === 'k2400').expiration).toBeUndefined()
+      })
+
+      test('writes nothing when an entry of a later part is refused, and names it', async () => {
+        await before()
+        const error = await rejection(kv.bulkPut(entries({ refuseAt: 2700 })))
+        expect(error.message).toBe(
+          'Entry 2700 (key "bad") was refused, so nothing was written: KV PUT failed: 400 Invalid expiration_ttl of 30. Expiration TTL must be at least 60.',
+        )
+        await unchanged()
+        const malformed = (async function* () {
+          for (let i = 0; i < 2000; i++) yield { key: `k${i}`, value: 'v' }
+          yield { key: 'k', value: 1 }
+        })()
+        const refused = await rejection(kv.bulkPut(malformed))
+        expect(refused).toBeInstanceOf(TypeError)
+        expect(refused.message).toBe(
+          'Entry 2000 (key "k") was refused, so nothing was written: its "value" is not a string.',
+        )
+        await unchanged()
+      })
+
+      test('writes nothing when the iterable throws, and rejects with its error', async () => {
+        await before()
+        await expect(kv.bulkPut(entries({ throwAt: 2900 }))).rejects.toThrow('the source broke')
+        await unchanged()
+        await kv.bulkPut(entries())
+        await expect(kv.get('k5')).resolves.toBe('new 2505')
+      })
+
+      test('holds up no read while its entries arrive, and the writes after it', async () => {
+        let arrive
+        const wait = new Promise((resolve) => (arrive = resolve))
+        await kv.put('k3', 'before')
+        const writing = kv.bulkPut(entries({ wait }))
+        const later = kv.put('k3', 'after')
+        await expect(kv.get('other')).resolves.toBeNull()
+        await expect(kv.list({ prefix: 'zzz' })).resolves.toMatchObject({ keys: [] })
+        arrive()
+        await writing
+        await later
+        await expect(kv.get('k3')).resolves.toBe('after')
+        await expect(kv.get('k600')).resolves.toBe('new 600')
+      })
+    })
+
     test('takes base64 with or without padding', async () => {
       await kv.bulkPut([
         { key: 'padded', value: 'QUI=', base64: true },

@@ -474,6 +474,39 @@ describeUnix('a store shared by processes', () => {
     await Promise.all([copy.close(), kv.close()])
   })
 
+  test('a bulkPut in parts from a client that dies is undone by the holder', async () => {
+    const dir = tempDir()
+    const kv = new KV({ path: dir })
+    await kv.bulkPut([
+      { key: 'k0', value: 'old' },
+      { key: 'k2000', value: 'old' },
+    ])
+    // Two parts of 1,024 entries written through this process, then the client hangs.
+    const client = inChild(`
+      const kv = new KV({ path: ${JSON.stringify(dir)} })
+      kv.bulkPut((async function* () {
+        for (let i = 0; i < 3000; i++) yield { key: 'k' + i, value: 'new' }
+        console.log('waiting')
+        await new Promise(() => {})
+      })())
+      setInterval(() => {}, 1000)`)
+    children.push(client)
+    while (!client.lines.includes('waiting'))
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    // Its parts are written, with what undoes them.
+    expect(await kv.get('k1000')).toBe('new')
+    client.kill('SIGKILL')
+    const deadline = Date.now() + 10_000
+    while ((await kv.get('k0')) !== 'old' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(await kv.get('k0')).toBe('old')
+    expect(await kv.get('k2000')).toBe('old')
+    expect(await kv.get('k1000')).toBeNull()
+    expect((await kv.list()).keys.map((key) => key.name)).toEqual(['k0', 'k2000'])
+    await kv.close()
+  })
+
   test('reads of one key in progress together go to the holder together', async () => {
     // Reads wait for earlier writes, not for each other: on a holder (or Redis), many reads
     // of a hot key take one round trip, not one each. This holder never answers a read.

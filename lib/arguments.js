@@ -110,11 +110,13 @@ async function drain(stream, limit, TypeErrorInRealm, readers) {
 function argumentsFor(realm) {
   const { TypeError: TypeErrorInRealm, Error: ErrorInRealm, JSON: JSONInRealm } = realm
 
-  // Checks and converts bulkPut's entries into the parallel arrays the native side takes.
-  function readBulkEntries(entries) {
+  // Checks and converts bulkPut's entries into the parallel arrays the native side takes;
+  // an entry is named by its index plus `first` (the entries before it in a bulkPut given
+  // in parts).
+  function readBulkEntries(entries, first = 0) {
     if (!Array.isArray(entries)) {
       throw new TypeErrorInRealm(
-        'bulkPut() takes an array of { key, value, expiration?, expiration_ttl?, metadata?, base64? } entries.',
+        'bulkPut() takes an array of { key, value, expiration?, expiration_ttl?, metadata?, base64? } entries, or an async iterable of them.',
       )
     }
     const columns = { keys: [], values: [], expirations: [], ttls: [], metadata: [] }
@@ -124,7 +126,9 @@ function argumentsFor(realm) {
           isObject(entry) && typeof entry.key === 'string'
             ? ` (key ${JSON.stringify(entry.key)})`
             : ''
-        return new Class(`Entry ${index}${key} was refused, so nothing was written: ${problem}`)
+        return new Class(
+          `Entry ${first + index}${key} was refused, so nothing was written: ${problem}`,
+        )
       }
       if (!isObject(entry)) throw refuse('it is not an object.')
       const { key, value, expiration, expiration_ttl: ttl, metadata, base64 } = entry

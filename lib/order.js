@@ -92,7 +92,8 @@ class Order {
   // last write (or null), and `reads`, the settlings of the reads issued since it. While that
   // write's value is still `arriving`, reads wait for `before` instead, the write it follows.
   #byKey = new Map()
-  // Operations in progress with a wider scope: { scope, reads, settled }.
+  // Operations in progress with a wider scope: { scope, reads, settled, arriving, before },
+  // the last two as for a key.
   #wide = new Set()
 
   /**
@@ -129,17 +130,23 @@ class Order {
       if (last !== null) waits.push(last)
       if (!reads) waits.push(...readers)
     }
+    // What a wider operation in progress holds this one up with: while a write's entries
+    // are arriving, a read waits only for what that write waits for.
+    const onWide = ({ settled, arriving, before }) => {
+      const last = reads && arriving ? before : settled
+      if (last !== null) waits.push(last)
+    }
     if (typeof scope === 'string') {
       const key = wellFormed(scope)
       const inProgress = this.#byKey.get(key)
       if (inProgress !== undefined) onKey(inProgress)
       for (const wide of this.#wide) {
-        if ((!reads || !wide.reads) && covers(wide.scope, key)) waits.push(wide.settled)
+        if ((!reads || !wide.reads) && covers(wide.scope, key)) onWide(wide)
       }
       return waits
     }
     for (const wide of this.#wide) {
-      if (!reads || !wide.reads) waits.push(wide.settled)
+      if (!reads || !wide.reads) onWide(wide)
     }
     if (scope === EVERYTHING) {
       for (const inProgress of this.#byKey.values()) onKey(inProgress)
@@ -159,13 +166,24 @@ class Order {
   /**
    * Counts `promise` as in progress under `scope` until it settles, so that later operations
    * wait for it as `before` says; returns it, with its error made by `fail`. `reads` says
-   * that it only reads what its scope meets. `arrival`, for a write of one key whose value
-   * is still arriving, settles once it has: until then, reads do not wait for the write.
+   * that it only reads what its scope meets. `arrival`, for a write whose value (or entries)
+   * are still arriving, settles once they have: until then, reads do not wait for the write.
    */
   track(scope, promise, reads = false, arrival = null) {
-    this.#pending++
     const key = typeof scope === 'string' ? wellFormed(scope) : null
-    const wide = key === null ? { scope, reads, settled: null } : null
+    const wide =
+      key === null
+        ? { scope, reads, settled: null, arriving: arrival !== null, before: null }
+        : null
+    if (wide !== null && arrival !== null) {
+      wide.before = this.before(scope)
+      const arrived = () => {
+        wide.arriving = false
+        wide.before = null
+      }
+      arrival.then(arrived, arrived)
+    }
+    this.#pending++
     let inProgress = null
     const finished = () => {
       this.#pending--
