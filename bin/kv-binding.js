@@ -54,6 +54,12 @@ Exit status: 0 on success, 1 when the key is missing or the operation fails, 2 o
 
 class UsageError extends Error {}
 
+/**
+ * The cache of a store the command line opens: one command reads little twice, and a small
+ * cache keeps an import of any size within about twice its file in memory.
+ */
+const CACHE_BYTES = 4 << 20
+
 /** The namespace the command line names: --namespace, or a binding of a wrangler config. */
 function namespaceOf(options) {
   const { binding, env, config } = options
@@ -76,7 +82,7 @@ function storeOptions(options) {
     if (cluster || options['key-prefix'] !== undefined) {
       throw new UsageError('--cluster and --key-prefix go with --url')
     }
-    return { path: dir ?? '.kv', namespace }
+    return { path: dir ?? '.kv', namespace, cacheCapacity: CACHE_BYTES }
   }
   if (dir !== undefined) throw new UsageError('give --path or --url, not both')
   return { url, namespace, cluster, keyPrefix: options['key-prefix'] }
@@ -146,11 +152,13 @@ function progressBar(label, total, forced) {
 }
 
 /**
- * The entries of a bulk JSON file (or standard input for `-`), parsed as the bytes arrive, so
- * a file of any size that holds entries of the allowed sizes can be read (one JSON string
- * of it all would stop at V8's longest string, about 512 MiB).
+ * The entries of a bulk JSON file (or standard input for `-`), parsed as the bytes arrive and
+ * handed on a chunk at a time, so that a file of any size can be imported holding a part of
+ * it in memory (one JSON string of it all would also stop at V8's longest string, about
+ * 512 MiB). A file that is not JSON, or not an array, throws once that is known: bulkPut then
+ * writes none of the entries handed on before. `read.entries` counts them.
  */
-async function readEntries(file, progress) {
+async function* entriesOf(file, progress, read) {
   const { JSONParser } = require('@streamparser/json')
   const name = file === '-' ? 'standard input' : file
   const input = file === '-' ? process.stdin : fs.createReadStream(file)
@@ -159,23 +167,32 @@ async function readEntries(file, progress) {
     file === '-' ? 0 : fs.statSync(file).size,
     progress && file !== '-',
   )
-  const parser = new JSONParser({ paths: ['$', '$.*'], keepStack: false })
-  const entries = []
-  let root
+  // Only the array's elements are asked for: a parser asked for the whole document too
+  // keeps all of it until the end. What the document is, its first byte says.
+  const parser = new JSONParser({ paths: ['$.*'], keepStack: false })
+  let parsed = []
+  let first
   let failure = null
-  parser.onValue = ({ value, stack }) => {
-    if (stack.length > 0) entries.push(value)
-    else root = value
+  parser.onValue = ({ value }) => {
+    if (first === '[') parsed.push(value)
   }
   parser.onError = (error) => {
     failure ??= error
   }
-  let read = 0
+  const handOn = () => {
+    const ready = parsed
+    parsed = []
+    read.entries += ready.length
+    return ready
+  }
+  let bytes = 0
   try {
     for await (const chunk of input) {
       // After the array, the parser reports anything but white space as an error.
+      first ??= firstByte(chunk)
       if (failure === null) parser.write(chunk)
-      bar.update((read += chunk.length))
+      bar.update((bytes += chunk.length))
+      if (failure === null) yield* handOn()
     }
     if (failure === null && !parser.isEnded) parser.end()
   } catch (error) {
@@ -183,12 +200,19 @@ async function readEntries(file, progress) {
   } finally {
     bar.end()
   }
-  if (failure === null && root === undefined) failure = new Error('it holds no JSON value')
+  if (failure === null && first === undefined) failure = new Error('it holds no JSON value')
   if (failure !== null) {
     throw new Error(`${name} is not JSON: ${failure.message}`, { cause: failure })
   }
-  if (!Array.isArray(root)) throw new Error(`${name} must hold a JSON array of entries`)
-  return entries
+  if (first !== '[') throw new Error(`${name} must hold a JSON array of entries`)
+  yield* handOn()
+}
+
+/** The first character of `chunk` that is not JSON white space, if any. */
+function firstByte(chunk) {
+  const text = typeof chunk === 'string' ? chunk : chunk.toString('latin1')
+  const found = /[^ \t\n\r]/.exec(text)
+  return found === null ? undefined : found[0]
 }
 
 /**
@@ -342,11 +366,11 @@ const commands = {
 
   async import(kv, [file], options) {
     if (file === undefined) throw new UsageError('import needs a FILE (- for standard input)')
-    const entries = await readEntries(file, options.progress)
-    // One call: every entry is checked against one instant before any is written, and then
-    // all are written in one atomic step.
-    await kv.bulkPut(entries)
-    process.stderr.write(`imported ${entries.length} entries\n`)
+    const read = { entries: 0 }
+    // One call: every entry is checked against one instant as it arrives, and all are
+    // written in one atomic step once the last has.
+    await kv.bulkPut(entriesOf(file, options.progress, read))
+    process.stderr.write(`imported ${read.entries} entries\n`)
   },
 
   async export(kv, [file], options) {
