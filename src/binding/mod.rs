@@ -6,7 +6,6 @@
 //! caller's realm. Pool tasks cannot set a code on a rejection, so they resolve a
 //! [`Failure`] object instead, which `index.js` turns into the same error.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -20,6 +19,7 @@ use crate::store::{
 };
 
 mod convert;
+mod error;
 mod settle;
 mod staged;
 mod tasks;
@@ -29,6 +29,8 @@ use convert::{
     bulk_entries, js_pair, js_text, js_value, list_page, napi_failure, owned_pair, text_of,
     BulkEntries, JsValueOf, ListPage, OwnedPair, Read, Text,
 };
+use error::js_error;
+pub(crate) use error::{guarded, Result};
 use tasks::{nothing, start, Pending};
 
 /// Values longer than this many bytes are read and written on the libuv thread pool, so no
@@ -52,56 +54,6 @@ pub const MAX_PARTITIONS: u32 = store::MAX_PARTITIONS;
 /// The most keys a `list` page holds, and so the largest `listPageCap`.
 #[napi]
 pub const MAX_LIST_KEYS: u32 = store::limits::MAX_LIST_KEYS as u32;
-
-pub(crate) type Result<T> = napi::Result<T, &'static str>;
-
-fn js_error(error: store::Error) -> napi::Error<&'static str> {
-    napi::Error::new(error_code(&error), error.to_string())
-}
-
-fn error_code(error: &store::Error) -> &'static str {
-    match error.code() {
-        Some(code) => code,
-        None if error.is_type_error() => "TypeError",
-        None => "Error",
-    }
-}
-
-/// A failure reported by a pool task, resolved rather than rejected so it keeps its code.
-#[napi(object)]
-pub struct Failure {
-    pub kv_error_code: String,
-    pub message: String,
-    /// For writes that may have been lost: their keys, when known, so that a durable write
-    /// of another key, which the same flush covered, is not failed with them.
-    pub lost_keys: Option<Vec<String>>,
-    /// `"unknown"` for a write that may or may not have been applied.
-    pub outcome: Option<String>,
-}
-
-impl From<store::Error> for Failure {
-    fn from(error: store::Error) -> Self {
-        let lost_keys = match &error {
-            store::Error::Lost { keys, .. } => keys.clone(),
-            _ => None,
-        };
-        Self {
-            kv_error_code: error_code(&error).to_owned(),
-            message: error.to_string(),
-            outcome: error.outcome().map(str::to_owned),
-            lost_keys,
-        }
-    }
-}
-
-/// Runs `work`, turning a panic into an error so it can never abort the process.
-pub(crate) fn guarded<T>(work: impl FnOnce() -> store::Result<T>) -> store::Result<T> {
-    panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
-        Err(store::Error::Internal(
-            crate::store::panic_message(panic.as_ref()).to_string(),
-        ))
-    })
-}
 
 fn put_options(
     expiration: Option<i32>,

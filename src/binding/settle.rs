@@ -31,7 +31,7 @@ use futures_util::FutureExt;
 use napi::bindgen_prelude::*;
 use napi::sys;
 
-use super::tasks::{outcome, Outcome};
+use super::error::{outcome, Outcome};
 use crate::store;
 
 /// Makes the JS value of a result, on the JS thread.
@@ -373,7 +373,7 @@ fn send(channel: &Channel, results: &mut Vec<Finished>) {
 }
 
 /// Runs `work` on the tokio runtime; the promise returned resolves `finish` of its result
-/// (or the [`Failure`](super::Failure) it ends with), made on the JS thread.
+/// (or the [`Failure`](super::error::Failure) it ends with), made on the JS thread.
 pub(super) fn spawn<'env, T, V>(
     env: &'env Env,
     work: impl Future<Output = store::Result<T>> + Send + 'static,

@@ -9,13 +9,10 @@ use std::pin::Pin;
 
 use napi::bindgen_prelude::*;
 
-use super::{guarded, Failure};
+use super::error::{guarded, outcome, Outcome};
 use crate::store::{self, Namespace};
 
 type Work<T> = Pin<Box<dyn Future<Output = store::Result<T>> + Send>>;
-
-/// What a job's promise resolves: its value, or the failure.
-pub type Outcome<V> = Either<V, Failure>;
 
 /// A job's promise: from the thread pool or from tokio.
 pub type Pending<'env, T, V> = Either<AsyncTask<PoolJob<T, V>>, PromiseRaw<'env, Outcome<V>>>;
@@ -39,13 +36,6 @@ impl<T: Send + 'static, V: ToNapiValue + TypeName + 'static> Task for PoolJob<T,
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(outcome(output, self.finish))
-    }
-}
-
-pub(super) fn outcome<T, V>(output: store::Result<T>, finish: fn(T) -> V) -> Outcome<V> {
-    match output {
-        Ok(value) => Either::A(finish(value)),
-        Err(error) => Either::B(error.into()),
     }
 }
 
