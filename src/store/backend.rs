@@ -1,58 +1,13 @@
 //! The storage trait the namespace logic runs on, and its in-memory implementation.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, RwLock};
 
 use sled::IVec;
 
 use super::error::Result;
+use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor, Value};
 use super::validate::is_expired;
-
-/// A stored value, or only its length when it is too long to read where the caller is.
-#[derive(Clone, Debug)]
-pub enum Value {
-    /// Bytes shared with the store.
-    Loaded(IVec),
-    /// Bytes read for this caller alone (from a value file), handed over without a copy.
-    Owned(Vec<u8>),
-    Deferred {
-        len: u64,
-    },
-}
-
-impl Value {
-    /// The value's bytes; `None` when it was deferred.
-    pub fn bytes(&self) -> Option<&[u8]> {
-        match self {
-            Value::Loaded(bytes) => Some(bytes),
-            Value::Owned(bytes) => Some(bytes),
-            Value::Deferred { .. } => None,
-        }
-    }
-}
-
-/// Values are equal when their bytes are, however they are held.
-impl PartialEq for Value {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Value::Deferred { len: a }, Value::Deferred { len: b }) => a == b,
-            _ => self.bytes().is_some() && self.bytes() == other.bytes(),
-        }
-    }
-}
-
-impl Eq for Value {}
-
-/// One entry as a backend hands it out. Buffers are shared, so cloning is cheap.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Absolute expiry in seconds since the UNIX epoch.
-    pub expiration: Option<i64>,
-    /// Metadata as JSON text (always valid UTF-8).
-    pub metadata: Option<IVec>,
-    pub value: Value,
-}
 
 /// Raw storage for one namespace. Backends know nothing of validation or expiry rules: they
 /// store, fetch and delete entries whose keys are UTF-8 bytes.
@@ -130,25 +85,6 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// One entry of a [`Backend::put_all`].
-#[derive(Clone, Copy, Debug)]
-pub struct PutEntry<'a> {
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-    /// Absolute expiry in seconds since the UNIX epoch.
-    pub expiration: Option<i64>,
-    pub metadata: Option<&'a str>,
-}
-
-/// Entries with their keys, in key order, as [`Backend::entries`] returns them.
-pub type Entries = Vec<(IVec, Entry)>;
-
-/// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
-pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + Send + 'a;
-
-/// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
-pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + Send + 'a;
-
 /// Where a scan starts: strictly after `after` when that is inside or past the prefix range,
 /// otherwise at the prefix itself.
 pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound<&'a [u8]> {
@@ -157,9 +93,6 @@ pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound
         _ => Bound::Included(prefix),
     }
 }
-
-/// A namespace's entries in key order, as memory holds them.
-pub type EntryMap = BTreeMap<IVec, Entry>;
 
 /// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
 ///

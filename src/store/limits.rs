@@ -16,3 +16,5 @@ pub const MAX_LIST_KEYS: usize = 1000;
 pub const MAX_BULK_KEYS: usize = 100;
 /// Most a bulk read may return, counted in UTF-16 units of the decoded values: 25 MiB.
 pub const MAX_BULK_SIZE: usize = 25 * 1024 * 1024;
+/// Longest namespace name, in UTF-8 bytes.
+pub const MAX_NAMESPACE_SIZE: usize = 256;

@@ -25,32 +25,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use sled::IVec;
 
-use super::backend::{Entry, Value};
-use super::namespace::ListPage;
+use super::types::{Entry, ListPage, Value};
 use super::validate::is_expired;
 
 /// How long a read is cached when it gives no `cacheTtl`, and how long a `list` page is.
 pub const DEFAULT_CACHE_TTL_SECONDS: i64 = 60;
-
-/// Where a read's answer came from at a location: production's `CF-Cache-Status`, which
-/// `getWithMetadata` and `list` report as `cacheStatus`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// From the location's cache.
-    Hit,
-    /// From the store, and cached now.
-    Miss,
-}
-
-impl CacheStatus {
-    /// The header's text: `"HIT"` or `"MISS"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CacheStatus::Hit => "HIT",
-            CacheStatus::Miss => "MISS",
-        }
-    }
-}
 
 /// How many cached answers a location holds before it drops those that ran out.
 const SWEEP_FLOOR: usize = 1024;

@@ -8,20 +8,20 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::{DamageSink, Entry, EntryMap, MemoryBackend, PutEntry};
+use super::backend::MemoryBackend;
 use super::error::{Error, Op, Result};
 use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
-use super::location::{CacheStatus, Location, PageQuery};
+use super::location::{Location, PageQuery};
 use super::redis_backend::{RedisBackend, RedisConfig};
-use super::sled_backend::{SledBackend, StoreConfig};
+use super::sled_backend::StoreConfig;
 use super::storage::Storage;
-use super::validate::{
-    check_bulk_key, check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key,
-    validate_list, BulkType, PutOptions,
+use super::types::{
+    BulkEntry, CacheStatus, DamageSink, Entry, EntryMap, ListPage, ListedKey, PutEntry,
 };
-
-/// Longest namespace name, in UTF-8 bytes.
-pub const MAX_NAMESPACE_SIZE: usize = 256;
+use super::validate::{
+    check_bulk_key, check_namespace_name, check_put, is_expired, validate_bulk, validate_cache_ttl,
+    validate_key, validate_list, BulkType, PutOptions,
+};
 
 /// One KV namespace: what a `KVNamespace` binding talks to.
 ///
@@ -70,7 +70,11 @@ impl Namespace {
         #[cfg(unix)]
         let deadline = std::time::Instant::now() + config.holder_timeout.min(HANDOVER_WAIT);
         loop {
-            match SledBackend::open(path, name, config) {
+            #[cfg(unix)]
+            let opened = super::share::open_serving(path, name, config);
+            #[cfg(not(unix))]
+            let opened = super::sled_backend::SledBackend::open(path, name, config);
+            match opened {
                 Ok(backend) => return Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
                 #[cfg(unix)]
                 Err(Error::Locked { path: dir, pid, .. }) if config.share => {
@@ -671,35 +675,6 @@ impl Namespace {
     }
 }
 
-pub(crate) fn check_namespace_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
-        return Err(Error::Invalid(format!(
-            "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."
-        )));
-    }
-    Ok(())
-}
-
-/// One key of a `list` page.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ListedKey {
-    /// The key's UTF-8 bytes.
-    pub name: IVec,
-    /// Absolute expiry in seconds since the UNIX epoch.
-    pub expiration: Option<i64>,
-    /// Metadata as JSON text.
-    pub metadata: Option<IVec>,
-}
-
-/// A `list` page; `cursor` is set exactly when more keys follow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ListPage {
-    pub keys: Vec<ListedKey>,
-    pub cursor: Option<String>,
-    /// Whether a location's cache answered, when consistency is simulated.
-    pub cache_status: Option<CacheStatus>,
-}
-
 /// A cursor is the base64 of the last key returned; the next page starts strictly after it.
 fn decode_cursor(cursor: &str) -> Option<Vec<u8>> {
     BASE64.decode(cursor).ok()
@@ -729,14 +704,6 @@ pub(crate) fn check_entries<'a>(
         });
     }
     Ok(checked)
-}
-
-/// One entry of [`Namespace::put_many`].
-#[derive(Clone, Debug)]
-pub struct BulkEntry<'a> {
-    pub key: &'a str,
-    pub value: &'a [u8],
-    pub options: PutOptions,
 }
 
 /// The contents of a namespace at one moment (see [`Namespace::snapshot`]).

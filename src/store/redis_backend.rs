@@ -42,10 +42,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script};
 use sled::IVec;
 
-use super::backend::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
 use super::error::{Error, Result};
 use super::ids::random_id;
 use super::record::{self, Body};
+use super::types::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
 use super::validate::is_expired;
 
 /// The layout this build writes (the `format` of the layout key). It reads format 1 too, the

@@ -43,9 +43,10 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::backend::{Backend, DamageSink, Entries, Entry, PutEntry, ScanVisitor};
+use super::backend::Backend;
 use super::error::{Error, Result};
 use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
+use super::types::{DamageSink, Entries, Entry, PutEntry, ScanVisitor};
 use super::wire::{
     self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };
@@ -195,6 +196,18 @@ impl Server {
             made,
         })
     }
+}
+
+/// Opens namespace `name` of the store in `path` as [`SledBackend::open`] does and, when
+/// `config.share` says so, serves the store to the other processes that open it (once per
+/// opening of the store, whichever namespace opens it first).
+pub fn open_serving(path: &Path, name: &str, config: &StoreConfig) -> Result<SledBackend> {
+    let backend = SledBackend::open(path, name, config)?;
+    if config.share {
+        let (store, identity) = (backend.store_path().to_owned(), backend.identity().clone());
+        backend.serve(|| Server::start(&store, config, &identity));
+    }
+    Ok(backend)
 }
 
 impl Drop for Server {
@@ -483,7 +496,7 @@ fn entries_page(b: &SledBackend, skip_damaged: bool, after: Option<&[u8]>) -> Re
 
 /// Namespace `ns` of the open store: a name inside the database, checked as any other.
 fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> {
-    super::namespace::check_namespace_name(ns)?;
+    super::validate::check_namespace_name(ns)?;
     SledBackend::with_lease(lease, ns, config)
 }
 
@@ -1085,10 +1098,9 @@ impl SharedBackend {
         loop {
             let (store, name, config) =
                 (self.store.clone(), self.name.clone(), self.config.clone());
-            let opened =
-                tokio::task::spawn_blocking(move || SledBackend::open(&store, &name, &config))
-                    .await
-                    .map_err(|e| Error::Internal(format!("taking over a store failed: {e}")))?;
+            let opened = tokio::task::spawn_blocking(move || open_serving(&store, &name, &config))
+                .await
+                .map_err(|e| Error::Internal(format!("taking over a store failed: {e}")))?;
             match opened {
                 Ok(backend) => {
                     let holder = Arc::new(Holder::serving(backend.identity()));

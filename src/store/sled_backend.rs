@@ -18,15 +18,14 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{
-    scan_start, Backend, DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value,
-};
+use super::backend::{scan_start, Backend};
 use super::cache::{CacheGuard, Cached, RecordCache};
 use super::dir::{self, FORMAT_FILE, LOCK_FILE};
 use super::error::{Error, Result};
 use super::files::{FileValue, ValueFiles, FILE_VALUE_MIN};
 use super::ids::random_id;
 use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
+use super::types::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value};
 use super::validate::is_expired;
 
 mod stage;
@@ -111,9 +110,9 @@ impl Default for StoreConfig {
 /// An open database. Field order matters: the serving stops first, and the database closes
 /// before the lock is released.
 struct Shared {
-    /// Kept for its drop, which stops the serving.
-    #[cfg(unix)]
-    _server: Option<super::share::Server>,
+    /// What serves the store to other processes, kept for its drop, which stops the
+    /// serving (see [`Lease::serve`]).
+    server: Mutex<Option<Box<dyn Send + Sync>>>,
     db: sled::Db,
     cache: RecordCache,
     files: ValueFiles,
@@ -177,11 +176,7 @@ impl Lease {
         };
         let shared = Arc::new(Shared {
             #[cfg(unix)]
-            _server: if config.share {
-                super::share::Server::start(&path, config, &identity)
-            } else {
-                None
-            },
+            server: Mutex::new(None),
             db,
             cache: RecordCache::new(config.record_cache_capacity),
             files,
@@ -217,6 +212,20 @@ impl Lease {
     /// Makes every write so far durable.
     pub(crate) fn flush(&self) -> Result<()> {
         self.shared().flush()
+    }
+
+    /// Has the store served to other processes by what `start` makes, unless something
+    /// serves it already; `start` runs with the serving locked, so it runs once per opening
+    /// (unless it makes nothing). What it makes is dropped as the store closes, first.
+    pub(crate) fn serve<S: Send + Sync + 'static>(&self, start: impl FnOnce() -> Option<S>) {
+        let mut server = self
+            .shared()
+            .server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if server.is_none() {
+            *server = start().map(|made| Box::new(made) as Box<dyn Send + Sync>);
+        }
     }
 
     /// Who holds the store: this process, in this session.
@@ -834,6 +843,16 @@ impl SledBackend {
     /// Who holds the store: this process, in the session of its current opening.
     pub(crate) fn identity(&self) -> &Identity {
         self.lease.identity()
+    }
+
+    /// The store's directory, as opened.
+    pub(crate) fn store_path(&self) -> &Path {
+        self.path()
+    }
+
+    /// See [`Lease::serve`].
+    pub(crate) fn serve<S: Send + Sync + 'static>(&self, start: impl FnOnce() -> Option<S>) {
+        self.lease.serve(start)
     }
 
     fn cache(&self) -> CacheGuard<'_> {

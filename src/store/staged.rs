@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use super::backend::PutEntry;
 use super::error::Result;
-use super::namespace::{check_entries, BulkEntry, Namespace};
+use super::namespace::{check_entries, Namespace};
 use super::storage::Storage;
+use super::types::BulkEntry;
+use super::types::PutEntry;
 
 /// A bulk write under way (see [`Namespace::stage_async`]): the entries given so far, written
 /// with their undo where the backend can (sled, here or through its holder), kept here where

@@ -9,11 +9,12 @@ use std::task::{Context, Poll, Waker};
 
 use sled::IVec;
 
-use super::backend::{Backend, DamageSink, Entry, MemoryBackend, PutEntry, ScanVisitor};
+use super::backend::{Backend, MemoryBackend};
 use super::error::{Error, Result};
 use super::redis_backend::RedisBackend;
 #[cfg(unix)]
 use super::share::SharedBackend;
+use super::types::{DamageSink, Entry, PutEntry, ScanVisitor};
 
 /// A namespace's backend.
 pub enum Storage {

@@ -2,8 +2,8 @@
 
 use super::error::{Error, Op, Result};
 use super::limits::{
-    MAX_BULK_KEYS, MAX_KEY_SIZE, MAX_LIST_KEYS, MAX_METADATA_SIZE, MAX_VALUE_SIZE, MIN_CACHE_TTL,
-    MIN_EXPIRATION_TTL,
+    MAX_BULK_KEYS, MAX_KEY_SIZE, MAX_LIST_KEYS, MAX_METADATA_SIZE, MAX_NAMESPACE_SIZE,
+    MAX_VALUE_SIZE, MIN_CACHE_TTL, MIN_EXPIRATION_TTL,
 };
 
 fn key_too_long(op: Op, key: &str) -> Error {
@@ -221,4 +221,14 @@ pub fn validate_list(limit: i32, prefix: &str) -> Result<usize> {
         return Err(key_too_long(Op::Get, prefix));
     }
     Ok(limit)
+}
+
+/// Checks a namespace's name: 1 to [`MAX_NAMESPACE_SIZE`] UTF-8 bytes.
+pub fn check_namespace_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAMESPACE_SIZE {
+        return Err(Error::Invalid(format!(
+            "The namespace name must be a string of 1 to {MAX_NAMESPACE_SIZE} UTF-8 bytes."
+        )));
+    }
+    Ok(())
 }

@@ -1,0 +1,123 @@
+//! The plain data the semantics and every backend share: values, entries, list pages. The
+//! floor of the core: it uses nothing else of it.
+
+use std::collections::BTreeMap;
+
+use sled::IVec;
+
+use super::validate::PutOptions;
+
+/// A stored value, or only its length when it is too long to read where the caller is.
+#[derive(Clone, Debug)]
+pub enum Value {
+    /// Bytes shared with the store.
+    Loaded(IVec),
+    /// Bytes read for this caller alone (from a value file), handed over without a copy.
+    Owned(Vec<u8>),
+    Deferred {
+        len: u64,
+    },
+}
+
+impl Value {
+    /// The value's bytes; `None` when it was deferred.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Loaded(bytes) => Some(bytes),
+            Value::Owned(bytes) => Some(bytes),
+            Value::Deferred { .. } => None,
+        }
+    }
+}
+
+/// Values are equal when their bytes are, however they are held.
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::Deferred { len: a }, Value::Deferred { len: b }) => a == b,
+            _ => self.bytes().is_some() && self.bytes() == other.bytes(),
+        }
+    }
+}
+
+impl Eq for Value {}
+
+/// One entry as a backend hands it out. Buffers are shared, so cloning is cheap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    /// Metadata as JSON text (always valid UTF-8).
+    pub metadata: Option<IVec>,
+    pub value: Value,
+}
+
+/// One entry of a [`Backend::put_all`].
+#[derive(Clone, Copy, Debug)]
+pub struct PutEntry<'a> {
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    pub metadata: Option<&'a str>,
+}
+
+/// Entries with their keys, in key order, as [`Backend::entries`] returns them.
+pub type Entries = Vec<(IVec, Entry)>;
+
+/// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
+pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + Send + 'a;
+
+/// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + Send + 'a;
+
+/// A namespace's entries in key order, as memory holds them.
+pub type EntryMap = BTreeMap<IVec, Entry>;
+
+/// Where a read's answer came from at a location: production's `CF-Cache-Status`, which
+/// `getWithMetadata` and `list` report as `cacheStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// From the location's cache.
+    Hit,
+    /// From the store, and cached now.
+    Miss,
+}
+
+impl CacheStatus {
+    /// The header's text: `"HIT"` or `"MISS"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+        }
+    }
+}
+
+/// One key of a `list` page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedKey {
+    /// The key's UTF-8 bytes.
+    pub name: IVec,
+    /// Absolute expiry in seconds since the UNIX epoch.
+    pub expiration: Option<i64>,
+    /// Metadata as JSON text.
+    pub metadata: Option<IVec>,
+}
+
+/// A `list` page; `cursor` is set exactly when more keys follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub keys: Vec<ListedKey>,
+    pub cursor: Option<String>,
+    /// Whether a location's cache answered, when consistency is simulated.
+    pub cache_status: Option<CacheStatus>,
+}
+
+/// One entry of [`Namespace::put_many`].
+#[derive(Clone, Debug)]
+pub struct BulkEntry<'a> {
+    pub key: &'a str,
+    pub value: &'a [u8],
+    pub options: PutOptions,
+}
