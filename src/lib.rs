@@ -5,6 +5,7 @@
 //! programs' state (wrangler's) for the CLI. The `binding` module
 //! (built with the default `node` feature) exposes it through Node-API.
 
+pub mod backends;
 pub mod store;
 pub mod tools;
 

@@ -1,8 +1,7 @@
 //! The core's contract, without Node: validation wording, expiry, and both backends.
 
-use kv_binding::store::{
-    BulkEntry, CacheStatus, Error, Namespace, Op, PutOptions, StoreConfig, Value,
-};
+use kv_binding::backends::sled::StoreConfig;
+use kv_binding::store::{BulkEntry, CacheStatus, Error, Namespace, Op, PutOptions, Value};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_900_000_000_500;

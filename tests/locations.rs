@@ -5,7 +5,8 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 
-use kv_binding::store::{CacheStatus, Namespace, PutOptions, StoreConfig};
+use kv_binding::backends::sled::StoreConfig;
+use kv_binding::store::{CacheStatus, Namespace, PutOptions};
 use proptest::prelude::*;
 use tempfile::TempDir;
 

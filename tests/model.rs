@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use kv_binding::store::{Entry, Namespace, PutOptions, RedisConfig, StoreConfig, Value};
+use kv_binding::backends::redis::RedisConfig;
+use kv_binding::backends::sled::StoreConfig;
+use kv_binding::store::{Entry, Namespace, PutOptions, Value};
 use proptest::prelude::*;
 use tempfile::TempDir;
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use kv_binding::store::record::{decode, encode, BlobRef, Body, Place};
+use kv_binding::backends::record::{decode, encode, BlobRef, Body, Place};
 use proptest::prelude::*;
 
 proptest! {

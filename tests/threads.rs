@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kv_binding::store::{Namespace, PutOptions, StoreConfig};
+use kv_binding::backends::sled::StoreConfig;
+use kv_binding::store::{Namespace, PutOptions};
 use tempfile::TempDir;
 
 const NOW_MS: i64 = 1_900_000_000_000;

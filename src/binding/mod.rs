@@ -13,10 +13,11 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 
-use crate::store::{
-    self, BulkEntry, CacheStatus, Namespace, Op, PutOptions, RedisConfig, StoreConfig, TlsConfig,
-    Value,
-};
+use crate::backends::redis::{self, RedisConfig, TlsConfig};
+#[cfg(unix)]
+use crate::backends::shared;
+use crate::backends::sled::{self, StoreConfig};
+use crate::store::{self, BulkEntry, CacheStatus, Namespace, Op, PutOptions, Value};
 
 mod convert;
 mod error;
@@ -49,7 +50,7 @@ pub const MAX_BULK_KEYS: u32 = store::limits::MAX_BULK_KEYS as u32;
 
 /// The most partitions a Redis namespace can be split into.
 #[napi]
-pub const MAX_PARTITIONS: u32 = store::MAX_PARTITIONS;
+pub const MAX_PARTITIONS: u32 = redis::MAX_PARTITIONS;
 
 /// The most keys a `list` page holds, and so the largest `listPageCap`.
 #[napi]
@@ -122,7 +123,7 @@ pub fn check_put(
 /// Runs on the calling thread: for a process about to end, which has nothing else to do.
 #[napi]
 pub fn flush_all_stores() -> Result<()> {
-    guarded(store::flush_all).map_err(js_error)
+    guarded(sled::flush_all).map_err(js_error)
 }
 
 extern "C" {
@@ -132,7 +133,7 @@ extern "C" {
 extern "C" fn flush_at_exit() {
     // Nothing can be reported at exit; a failed flush leaves what sled's background flush
     // already wrote.
-    let _ = guarded(store::flush_all);
+    let _ = guarded(sled::flush_all);
 }
 
 /// The process-wide registry is a static, which Rust never drops, and `process.exit()` skips
@@ -153,7 +154,7 @@ fn init() {
     {
         // The same runtime serves the sled stores this process holds to other processes.
         #[cfg(unix)]
-        store::set_share_runtime(runtime.handle().clone());
+        shared::set_runtime(runtime.handle().clone());
         napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }
@@ -616,7 +617,7 @@ impl NativeNamespace {
             |namespace| async move {
                 let mut damaged = Vec::new();
                 let entries = {
-                    let mut skip = |key: sled::IVec, error: store::Error| {
+                    let mut skip = |key: ::sled::IVec, error: store::Error| {
                         damaged.push((text_of(&key), error.to_string()));
                     };
                     let skip: Option<&mut store::DamageSink<'_>> =

@@ -1,13 +1,15 @@
-//! The storage trait the namespace logic runs on, and its in-memory implementation.
+//! The storage traits the namespace logic runs on.
 
+use std::future::Future;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use sled::IVec;
 
+use super::error::Error;
 use super::error::Result;
-use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor, Value};
-use super::validate::is_expired;
+use super::types::{DamageSink, Entries, Entry, EntryMap, PutEntry, ScanVisitor};
 
 /// Raw storage for one namespace. Backends know nothing of validation or expiry rules: they
 /// store, fetch and delete entries whose keys are UTF-8 bytes.
@@ -79,9 +81,59 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// The backend as a [`MemoryBackend`], whose snapshots share its map.
-    fn as_memory(&self) -> Option<&MemoryBackend> {
+    /// The backend's entries as one map, shared rather than copied, when it keeps them so
+    /// (memory): a snapshot then costs nothing. `None` for the others.
+    fn share_map(&self) -> Option<Arc<EntryMap>> {
         None
+    }
+
+    /// Makes `map` the backend's entries, shared, when it keeps them so; `false` when it
+    /// does not (the caller then writes the entries).
+    fn adopt_map(&self, _map: Arc<EntryMap>) -> bool {
+        false
+    }
+}
+
+/// What an operation of a [`RemoteBackend`] returns: a future, run on tokio.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// Storage for one namespace reached over the network or a socket (Redis, a store another
+/// process holds): [`Backend`]'s operations as futures. `scan` takes how many entries the
+/// caller expects, so that one round trip can fetch them; `remove` deletes the namespace
+/// with whatever else the backend keeps for it. A backend that does not stage writes answers
+/// `stage_begin` with `None`.
+pub trait RemoteBackend: Send + Sync {
+    fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>>;
+    fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>>;
+    fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()>;
+    fn delete<'a>(&'a self, key: &'a [u8]) -> Pending<'a, ()>;
+    fn delete_expired<'a>(&'a self, keys: &'a [&'a [u8]], now_ms: i64) -> Pending<'a, ()>;
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        want: usize,
+        visit: &'a mut ScanVisitor<'_>,
+    ) -> Pending<'a, ()>;
+    fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries>;
+    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()>;
+    fn remove(&self) -> Pending<'_, ()>;
+    fn flush(&self) -> Pending<'_, ()>;
+
+    fn stage_begin(&self) -> Pending<'_, Option<u64>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn stage_put<'a>(&'a self, _stage: u64, _entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
+        Box::pin(async { Err(Error::Internal("this backend does not stage".into())) })
+    }
+
+    fn stage_commit(&self, _stage: u64) -> Pending<'_, ()> {
+        Box::pin(async { Err(Error::Internal("this backend does not stage".into())) })
+    }
+
+    fn stage_drop(&self, _stage: u64) -> Pending<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -91,142 +143,5 @@ pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound
     match after {
         Some(after) if after >= prefix => Bound::Excluded(after),
         _ => Bound::Included(prefix),
-    }
-}
-
-/// An isolated namespace held in memory: the default for tests. Nothing touches the disk.
-///
-/// Keys are `IVec`s, which hold keys of up to 22 bytes inline: a lookup then compares keys
-/// inside the tree's nodes instead of following a pointer to each one.
-///
-/// The map is shared with the snapshots taken of it ([`Self::share`]) and copied only when
-/// written while shared, so that a snapshot and a restore ([`Self::adopt`]) cost nothing
-/// however many entries there are: a test that only reads after a restore never pays for one.
-#[derive(Default)]
-pub struct MemoryBackend {
-    entries: RwLock<Arc<EntryMap>>,
-}
-
-impl MemoryBackend {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Arc<EntryMap>> {
-        // A panic while holding the lock cannot leave the map half-updated (every update is one
-        // insert or remove), so a poisoned lock is still safe to use.
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The map, to change through [`Arc::make_mut`], which first copies it if a snapshot
-    /// shares it.
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Arc<EntryMap>> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Everything in the namespace now, shared rather than copied.
-    pub fn share(&self) -> Arc<EntryMap> {
-        self.read().clone()
-    }
-
-    /// Makes the namespace hold exactly `entries`, shared rather than copied.
-    pub fn adopt(&self, entries: Arc<EntryMap>) {
-        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = entries;
-    }
-}
-
-impl Backend for MemoryBackend {
-    fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
-        Ok(self.read().get(key).map(|entry| {
-            let mut entry = entry.clone();
-            if let Some(len) = entry.value.bytes().map(|bytes| bytes.len() as u64) {
-                if len > max_len {
-                    entry.value = Value::Deferred { len };
-                }
-            }
-            entry
-        }))
-    }
-
-    fn put(
-        &self,
-        key: &[u8],
-        value: &[u8],
-        expiration: Option<i64>,
-        metadata: Option<&str>,
-    ) -> Result<()> {
-        self.put_all(&[PutEntry {
-            key,
-            value,
-            expiration,
-            metadata,
-        }])
-    }
-
-    fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
-        let mut shared = self.write();
-        let map = Arc::make_mut(&mut shared);
-        for entry in entries {
-            let stored = Entry {
-                expiration: entry.expiration,
-                metadata: entry.metadata.map(IVec::from),
-                value: Value::Loaded(IVec::from(entry.value)),
-            };
-            map.insert(IVec::from(entry.key), stored);
-        }
-        Ok(())
-    }
-
-    fn delete(&self, key: &[u8]) -> Result<()> {
-        let mut shared = self.write();
-        // A key that is not there changes nothing, and copies nothing.
-        if shared.contains_key(key) {
-            Arc::make_mut(&mut shared).remove(key);
-        }
-        Ok(())
-    }
-
-    fn delete_expired(&self, key: &[u8], now_ms: i64) -> Result<()> {
-        let mut shared = self.write();
-        if shared
-            .get(key)
-            .is_some_and(|entry| is_expired(entry.expiration, now_ms))
-        {
-            Arc::make_mut(&mut shared).remove(key);
-        }
-        Ok(())
-    }
-
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, visit: &mut ScanVisitor<'_>) -> Result<()> {
-        let entries = self.read();
-        let range = entries.range::<[u8], _>((scan_start(prefix, after), Bound::Unbounded));
-        for (key, entry) in range {
-            if !key.starts_with(prefix) || !visit(key, entry.expiration, entry.metadata.as_ref()) {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    fn entries(&self, _skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
-        // Nothing in memory is ever damaged.
-        Ok(self
-            .read()
-            .iter()
-            .map(|(key, entry)| (key.clone(), entry.clone()))
-            .collect())
-    }
-
-    fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
-        self.adopt(Arc::new(entries.iter().cloned().collect()));
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<()> {
-        Ok(())
-    }
-
-    fn as_memory(&self) -> Option<&MemoryBackend> {
-        Some(self)
     }
 }

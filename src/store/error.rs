@@ -250,3 +250,13 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "sled panicked".to_owned()
+    }
+}

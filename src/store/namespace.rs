@@ -1,6 +1,5 @@
 //! A namespace: the KV operations, over whichever backend holds the data.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -8,19 +7,16 @@ use base64::Engine;
 use serde::de::IgnoredAny;
 use sled::IVec;
 
-use super::backend::MemoryBackend;
 use super::error::{Error, Op, Result};
 use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
 use super::location::{Location, PageQuery};
-use super::redis_backend::{RedisBackend, RedisConfig};
-use super::sled_backend::StoreConfig;
 use super::storage::Storage;
 use super::types::{
     BulkEntry, CacheStatus, DamageSink, Entry, EntryMap, ListPage, ListedKey, PutEntry,
 };
 use super::validate::{
-    check_bulk_key, check_namespace_name, check_put, is_expired, validate_bulk, validate_cache_ttl,
-    validate_key, validate_list, BulkType, PutOptions,
+    check_bulk_key, check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key,
+    validate_list, BulkType, PutOptions,
 };
 
 /// One KV namespace: what a `KVNamespace` binding talks to.
@@ -45,76 +41,8 @@ pub struct Namespace {
     location: Option<Location>,
 }
 
-/// The longest an open waits for a store's holder to finish starting or handing over.
-#[cfg(unix)]
-const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 impl Namespace {
-    /// An isolated namespace in memory.
-    pub fn in_memory() -> Self {
-        Self::with_storage(Storage::Local(Box::new(MemoryBackend::new())))
-    }
-
-    /// Namespace `name` of the sled store in directory `path` (created if missing).
-    ///
-    /// When another process holds the store, the namespace is reached through it (see
-    /// [`super::share`]) unless `config.share` is off or it cannot serve; then the error is
-    /// `Error::Locked`, saying why. A holder that shares the store but cannot be reached yet
-    /// (it is starting, or leaving and handing the store over) is waited for, up to
-    /// [`HANDOVER_WAIT`] or `config.holder_timeout` if shorter: many short-lived processes may
-    /// open one store at once. (The wait blocks the calling thread, which is the JS thread in
-    /// `new KV`: a hand-over takes milliseconds, and only a holder stuck half-way costs the
-    /// whole wait.)
-    pub fn open(path: &Path, name: &str, config: &StoreConfig) -> Result<Self> {
-        check_namespace_name(name)?;
-        #[cfg(unix)]
-        let deadline = std::time::Instant::now() + config.holder_timeout.min(HANDOVER_WAIT);
-        loop {
-            #[cfg(unix)]
-            let opened = super::share::open_serving(path, name, config);
-            #[cfg(not(unix))]
-            let opened = super::sled_backend::SledBackend::open(path, name, config);
-            match opened {
-                Ok(backend) => return Ok(Self::with_storage(Storage::Local(Box::new(backend)))),
-                #[cfg(unix)]
-                Err(Error::Locked { path: dir, pid, .. }) if config.share => {
-                    use super::share::Unreached;
-                    let shares = super::sled_backend::holder_shares(&dir);
-                    let reason = match (shares, super::share::probe(&dir)) {
-                        (_, Ok(())) => {
-                            return Ok(Self::with_storage(Storage::Shared(Box::new(
-                                super::share::SharedBackend::new(dir, name, config),
-                            ))))
-                        }
-                        (Some(false), _) => "it does not share it (an older kv-binding, or one \
-                                             opened with shared: false)"
-                            .to_owned(),
-                        (_, Err(Unreached::Wait(_))) if std::time::Instant::now() < deadline => {
-                            std::thread::sleep(std::time::Duration::from_millis(10));
-                            continue;
-                        }
-                        (_, Err(Unreached::Wait(reason) | Unreached::Final(reason))) => reason,
-                    };
-                    return Err(Error::Locked {
-                        path: dir,
-                        pid,
-                        reason: Some(reason),
-                    });
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    /// Namespace `name` on the Redis server or cluster `config` names. Nothing is sent until
-    /// the first operation, which connects.
-    pub fn connect(name: &str, config: RedisConfig) -> Result<Self> {
-        check_namespace_name(name)?;
-        let backend = RedisBackend::new(name, config)?;
-        Ok(Self::with_storage(Storage::Remote(Box::new(backend))))
-    }
-
-    fn with_storage(storage: Storage) -> Self {
+    pub fn with_storage(storage: Storage) -> Self {
         Self {
             storage: Arc::new(storage),
             page_cap: None,
@@ -533,8 +461,8 @@ impl Namespace {
     /// Everything in the namespace now, expired entries included, to `restore` later. In
     /// memory it shares the namespace's map instead of copying it.
     pub async fn snapshot_async(&self) -> Result<Snapshot> {
-        if let Some(memory) = self.storage.memory() {
-            return Ok(Snapshot::Shared(memory.share()));
+        if let Some(map) = self.storage.share_map() {
+            return Ok(Snapshot::Shared(map));
         }
         Ok(Snapshot::Entries(self.storage.entries(None).await?))
     }
@@ -547,19 +475,16 @@ impl Namespace {
     }
 
     async fn replace(&self, snapshot: &Snapshot) -> Result<()> {
-        match (snapshot, self.storage.memory()) {
-            (Snapshot::Shared(map), Some(memory)) => {
-                memory.adopt(map.clone());
-                Ok(())
-            }
-            (Snapshot::Shared(map), None) => {
+        match snapshot {
+            Snapshot::Shared(map) if self.storage.adopt_map(map.clone()) => Ok(()),
+            Snapshot::Shared(map) => {
                 let entries: Vec<(IVec, Entry)> = map
                     .iter()
                     .map(|(key, entry)| (key.clone(), entry.clone()))
                     .collect();
                 self.storage.replace_all(&entries).await
             }
-            (Snapshot::Entries(entries), _) => self.storage.replace_all(entries).await,
+            Snapshot::Entries(entries) => self.storage.replace_all(entries).await,
         }
     }
 

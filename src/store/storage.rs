@@ -1,32 +1,27 @@
 //! Where a namespace's data lives: a local backend (memory or sled), answered on the calling
-//! thread, or a Redis server, answered over the network. The namespace logic runs the same
-//! `async` code on both; for a local backend every future is ready when first polled, so
-//! [`Storage::local`] runs it in-line with no runtime and no allocation.
+//! thread, or a remote one (Redis, a store another process holds), answered with futures. The
+//! namespace logic runs the same `async` code on both; for a local backend every future is
+//! ready when first polled, so [`Storage::local`] runs it in-line with no runtime and no
+//! allocation.
 
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use sled::IVec;
 
-use super::backend::{Backend, MemoryBackend};
+use super::backend::{Backend, RemoteBackend};
 use super::error::{Error, Result};
-use super::redis_backend::RedisBackend;
-#[cfg(unix)]
-use super::share::SharedBackend;
-use super::types::{DamageSink, Entry, PutEntry, ScanVisitor};
+use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor};
 
 /// A namespace's backend.
 pub enum Storage {
     /// Memory or sled: every call completes on the calling thread.
     Local(Box<dyn Backend>),
-    /// A Redis or Valkey server or cluster: every call is network I/O, awaited on tokio.
-    Remote(Box<RedisBackend>),
-    /// A sled store that another process holds: every call goes through its socket, or, once
-    /// this process has taken the store over, to the store itself (awaited on tokio all the
-    /// same).
-    #[cfg(unix)]
-    Shared(Box<SharedBackend>),
+    /// Network or socket I/O, awaited on tokio: a Redis or Valkey server or cluster, or a
+    /// sled store that another process holds.
+    Remote(Box<dyn RemoteBackend>),
 }
 
 /// Runs `work`, an operation on a local namespace, on the calling thread: polled once, as it
@@ -41,11 +36,19 @@ pub fn complete_local<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 impl Storage {
-    /// The memory backend, if this is one.
-    pub fn memory(&self) -> Option<&MemoryBackend> {
+    /// See [`Backend::share_map`].
+    pub fn share_map(&self) -> Option<Arc<EntryMap>> {
         match self {
-            Storage::Local(backend) => backend.as_memory(),
-            _ => None,
+            Storage::Local(backend) => backend.share_map(),
+            Storage::Remote(_) => None,
+        }
+    }
+
+    /// See [`Backend::adopt_map`].
+    pub fn adopt_map(&self, map: Arc<EntryMap>) -> bool {
+        match self {
+            Storage::Local(backend) => backend.adopt_map(map),
+            Storage::Remote(_) => false,
         }
     }
 
@@ -70,9 +73,7 @@ impl Storage {
     pub async fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         match self {
             Storage::Local(backend) => backend.get(key, max_len),
-            Storage::Remote(redis) => Box::pin(redis.get(key)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.get(key)).await,
+            Storage::Remote(remote) => remote.get(key).await,
         }
     }
 
@@ -80,27 +81,21 @@ impl Storage {
     pub async fn get_many(&self, keys: &[&[u8]], max_len: u64) -> Result<Vec<Option<Entry>>> {
         match self {
             Storage::Local(backend) => keys.iter().map(|key| backend.get(key, max_len)).collect(),
-            Storage::Remote(redis) => Box::pin(redis.get_many(keys)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.get_many(keys)).await,
+            Storage::Remote(remote) => remote.get_many(keys).await,
         }
     }
 
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.put_all(entries),
-            Storage::Remote(redis) => Box::pin(redis.put_all(entries)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.put_all(entries)).await,
+            Storage::Remote(remote) => remote.put_all(entries).await,
         }
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.delete(key),
-            Storage::Remote(redis) => Box::pin(redis.delete(key)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.delete(key)).await,
+            Storage::Remote(remote) => remote.delete(key).await,
         }
     }
 
@@ -111,9 +106,7 @@ impl Storage {
             Storage::Local(backend) => keys
                 .iter()
                 .try_for_each(|key| backend.delete_expired(key, now_ms)),
-            Storage::Remote(redis) => Box::pin(redis.delete_expired(keys, now_ms)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.delete_expired(keys, now_ms)).await,
+            Storage::Remote(remote) => remote.delete_expired(keys, now_ms).await,
         }
     }
 
@@ -128,89 +121,65 @@ impl Storage {
     ) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.scan(prefix, after, visit),
-            Storage::Remote(redis) => Box::pin(redis.scan(prefix, after, want, visit)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.scan(prefix, after, want, visit)).await,
+            Storage::Remote(remote) => remote.scan(prefix, after, want, visit).await,
         }
     }
 
     pub async fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
         match self {
             Storage::Local(backend) => backend.entries(skip),
-            Storage::Remote(redis) => Box::pin(redis.entries(skip)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.entries(skip)).await,
+            Storage::Remote(remote) => remote.entries(skip).await,
         }
     }
 
     pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.replace_all(entries),
-            Storage::Remote(redis) => Box::pin(redis.replace_all(entries)).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.replace_all(entries)).await,
+            Storage::Remote(remote) => remote.replace_all(entries).await,
         }
     }
 
-    /// Deletes every entry and, on Redis, the namespace's layout too.
+    /// Deletes every entry, and whatever else the backend keeps for the namespace.
     pub async fn remove(&self) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.replace_all(&[]),
-            Storage::Remote(redis) => Box::pin(redis.remove()).await,
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.replace_all(&[])).await,
+            Storage::Remote(remote) => remote.remove().await,
         }
     }
 
-    /// See [`Backend::stage_begin`]: Redis does not stage.
+    /// See [`Backend::stage_begin`].
     pub async fn stage_begin(&self) -> Result<Option<u64>> {
         match self {
             Storage::Local(backend) => backend.stage_begin(),
-            Storage::Remote(_) => Ok(None),
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.stage_begin()).await.map(Some),
+            Storage::Remote(remote) => remote.stage_begin().await,
         }
     }
 
     pub async fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.stage_put(stage, entries),
-            Storage::Remote(_) => Err(not_staged()),
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.stage_put(stage, entries)).await,
+            Storage::Remote(remote) => remote.stage_put(stage, entries).await,
         }
     }
 
     pub async fn stage_commit(&self, stage: u64) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.stage_commit(stage),
-            Storage::Remote(_) => Err(not_staged()),
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.stage_commit(stage)).await,
+            Storage::Remote(remote) => remote.stage_commit(stage).await,
         }
     }
 
     pub async fn stage_drop(&self, stage: u64) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.stage_drop(stage),
-            Storage::Remote(_) => Ok(()),
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.stage_drop(stage)).await,
+            Storage::Remote(remote) => remote.stage_drop(stage).await,
         }
     }
 
     pub async fn flush(&self) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.flush(),
-            // An answered write is on the server; how durable it is there is the server's
-            // configuration (appendfsync).
-            Storage::Remote(_) => Ok(()),
-            #[cfg(unix)]
-            Storage::Shared(shared) => Box::pin(shared.flush()).await,
+            Storage::Remote(remote) => remote.flush().await,
         }
     }
-}
-
-fn not_staged() -> Error {
-    Error::Internal("Redis does not stage writes".into())
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::store::dir::no_follow;
+use crate::backends::sled::dir::no_follow;
 
 /// One row of `_mf_entries`: the key, the name of the file holding its value, when it
 /// expires (milliseconds since the epoch) and its metadata (JSON text).

@@ -25,7 +25,7 @@ use quick_cache::unsync::Cache;
 use quick_cache::Weighter;
 use sled::IVec;
 
-use super::backend::scan_start;
+use crate::store::scan_start;
 
 /// What a record costs beyond its key and record bytes, in a complete namespace (its share of
 /// a tree node, mostly) and in the hash cache (the cache's slot and table). Estimates, used

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::Error;
-use super::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
-use super::types::{Entry, PutEntry, Value};
+use crate::store::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
+use crate::store::Error;
+use crate::store::{Entry, PutEntry, Value};
 
 /// Bumped when a message changes shape; a client and a holder of different versions do not
 /// talk (the client then reports the store as locked). Version 2 added the store's identity

@@ -4,7 +4,7 @@
 //! serves it on a Unix socket inside the store directory, `kv.sock`, to the other processes
 //! of the same user that open the store: they become its clients, with the same operations
 //! and results, and each keeps the KV semantics ([`Namespace`](super::Namespace)) on its own
-//! side. What crosses the socket is backend operations ([`super::wire`]).
+//! side. What crosses the socket is backend operations ([`wire`]).
 //!
 //! When the holder goes away (it closed the store, exited, or was killed), a client's next
 //! operation takes the store over: it takes the lock and opens the store itself, or, when
@@ -25,6 +25,8 @@
 //! flush (and so each durable write waiting for it) reports their keys, and keeps reporting
 //! them until they are written again.
 
+pub(crate) mod wire;
+
 use std::collections::VecDeque;
 use std::fs;
 use std::io::{Read, Write};
@@ -43,15 +45,15 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::backend::Backend;
-use super::error::{Error, Result};
-use super::sled_backend::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
-use super::types::{DamageSink, Entries, Entry, PutEntry, ScanVisitor};
-use super::wire::{
-    self, key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
+use crate::backends::sled::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
+use crate::store::Backend;
+use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
+use crate::store::{Error, Result};
+use wire::{
+    key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };
 
-pub use super::dir::SOCKET_FILE;
+pub use crate::backends::sled::dir::SOCKET_FILE;
 
 /// How long a client keeps trying to reach a store whose holder went away, while another
 /// process takes it over.
@@ -496,7 +498,7 @@ fn entries_page(b: &SledBackend, skip_damaged: bool, after: Option<&[u8]>) -> Re
 
 /// Namespace `ns` of the open store: a name inside the database, checked as any other.
 fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> {
-    super::validate::check_namespace_name(ns)?;
+    crate::store::check_namespace_name(ns)?;
     SledBackend::with_lease(lease, ns, config)
 }
 
@@ -589,7 +591,7 @@ pub fn probe(store: &Path) -> std::result::Result<(), Unreached> {
     let Some(handle) = runtime() else {
         return Err(Final("this build shares no store".into()));
     };
-    let Some(id) = super::sled_backend::read_store_id(store) else {
+    let Some(id) = crate::backends::sled::read_store_id(store) else {
         return Err(Wait("its format file names no store id yet".into()));
     };
     let socket = store.join(SOCKET_FILE);
@@ -703,7 +705,7 @@ impl Connection {
     /// Connects to the holder of `store`. An error of kind `InvalidData` says that what
     /// answers is not this store's holder, which waiting does not change.
     async fn open(store: &Path, generation: u64) -> std::io::Result<Self> {
-        let id = super::sled_backend::read_store_id(store)
+        let id = crate::backends::sled::read_store_id(store)
             .ok_or_else(|| std::io::Error::other("the store's format file names no store id"))?;
         let (path, _dir) = socket_path(store)?;
         let stream = UnixStream::connect(path).await?;
@@ -1474,6 +1476,70 @@ impl SharedBackend {
 
 fn done(response: Response) -> Option<Result<()>> {
     matches!(response, Response::Done).then_some(Ok(()))
+}
+
+impl RemoteBackend for SharedBackend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
+        Box::pin(SharedBackend::get(self, key))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>> {
+        Box::pin(SharedBackend::get_many(self, keys))
+    }
+
+    fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::put_all(self, entries))
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::delete(self, key))
+    }
+
+    fn delete_expired<'a>(&'a self, keys: &'a [&'a [u8]], now_ms: i64) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::delete_expired(self, keys, now_ms))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        want: usize,
+        visit: &'a mut ScanVisitor<'_>,
+    ) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::scan(self, prefix, after, want, visit))
+    }
+
+    fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries> {
+        Box::pin(SharedBackend::entries(self, skip))
+    }
+
+    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::replace_all(self, entries))
+    }
+
+    fn remove(&self) -> Pending<'_, ()> {
+        Box::pin(SharedBackend::replace_all(self, &[]))
+    }
+
+    fn flush(&self) -> Pending<'_, ()> {
+        Box::pin(SharedBackend::flush(self))
+    }
+
+    fn stage_begin(&self) -> Pending<'_, Option<u64>> {
+        Box::pin(async { SharedBackend::stage_begin(self).await.map(Some) })
+    }
+
+    fn stage_put<'a>(&'a self, stage: u64, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
+        Box::pin(SharedBackend::stage_put(self, stage, entries))
+    }
+
+    fn stage_commit(&self, stage: u64) -> Pending<'_, ()> {
+        Box::pin(SharedBackend::stage_commit(self, stage))
+    }
+
+    fn stage_drop(&self, stage: u64) -> Pending<'_, ()> {
+        Box::pin(SharedBackend::stage_drop(self, stage))
+    }
 }
 
 #[cfg(test)]

@@ -18,16 +18,19 @@ use std::time::{Duration, Instant};
 use fs2::FileExt;
 use sled::IVec;
 
-use super::backend::{scan_start, Backend};
-use super::cache::{CacheGuard, Cached, RecordCache};
-use super::dir::{self, FORMAT_FILE, LOCK_FILE};
-use super::error::{Error, Result};
-use super::files::{FileValue, ValueFiles, FILE_VALUE_MIN};
-use super::ids::random_id;
-use super::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
-use super::types::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value};
-use super::validate::is_expired;
+use crate::backends::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
+use crate::store::is_expired;
+use crate::store::random_id;
+use crate::store::{panic_message, Error, Result};
+use crate::store::{scan_start, Backend};
+use crate::store::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value};
+use cache::{CacheGuard, Cached, RecordCache};
+use dir::{FORMAT_FILE, LOCK_FILE};
+use files::{FileValue, ValueFiles, FILE_VALUE_MIN};
 
+pub(crate) mod cache;
+pub(crate) mod dir;
+pub(crate) mod files;
 mod stage;
 pub(crate) use stage::STAGE_GONE;
 
@@ -43,7 +46,7 @@ const STORE_ID_KEY: &[u8] = b"kv-binding/store-id";
 /// How many of the sessions that closed the store cleanly the lock file remembers.
 const CLEAN_SESSIONS_KEPT: usize = 64;
 
-/// Who holds an open store, for the processes it serves (see [`super::share`]).
+/// Who holds an open store, for the processes it serves (see [`crate::backends::shared`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The store's own id, kept in the store and in its format file: a socket that answers
@@ -68,7 +71,7 @@ pub struct StoreConfig {
     /// Values longer than this go to value files (see [`ValueFiles`]).
     pub file_value_min: usize,
     /// Whether the store is shared with the other processes that open it (see
-    /// [`super::share`]): served to them while this process holds it, reached through its
+    /// [`crate::backends::shared`]): served to them while this process holds it, reached through its
     /// holder when another process does.
     pub share: bool,
     /// How long an operation on a store another process holds waits for that process.
@@ -640,16 +643,6 @@ fn sled_error(path: &Path, error: sled::Error) -> Error {
             path: path.to_owned(),
             detail: error.to_string(),
         },
-    }
-}
-
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "sled panicked".to_owned()
     }
 }
 

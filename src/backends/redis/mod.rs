@@ -42,11 +42,14 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script};
 use sled::IVec;
 
-use super::error::{Error, Result};
-use super::ids::random_id;
-use super::record::{self, Body};
-use super::types::{DamageSink, Entry, PutEntry, ScanVisitor, Value};
-use super::validate::is_expired;
+use crate::backends::record::{self, Body};
+use crate::store::is_expired;
+use crate::store::random_id;
+use crate::store::{
+    check_namespace_name, DamageSink, Entries, Entry, Namespace, Pending, PutEntry, RemoteBackend,
+    ScanVisitor, Storage, Value,
+};
+use crate::store::{Error, Result};
 
 /// The layout this build writes (the `format` of the layout key). It reads format 1 too, the
 /// layout before names were escaped and partitions kept copies of the layout, and upgrades it
@@ -1673,6 +1676,66 @@ struct Call<'a> {
 struct Part {
     buffer: std::collections::VecDeque<(Vec<u8>, Option<Vec<u8>>)>,
     next: Option<Vec<u8>>,
+}
+
+impl Namespace {
+    /// Namespace `name` on the Redis server or cluster `config` names. Nothing is sent until
+    /// the first operation, which connects.
+    pub fn connect(name: &str, config: RedisConfig) -> Result<Namespace> {
+        check_namespace_name(name)?;
+        let backend = RedisBackend::new(name, config)?;
+        Ok(Namespace::with_storage(Storage::Remote(Box::new(backend))))
+    }
+}
+
+impl RemoteBackend for RedisBackend {
+    fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
+        Box::pin(RedisBackend::get(self, key))
+    }
+
+    fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>> {
+        Box::pin(RedisBackend::get_many(self, keys))
+    }
+
+    fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
+        Box::pin(RedisBackend::put_all(self, entries))
+    }
+
+    fn delete<'a>(&'a self, key: &'a [u8]) -> Pending<'a, ()> {
+        Box::pin(RedisBackend::delete(self, key))
+    }
+
+    fn delete_expired<'a>(&'a self, keys: &'a [&'a [u8]], now_ms: i64) -> Pending<'a, ()> {
+        Box::pin(RedisBackend::delete_expired(self, keys, now_ms))
+    }
+
+    fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        after: Option<&'a [u8]>,
+        want: usize,
+        visit: &'a mut ScanVisitor<'_>,
+    ) -> Pending<'a, ()> {
+        Box::pin(RedisBackend::scan(self, prefix, after, want, visit))
+    }
+
+    fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries> {
+        Box::pin(RedisBackend::entries(self, skip))
+    }
+
+    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()> {
+        Box::pin(RedisBackend::replace_all(self, entries))
+    }
+
+    fn remove(&self) -> Pending<'_, ()> {
+        Box::pin(RedisBackend::remove(self))
+    }
+
+    /// An answered write is on the server; how durable it is there is the server's
+    /// configuration (appendfsync).
+    fn flush(&self) -> Pending<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::fs::{self, OpenOptions};
 use std::io::ErrorKind;
 use std::path::Path;
 
-use super::error::{Error, Result};
+use crate::store::{Error, Result};
 
 /// Holds the owner's pid; locked while a process has the store open.
 pub const LOCK_FILE: &str = "kv.lock";
@@ -23,7 +23,7 @@ pub const LOCK_FILE: &str = "kv.lock";
 pub const FORMAT_FILE: &str = "kv-format.json";
 /// Holds the value files (see [`super::files`]).
 pub const VALUES_DIR: &str = "values";
-/// The socket on which the process holding the store serves it (see `super::share`).
+/// The socket on which the process holding the store serves it (see `backends::shared`).
 pub const SOCKET_FILE: &str = "kv.sock";
 
 /// The entries of a store directory that kv-binding or sled open: our own files (the socket

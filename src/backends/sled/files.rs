@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::dir::{self, VALUES_DIR};
-use super::error::{Error, Result};
-use super::limits::MAX_VALUE_SIZE;
+use crate::store::limits::MAX_VALUE_SIZE;
+use crate::store::{Error, Result};
 
 /// Values longer than this live in value files; shorter ones in sled.
 pub const FILE_VALUE_MIN: usize = 128 * 1024;

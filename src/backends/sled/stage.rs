@@ -19,12 +19,12 @@ use std::path::Path;
 
 use sled::IVec;
 
+use super::cache::CacheGuard;
 use super::{join_parts, release_garbage, sled_error, split_parts, undo_record, SledBackend};
-use crate::store::cache::CacheGuard;
-use crate::store::error::{Error, Result};
-use crate::store::ids::random_id;
-use crate::store::record::{self, Body};
-use crate::store::types::PutEntry;
+use crate::backends::record::{self, Body};
+use crate::store::random_id;
+use crate::store::PutEntry;
+use crate::store::{Error, Result};
 
 /// What a stage tree's name ends with, before the stage's id in 16 hex digits.
 const STAGE_TREE: &str = "/stage/";
