@@ -1,0 +1,386 @@
+//! The holder's side: the socket it serves the store on, who may connect, and the answer
+//! to each request, run on the store itself.
+
+use super::*;
+
+/// The most entries in a page of a namespace read through the holder...
+pub(super) const PAGE_ENTRIES: usize = 4096;
+
+/// ... and the bytes of values after which a page ends (one value may take it past).
+pub(super) const PAGE_BYTES: usize = 16 << 20;
+
+/// The KiB of requests a holder reads and acts on at once, over all its connections: one
+/// request of the largest size fits, and a connection waits while others hold it all.
+pub(super) const IN_FLIGHT_KIB: usize = wire::MAX_FRAME / 1024;
+
+/// The most connections a holder serves at once; more are closed as they come.
+pub(super) const CONNECTIONS_MAX: usize = 512;
+
+/// How long a holder's accept loop rests after a failed accept (out of descriptors...), so
+/// that it does not spin.
+pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
+
+/// The serving of one open store; dropping it stops the serving and removes the socket.
+pub struct Server {
+    accept: tokio::task::AbortHandle,
+    socket: PathBuf,
+    /// The device and inode of the socket made, so that only it is removed: the store's
+    /// directory may have been renamed, and another store made at its old path since.
+    made: (u64, u64),
+}
+
+/// The device and inode of the file at `path`, not following a link.
+pub(super) fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+impl Server {
+    /// Serves the store in `store`, which this process has just opened (holding its lock), if
+    /// a runtime is there to do it. Whatever an earlier holder or anyone else left under the
+    /// socket's name is replaced, unless it is a directory (clients then say so).
+    pub fn start(store: &Path, config: &StoreConfig, identity: &Identity) -> Option<Server> {
+        let handle = runtime()?;
+        let socket = store.join(SOCKET_FILE);
+        match fs::symlink_metadata(&socket) {
+            Ok(meta) if meta.is_dir() => return None,
+            Ok(_) => fs::remove_file(&socket).ok()?,
+            Err(_) => {}
+        }
+        let (path, _dir) = socket_path(store).ok()?;
+        let listener = std::os::unix::net::UnixListener::bind(path).ok()?;
+        let serving = (|| {
+            fs::set_permissions(&socket, fs::Permissions::from_mode(0o600)).ok()?;
+            listener.set_nonblocking(true).ok()?;
+            let _entered = handle.enter();
+            UnixListener::from_std(listener).ok()
+        })();
+        let made = file_id(&socket);
+        let (Some(listener), Some(made)) = (serving, made) else {
+            let _ = fs::remove_file(&socket);
+            return None;
+        };
+        let holder = Arc::new(Holder::serving(identity));
+        let accept = handle
+            .spawn(accept(listener, store.to_owned(), config.clone(), holder))
+            .abort_handle();
+        Some(Server {
+            accept,
+            socket,
+            made,
+        })
+    }
+}
+
+/// Opens namespace `name` of the store in `path` as [`SledBackend::open`] does and, when
+/// `config.share` says so, serves the store to the other processes that open it (once per
+/// opening of the store, whichever namespace opens it first).
+pub fn open_serving(path: &Path, name: &str, config: &StoreConfig) -> Result<SledBackend> {
+    let backend = SledBackend::open(path, name, config)?;
+    if config.share {
+        let (store, identity) = (backend.store_path().to_owned(), backend.identity().clone());
+        backend.serve(|| Server::start(&store, config, &identity));
+    }
+    Ok(backend)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Stopping the accepting stops every connection (they live in its JoinSet). The store
+        // still holds its lock here, so no next holder has made a socket in this directory;
+        // but the directory's path may now name another store, whose socket is not ours.
+        self.accept.abort();
+        if file_id(&self.socket) == Some(self.made) {
+            let _ = fs::remove_file(&self.socket);
+        }
+    }
+}
+
+pub(super) async fn accept(
+    listener: UnixListener,
+    store: PathBuf,
+    config: StoreConfig,
+    holder: Arc<Holder>,
+) {
+    let mut connections = JoinSet::new();
+    let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KIB));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) if connections.len() < CONNECTIONS_MAX => {
+                    let (store, config) = (store.clone(), config.clone());
+                    connections.spawn(serve(stream, store, config, holder.clone(), budget.clone()));
+                }
+                // Over the limit: closed at once, so the client knows.
+                Ok(_) => {}
+                // Out of descriptors, most likely: accepting again at once would spin.
+                Err(_) => tokio::time::sleep(ACCEPT_PAUSE).await,
+            },
+            // Reaps finished connections.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+/// Answers one client's requests, in order, until it goes or sends something else. A
+/// request holds its share of `budget` (see [`wire::read_frame_budgeted`]) until answered.
+pub(super) async fn serve(
+    stream: UnixStream,
+    store: PathBuf,
+    config: StoreConfig,
+    holder: Arc<Holder>,
+    budget: Arc<tokio::sync::Semaphore>,
+) {
+    if !same_user(&stream) {
+        return;
+    }
+    let (read, write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut write = BufWriter::new(write);
+    match wire::read_frame_within::<_, Request>(&mut read, HELLO_MAX).await {
+        Ok(Request::Hello {
+            protocol,
+            store: id,
+        }) => {
+            // Answered whatever was asked, so that the client can say what it found.
+            let Ok(frame) = wire::encode(&holder.hello()) else {
+                return;
+            };
+            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
+                return;
+            }
+            if protocol != PROTOCOL || id != holder.store {
+                return;
+            }
+        }
+        _ => return,
+    }
+    // The stages this client began and has not ended go when it does.
+    let mut stages = Vec::new();
+    answer_all(&mut read, &mut write, &store, &config, &budget, &mut stages).await;
+    for (ns, stage) in stages {
+        let (store, config) = (store.clone(), config.clone());
+        let request = Request::StageDrop { ns, stage };
+        let _ = tokio::task::spawn_blocking(move || answer(&store, &config, request)).await;
+    }
+}
+
+/// Answers a client's requests until it goes or sends something else, keeping in `stages`
+/// the stages it began and has not ended.
+pub(super) async fn answer_all(
+    read: &mut BufReader<OwnedReadHalf>,
+    write: &mut BufWriter<OwnedWriteHalf>,
+    store: &Path,
+    config: &StoreConfig,
+    budget: &Arc<tokio::sync::Semaphore>,
+    stages: &mut Vec<(String, u64)>,
+) {
+    loop {
+        let Ok((request, _held)) = wire::read_frame_budgeted::<_, Request>(read, budget).await
+        else {
+            return;
+        };
+        let begun = match &request {
+            Request::StageBegin { ns } => Some(ns.clone()),
+            Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
+                stages.retain(|(n, s)| (n, s) != (ns, stage));
+                None
+            }
+            _ => None,
+        };
+        let response = if is_heavy(&request) {
+            let (store, config) = (store.to_owned(), config.clone());
+            tokio::task::spawn_blocking(move || answer(&store, &config, request))
+                .await
+                .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
+        } else {
+            answer(store, config, request)
+        };
+        if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
+            stages.push((ns, *stage));
+        }
+        let frame = match wire::encode(&response) {
+            Ok(frame) => frame,
+            Err(error) => match wire::encode(&Response::Failed(error)) {
+                Ok(frame) => frame,
+                Err(_) => return,
+            },
+        };
+        if write.write_all(&frame).await.is_err() {
+            return;
+        }
+        // Requests sent together are answered together.
+        if read.buffer().is_empty() && write.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The most bytes of values a write carries and still runs on the I/O thread.
+pub(super) const LIGHT_WRITE_MAX: usize = 64 * 1024;
+
+/// Whether a request may take long enough (an fsync, a whole namespace, large values) that it
+/// runs on a blocking thread rather than hold up the other connections and this process's
+/// own network I/O.
+pub(super) fn is_heavy(request: &Request) -> bool {
+    match request {
+        Request::Flush
+        | Request::EntriesPage { .. }
+        | Request::ReplaceAll { .. }
+        | Request::StageCommit { .. }
+        | Request::StageDrop { .. } => true,
+        Request::PutAll { entries, .. } | Request::StagePut { entries, .. } => {
+            entries.iter().map(|e| e.value.len()).sum::<usize>() > LIGHT_WRITE_MAX
+        }
+        Request::GetMany { keys, .. } => keys.len() > 1,
+        _ => false,
+    }
+}
+
+/// Runs one request on the store, if this process still has it open.
+pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
+    let Some(lease) = Lease::existing(store) else {
+        return Response::Gone;
+    };
+    let outcome = match request {
+        Request::Hello { .. } => Err(Error::Internal("a second hello".into())),
+        Request::Flush => lease.flush().map(|()| Response::Done),
+        Request::Get { ns, key } => backend(lease, &ns, config)
+            .and_then(|b| b.get(&key, u64::MAX))
+            .and_then(|entry| {
+                entry
+                    .map(|entry| WireEntry::from_entry(&key, &entry))
+                    .transpose()
+                    .map(Response::Entry)
+            }),
+        Request::GetMany { ns, keys } => backend(lease, &ns, config).and_then(|b| {
+            keys.iter()
+                .map(|key| {
+                    b.get(key, u64::MAX)?
+                        .map(|entry| WireEntry::from_entry(key, &entry))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Response::Entries)
+        }),
+        Request::PutAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
+            let entries = entries
+                .iter()
+                .map(|entry| entry.check().and_then(|()| entry.as_put()))
+                .collect::<Result<Vec<PutEntry<'_>>>>()?;
+            b.put_all(&entries).map(|()| Response::Done)
+        }),
+        Request::Delete { ns, key } => {
+            backend(lease, &ns, config).and_then(|b| b.delete(&key).map(|()| Response::Done))
+        }
+        Request::DeleteExpired { ns, keys, now_ms } => backend(lease, &ns, config).and_then(|b| {
+            keys.iter()
+                .try_for_each(|key| b.delete_expired(key, now_ms))
+                .map(|()| Response::Done)
+        }),
+        Request::Scan {
+            ns,
+            prefix,
+            after,
+            want,
+        } => backend(lease, &ns, config).and_then(|b| {
+            let want = want.clamp(1, SCAN_BATCH_MAX) as usize;
+            let mut items = Vec::new();
+            let mut more = false;
+            b.scan(
+                &prefix,
+                after.as_ref().map(|a| a.as_slice()),
+                &mut |key, expiration, metadata| {
+                    if items.len() == want {
+                        more = true;
+                        return false;
+                    }
+                    let metadata = metadata.map(|m| ByteBuf::from(m.to_vec()));
+                    items.push((ByteBuf::from(key), expiration, metadata));
+                    true
+                },
+            )?;
+            Ok(Response::Scanned { items, more })
+        }),
+        Request::EntriesPage {
+            ns,
+            skip_damaged,
+            after,
+        } => backend(lease, &ns, config).and_then(|b| {
+            let (found, damaged, next) =
+                entries_page(&b, skip_damaged, after.as_ref().map(|a| a.as_slice()))?;
+            let entries = found
+                .iter()
+                .map(|(key, entry)| WireEntry::from_entry(key, entry))
+                .collect::<Result<Vec<_>>>()?;
+            let damaged = damaged
+                .into_iter()
+                .map(|(key, error)| (ByteBuf::from(key.to_vec()), error))
+                .collect();
+            let next = next.map(|key| ByteBuf::from(key.to_vec()));
+            Ok(Response::Page {
+                entries,
+                damaged,
+                next,
+            })
+        }),
+        Request::StageBegin { ns } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_begin())
+            .map(|stage| Response::Staged(stage.unwrap_or_default())),
+        Request::StagePut { ns, stage, entries } => backend(lease, &ns, config).and_then(|b| {
+            let entries = entries
+                .iter()
+                .map(|entry| entry.check().and_then(|()| entry.as_put()))
+                .collect::<Result<Vec<PutEntry<'_>>>>()?;
+            b.stage_put(stage, &entries).map(|()| Response::Done)
+        }),
+        Request::StageCommit { ns, stage } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_commit(stage))
+            .map(|()| Response::Done),
+        Request::StageDrop { ns, stage } => backend(lease, &ns, config)
+            .and_then(|b| b.stage_drop(stage))
+            .map(|()| Response::Done),
+        Request::ReplaceAll { ns, entries } => backend(lease, &ns, config).and_then(|b| {
+            entries.iter().try_for_each(WireEntry::check)?;
+            let entries: Vec<(IVec, Entry)> =
+                entries.into_iter().map(WireEntry::into_entry).collect();
+            b.replace_all(&entries).map(|()| Response::Done)
+        }),
+    };
+    outcome.unwrap_or_else(Response::Failed)
+}
+
+/// A page of entries, the damaged ones left out, and the key after which the next starts.
+pub(super) type Page = (Entries, Vec<(IVec, Error)>, Option<IVec>);
+
+/// A page of a namespace's entries as a holder sends it: after `after`, up to
+/// [`PAGE_ENTRIES`] entries and, past the first, [`PAGE_BYTES`] bytes of values, so that
+/// reading a namespace of any size through the holder costs it a page's memory at a time.
+/// The page, the damaged entries left out (with `skip_damaged`), and the key to go on after.
+pub(super) fn entries_page(
+    b: &SledBackend,
+    skip_damaged: bool,
+    after: Option<&[u8]>,
+) -> Result<Page> {
+    let mut damaged = Vec::new();
+    let mut sink = |key: IVec, error: Error| damaged.push((key, error));
+    let (mut count, mut bytes) = (0, 0);
+    let (entries, next) = b.entries_after(
+        after,
+        skip_damaged.then_some(&mut sink as &mut DamageSink<'_>),
+        |entry| {
+            count += 1;
+            bytes += entry.value.bytes().map_or(0, <[u8]>::len);
+            count == PAGE_ENTRIES || bytes >= PAGE_BYTES
+        },
+    )?;
+    Ok((entries, damaged, next))
+}
+
+/// Namespace `ns` of the open store: a name inside the database, checked as any other.
+pub(super) fn backend(lease: Lease, ns: &str, config: &StoreConfig) -> Result<SledBackend> {
+    crate::store::check_namespace_name(ns)?;
+    SledBackend::with_lease(lease, ns, config)
+}
