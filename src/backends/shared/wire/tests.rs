@@ -1,0 +1,132 @@
+//! Frames: what crosses the socket reads back as sent, and what no KV writes is refused.
+
+use super::*;
+
+fn read<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, FrameError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(read_frame::<_, T>(&mut &bytes[..]))
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(body);
+    frame
+}
+
+#[test]
+fn a_request_comes_back_as_sent() {
+    let entry = PutEntry {
+        key: b"user:1",
+        value: &[0, 255, 7],
+        expiration: Some(1_900_000_000),
+        metadata: Some(r#"{"a":1}"#),
+    };
+    let sent = Request::PutAll {
+        ns: "KV".into(),
+        entries: vec![WireEntry::from_put(&entry)],
+    };
+    let frame = encode(&sent).unwrap();
+    let Ok(Request::PutAll { ns, entries }) = read::<Request>(&frame) else {
+        panic!("not read back");
+    };
+    assert_eq!(ns, "KV");
+    let back = entries[0].as_put().unwrap();
+    assert_eq!(
+        (back.key, back.value, back.expiration, back.metadata),
+        (entry.key, entry.value, entry.expiration, entry.metadata)
+    );
+}
+
+#[test]
+fn errors_cross_with_their_code_and_message() {
+    let error = Error::Corrupt {
+        path: "/tmp/store".into(),
+        detail: "the value of key \"k\" does not match its checksum".into(),
+    };
+    let message = error.to_string();
+    let frame = encode(&Response::Failed(error)).unwrap();
+    let Ok(Response::Failed(back)) = read::<Response>(&frame) else {
+        panic!("not read back");
+    };
+    assert_eq!(back.code(), Some("ERR_KV_CORRUPT"));
+    assert_eq!(back.to_string(), message);
+}
+
+#[test]
+fn anything_but_one_whole_message_is_refused() {
+    let hello = encode(&Request::Hello {
+        protocol: PROTOCOL,
+        store: 7,
+    })
+    .unwrap();
+    // A byte too many after the message.
+    let mut longer = hello[4..].to_vec();
+    longer.push(0);
+    assert!(matches!(
+        read::<Request>(&framed(&longer)),
+        Err(FrameError::Garbage(_))
+    ));
+    // An unknown variant; text where a message should be.
+    assert!(matches!(
+        read::<Request>(&framed(&[200])),
+        Err(FrameError::Garbage(_))
+    ));
+    assert!(matches!(
+        read::<Request>(&framed(b"GET / HTTP/1.1\r\n\r\n")),
+        Err(FrameError::Garbage(_))
+    ));
+    // A length past the limit is refused before anything is read or allocated.
+    let huge = (MAX_FRAME as u32 + 1).to_le_bytes();
+    assert!(matches!(
+        read::<Request>(&huge),
+        Err(FrameError::Garbage(_))
+    ));
+    // A frame cut short is a connection that ended.
+    assert!(matches!(
+        read::<Request>(&hello[..hello.len() - 1]),
+        Err(FrameError::Closed)
+    ));
+    // A key whose length says more than the frame holds.
+    let lying = framed(&[1, 2, b'K', b'V', 200, 1]);
+    assert!(matches!(
+        read::<Request>(&lying),
+        Err(FrameError::Garbage(_))
+    ));
+}
+
+#[test]
+fn frames_in_flight_stay_within_the_budget() {
+    use futures_util::FutureExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let frame = encode(&Request::Delete {
+        ns: "KV".into(),
+        key: ByteBuf::from(vec![b'k'; 100 * 1024]),
+    })
+    .unwrap();
+    // Room for one such frame at a time (101 KiB), not two.
+    let budget = Arc::new(Semaphore::new(150));
+    runtime.block_on(async {
+        let (first, held) = read_frame_budgeted::<_, Request>(&mut &frame[..], &budget)
+            .await
+            .unwrap();
+        assert!(matches!(first, Request::Delete { .. }));
+        assert_eq!(held.num_permits(), 101);
+        let mut input = &frame[..];
+        let mut second = Box::pin(read_frame_budgeted::<_, Request>(&mut input, &budget));
+        // Its bytes are all there; it waits for room only.
+        assert!((&mut second).now_or_never().is_none());
+        drop(held);
+        let (_, held) = second.await.unwrap();
+        assert_eq!(held.num_permits(), 101);
+    });
+    // A frame that promises much and sends a little holds only what it sent.
+    let mut short = (1_000_000u32).to_le_bytes().to_vec();
+    short.extend_from_slice(&[0; 10]);
+    let result = runtime.block_on(read_frame_budgeted::<_, Request>(&mut &short[..], &budget));
+    assert!(matches!(result, Err(FrameError::Closed)));
+    assert_eq!(budget.available_permits(), 150);
+}
