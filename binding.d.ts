@@ -11,37 +11,6 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 
 /** One namespace, in memory or in a sled store. */
 export declare class NativeNamespace {
-  /** Begins a bulk write given in parts, off the JS thread. */
-  stageAsync(): Promise<NativeStaged | Failure>
-  /** An isolated namespace in memory. `listPageCap` caps the keys a `list` page holds. */
-  static inMemory(listPageCap?: number | undefined | null): NativeNamespace
-  /**
-   * Namespace `name` of the sled store in directory `path`. When another process holds
-   * the store, it is reached through that process (unless `shared` is false), whose
-   * answers are awaited for `timeoutMs` at most.
-   */
-  static open(path: string, name: string, cacheCapacity?: number | undefined | null, flushEveryMs?: number | undefined | null, listPageCap?: number | undefined | null, shared?: boolean | undefined | null, timeoutMs?: number | undefined | null): NativeNamespace
-  /**
-   * Namespace `name` on the Redis server (or, with `cluster`, the Redis Cluster) at `url`.
-   * Nothing is sent before the first operation.
-   */
-  static connect(url: string, name: string, cluster: boolean, keyPrefix: string, timeoutMs: number, partitions?: number | undefined | null, listPageCap?: number | undefined | null, tlsCa?: string | undefined | null, tlsCert?: string | undefined | null, tlsKey?: string | undefined | null): NativeNamespace
-  /**
-   * Whether operations can run in-line on the JS thread: memory, and a sled store this
-   * process holds. Not on Redis, nor on a store that another process holds.
-   */
-  get isLocal(): boolean
-  /**
-   * Simulates eventual consistency: this handle becomes one location, with a read cache of
-   * its own; all its locations cache up to `budget` bytes together (a default without).
-   * Called once, right after the handle is made.
-   */
-  makeEventuallyConsistent(budget?: number | undefined | null): void
-  /**
-   * The same namespace seen from another location: the same data, and, when consistency is
-   * simulated, a read cache of its own.
-   */
-  atNewLocation(): NativeNamespace
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
    * long to read in-line (then call `readAsync`).
@@ -76,20 +45,8 @@ export declare class NativeNamespace {
   list(prefix: string, limit: number, cursor: string | undefined | null, now: number): ListPage
   /** `list` off the JS thread. */
   listAsync(prefix: string, limit: number, cursor: string | undefined | null, now: number): Promise<ListPage | Failure>
-  /** Writes a string value in-line. */
-  putText(key: string, value: string, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
-  /** Writes a byte value in-line. */
-  putBytes(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
-  /**
-   * Writes a byte value off the JS thread. The caller must not change `value` until the
-   * promise settles (index.js passes a private copy).
-   */
-  putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<void | Failure>
-  /**
-   * Writes many entries off the JS thread, all or none (`putMany` in the core). The
-   * arrays run in parallel, one element per entry.
-   */
-  putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<void | Failure>
+  /** Begins a bulk write given in parts, off the JS thread. */
+  stageAsync(): Promise<NativeStaged | Failure>
   /**
    * Every live entry, read off the JS thread: `[entries, damaged]`, with
    * `[key, value, expiration, metadata]` for each entry. A damaged entry fails the dump,
@@ -110,6 +67,27 @@ export declare class NativeNamespace {
   clearAsync(): Promise<void | Failure>
   /** Deletes every entry and every trace of the namespace in its store, off the JS thread. */
   removeAsync(): Promise<void | Failure>
+  /** Makes every write so far durable, off the JS thread. */
+  flush(): Promise<void | Failure>
+  /**
+   * Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
+   * is fine. The last handle of a store closes it off the JS thread, after the flush.
+   */
+  close(): Promise<void | Failure>
+  /** Writes a string value in-line. */
+  putText(key: string, value: string, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
+  /** Writes a byte value in-line. */
+  putBytes(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
+  /**
+   * Writes a byte value off the JS thread. The caller must not change `value` until the
+   * promise settles (index.js passes a private copy).
+   */
+  putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<void | Failure>
+  /**
+   * Writes many entries off the JS thread, all or none (`putMany` in the core). The
+   * arrays run in parallel, one element per entry.
+   */
+  putManyAsync(keys: Array<string>, values: Array<Buffer>, expirations: Array<number | undefined | null>, expirationTtls: Array<number | undefined | null>, metadata: Array<string | undefined | null>, now: number): Promise<void | Failure>
   /** Deletes `key` in-line. */
   delete(key: string): void
   /** Deletes `key` off the JS thread. */
@@ -118,13 +96,24 @@ export declare class NativeNamespace {
   deleteBulk(keys: Array<string>): void
   /** Deletes up to 100 keys off the JS thread. */
   deleteBulkAsync(keys: Array<string>): Promise<void | Failure>
-  /** Makes every write so far durable, off the JS thread. */
-  flush(): Promise<void | Failure>
+  /** Opens a namespace where `options` says (see [`OpenOptions`]). */
+  static open(options: OpenOptions): NativeNamespace
   /**
-   * Flushes and lets go of the store; later calls fail with `ERR_KV_CLOSED`. Closing twice
-   * is fine. The last handle of a store closes it off the JS thread, after the flush.
+   * Whether operations can run in-line on the JS thread: memory, and a sled store this
+   * process holds. Not on Redis, nor on a store that another process holds.
    */
-  close(): Promise<void | Failure>
+  get isLocal(): boolean
+  /**
+   * Simulates eventual consistency: this handle becomes one location, with a read cache of
+   * its own; all its locations cache up to `budget` bytes together (a default without).
+   * Called once, right after the handle is made.
+   */
+  makeEventuallyConsistent(budget?: number | undefined | null): void
+  /**
+   * The same namespace seen from another location: the same data, and, when consistency is
+   * simulated, a read cache of its own.
+   */
+  atNewLocation(): NativeNamespace
 }
 
 /** The contents of a namespace at one moment, held by `snapshot()` for `restore()`. */
@@ -193,6 +182,19 @@ export declare const MAX_PARTITIONS: number
 export declare const MAX_VALUE_SIZE: number
 
 /**
+ * How to open a namespace: `backend` is `"memory"`, `"sled"` or `"redis"`, and the object of
+ * the same name carries its options.
+ */
+export interface OpenOptions {
+  backend: string
+  namespace: string
+  /** The most keys a `list` page holds. */
+  listPageCap?: number
+  sled?: SledOptions
+  redis?: RedisOptions
+}
+
+/**
  * The rows of a Miniflare KV database: `[key, blobId, expiration in ms | null, metadata
  * JSON | null]`, in key order. Throws one line naming the file when it cannot be read.
  */
@@ -203,6 +205,38 @@ export declare function readMiniflareEntries(db: string): Array<StateRow>
  * link is not followed. Throws one line naming the file otherwise.
  */
 export declare function readRegularFile(path: string, max: number): Buffer
+
+/**
+ * A Redis server (or, with `cluster`, a Redis Cluster): nothing is sent before the first
+ * operation.
+ */
+export interface RedisOptions {
+  url: string
+  cluster: boolean
+  keyPrefix: string
+  timeoutMs: number
+  partitions?: number
+  tls?: TlsOptions
+}
+
+/**
+ * A sled store: its directory, its caches and flushing, and, when another process holds
+ * it, whether to go through that process (`shared`) and how long to wait for its answers.
+ */
+export interface SledOptions {
+  path: string
+  cacheCapacity?: number
+  flushEveryMs?: number
+  shared?: boolean
+  timeoutMs?: number
+}
+
+/** PEM text: the certificate authorities to trust, and a client certificate with its key. */
+export interface TlsOptions {
+  ca?: string
+  cert?: string
+  key?: string
+}
 
 /** Checks a key as production's runtime does for `put`, before it looks at the value. */
 export declare function validatePutKey(key: string): void

@@ -244,7 +244,7 @@ function createKV(realm) {
       }
       if (path === undefined) {
         this.#inMemory = true
-        return native.NativeNamespace.inMemory(listPageCap)
+        return native.NativeNamespace.open({ backend: 'memory', namespace: '', listPageCap })
       }
       if (typeof path !== 'string' || path === '') {
         throw new TypeErrorInRealm('The path option must be a non-empty string.')
@@ -272,15 +272,12 @@ function createKV(realm) {
       }
       let opened
       try {
-        opened = native.NativeNamespace.open(
-          path,
+        opened = native.NativeNamespace.open({
+          backend: 'sled',
           namespace,
-          cacheCapacity,
-          flushEveryMs,
           listPageCap,
-          shared,
-          timeoutMs,
-        )
+          sled: { path, cacheCapacity, flushEveryMs, shared, timeoutMs },
+        })
       } catch (error) {
         throw fromNative(error)
       }
@@ -1049,18 +1046,12 @@ function connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNat
     )
   }
   try {
-    return native.NativeNamespace.connect(
-      url,
+    return native.NativeNamespace.open({
+      backend: 'redis',
       namespace,
-      cluster,
-      keyPrefix,
-      timeoutMs,
-      partitions,
       listPageCap,
-      ca,
-      cert,
-      key,
-    )
+      redis: { url, cluster, keyPrefix, timeoutMs, partitions, tls: { ca, cert, key } },
+    })
   } catch (error) {
     throw fromNative(error)
   }

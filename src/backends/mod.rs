@@ -11,10 +11,30 @@ pub mod redis;
 pub mod shared;
 pub mod sled;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::store::{check_namespace_name, Error, Namespace, Result, Storage};
+use redis::RedisConfig;
 use sled::StoreConfig;
+
+/// Where a namespace lives: one variant, and one line of [`open`], per backend.
+pub enum Place {
+    /// In memory, isolated: the namespace's name is not used.
+    Memory,
+    /// In the sled store in directory `path`, or through the process that holds it.
+    Sled { path: PathBuf, config: StoreConfig },
+    /// On a Redis or Valkey server, or a Redis Cluster.
+    Redis(RedisConfig),
+}
+
+/// Opens namespace `name` where `place` says.
+pub fn open(place: Place, name: &str) -> Result<Namespace> {
+    match place {
+        Place::Memory => Ok(Namespace::in_memory()),
+        Place::Sled { path, config } => Namespace::open(&path, name, &config),
+        Place::Redis(config) => Namespace::connect(name, config),
+    }
+}
 
 /// The longest an open waits for a store's holder to finish starting or handing over.
 #[cfg(unix)]
