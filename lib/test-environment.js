@@ -6,7 +6,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { forRealm, REMOVE } = require('../index.js')
+const { forRealm, REMOVE } = require('./kv.js')
 
 // The binding names of the project's wrangler configuration (the one named, or the first
 // found from rootDir upwards), or ['KV'] when there is none or it binds no KV namespace.
