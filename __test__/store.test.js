@@ -23,6 +23,39 @@ function runNode(source) {
   )
 }
 
+// A store written by the build before the backends moved into src/backends (format 3, the
+// same code that writes it now): an in-line value with metadata, a blob with an expiration, a
+// value file and a key beyond ASCII. It opens and reads the same, and takes writes.
+test('a store written before the move to src/backends opens and reads the same', async () => {
+  const dir = tempDir()
+  fs.cpSync(path.join(__dirname, 'fixtures', 'store-format-3'), dir, { recursive: true })
+  const kv = new KV({ path: dir, namespace: 'fixture', clock: () => 1_900_000_000_000 })
+  await expect(kv.getWithMetadata('inline')).resolves.toMatchObject({
+    value: 'small value',
+    metadata: { kind: 'inline' },
+  })
+  await expect(kv.get('blob')).resolves.toBe('b'.repeat(5000))
+  const file = new Uint8Array(await kv.get('file', 'arrayBuffer'))
+  expect(file.length).toBe(200000)
+  expect(file.every((byte) => byte === 7)).toBe(true)
+  await expect(kv.get('unicode ✓')).resolves.toBe('ünïcode')
+  await expect(kv.list()).resolves.toMatchObject({
+    keys: [
+      { name: 'blob', expiration: 2000000000 },
+      { name: 'file' },
+      { name: 'inline', metadata: { kind: 'inline' } },
+      { name: 'unicode ✓' },
+    ],
+    list_complete: true,
+  })
+  await kv.put('new', 'written now')
+  await kv.close()
+  const again = new KV({ path: dir, namespace: 'fixture' })
+  await expect(again.get('new')).resolves.toBe('written now')
+  await expect(again.get('inline')).resolves.toBe('small value')
+  await again.close()
+})
+
 test('values, bytes and expirations survive close and reopen', async () => {
   const dir = tempDir()
   const clock = () => 1_900_000_000_000
