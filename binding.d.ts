@@ -9,7 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/** One namespace, in memory or in a sled store. */
 export declare class NativeNamespace {
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
@@ -101,7 +100,9 @@ export declare class NativeNamespace {
   /**
    * Whether operations can run in-line on the JS thread: memory, and a sled store this
    * process holds. Not on Redis, nor on a store that another process holds.
+   * What the backend guarantees (see [`store::Capabilities`]); all false once closed.
    */
+  get capabilities(): BackendCapabilities
   get isLocal(): boolean
   /**
    * Simulates eventual consistency: this handle becomes one location, with a read cache of
@@ -133,6 +134,20 @@ export declare class NativeStaged {
   commitAsync(): Promise<void | Failure>
   /** Ends the write with nothing of it written. */
   dropAsync(): Promise<void | Failure>
+}
+
+/**
+ * One namespace, in memory or in a sled store.
+ * [`store::Capabilities`], as JS reads them.
+ */
+export interface BackendCapabilities {
+  inLine: boolean
+  persistent: boolean
+  shared: boolean
+  atomicBulkWrites: boolean
+  durableFlush: boolean
+  stagedWrites: boolean
+  sharedSnapshots: boolean
 }
 
 /**

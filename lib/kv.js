@@ -92,8 +92,8 @@ function createKV(realm) {
     #native
     // Whether every call goes off the JS thread (Redis), rather than in-line when it can.
     #remote = false
-    // Whether the namespace lives in memory (no path, no url).
-    #inMemory = false
+    // Whether snapshots share the namespace's entries, so that a restore runs in-line.
+    #sharedSnapshots = false
     #clock
     #omitIndexKeys
     // Which operations wait for which (see lib/order.js).
@@ -191,10 +191,10 @@ function createKV(realm) {
       const {
         native: opened,
         remote,
-        inMemory,
+        sharedSnapshots,
       } = openNative(where, timeoutMs, options, TypeErrorInRealm, fromNative)
       this.#remote = remote
-      this.#inMemory = inMemory
+      this.#sharedSnapshots = sharedSnapshots
       return opened
     }
 
@@ -213,7 +213,7 @@ function createKV(realm) {
     #becomeView({ from, nativeView, budget }) {
       this.#native = nativeView
       this.#remote = from.#remote
-      this.#inMemory = from.#inMemory
+      this.#sharedSnapshots = from.#sharedSnapshots
       this.#clock = from.#clock
       this.#omitIndexKeys = from.#omitIndexKeys
       this.#order = from.#order
@@ -803,10 +803,10 @@ function createKV(realm) {
           new TypeErrorInRealm('restore() takes a snapshot made by snapshot().'),
         )
       }
-      // In memory, a restore takes microseconds: done in-line, as a get is.
+      // Where snapshots are shared (memory), a restore takes microseconds: done in-line.
       return this.#scheduleWrite(EVERYTHING, () => {
         this.#forgetWrites()
-        return this.#inMemory
+        return this.#sharedSnapshots
           ? this.#native.restore(handle)
           : new Later(completion(this.#native.restoreAsync(handle)))
       })

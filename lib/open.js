@@ -34,9 +34,18 @@ function readLimits(limits, TypeErrorInRealm) {
 }
 
 /**
+ * `opened` with what the class reads of its backend's capabilities: whether its calls go off
+ * the JS thread (`remote`), and whether a snapshot is shared and restored in-line.
+ */
+function capable(opened) {
+  const { inLine, sharedSnapshots } = opened.capabilities
+  return { native: opened, remote: !inLine, sharedSnapshots }
+}
+
+/**
  * The native namespace that the options name: in memory, in a sled store (or through the
- * process holding it) or on Redis (whose own options `connect` reads from `options`), with
- * whether its calls go off the JS thread (`remote`) and whether it is in memory.
+ * process holding it) or on Redis (whose own options `connect` reads from `options`), as
+ * `capable` gives it.
  */
 function openNative(where, timeoutMs, options, TypeErrorInRealm, fromNative) {
   const { path, url, namespace, cacheCapacity, flushEveryMs, listPageCap, shared } = where
@@ -44,12 +53,10 @@ function openNative(where, timeoutMs, options, TypeErrorInRealm, fromNative) {
     if (path !== undefined) {
       throw new TypeErrorInRealm('Give either the path option or the url option, not both.')
     }
-    const opened = connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative)
-    return { native: opened, remote: true, inMemory: false }
+    return capable(connect(url, namespace, listPageCap, options, TypeErrorInRealm, fromNative))
   }
   if (path === undefined) {
-    const opened = native.NativeNamespace.open({ backend: 'memory', namespace: '', listPageCap })
-    return { native: opened, remote: false, inMemory: true }
+    return capable(native.NativeNamespace.open({ backend: 'memory', namespace: '', listPageCap }))
   }
   if (typeof path !== 'string' || path === '') {
     throw new TypeErrorInRealm('The path option must be a non-empty string.')
@@ -87,7 +94,7 @@ function openNative(where, timeoutMs, options, TypeErrorInRealm, fromNative) {
     throw fromNative(error)
   }
   // Held by another process: every operation goes through it, off the JS thread.
-  return { native: opened, remote: !opened.isLocal, inMemory: false }
+  return capable(opened)
 }
 
 // How long a Redis operation may wait for the server, unless the timeoutMs option says.

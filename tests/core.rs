@@ -689,3 +689,41 @@ fn a_bulk_write_in_parts_is_kept_by_its_commit_and_undone_by_a_drop() {
         }
     }
 }
+
+#[test]
+fn each_backend_says_what_it_guarantees_and_does_it() {
+    use kv_binding::store::{Capabilities, Snapshot};
+    for (name, namespace, dir) in backends() {
+        let caps = namespace.capabilities();
+        assert_eq!(caps.in_line, namespace.is_local(), "{name}");
+        namespace
+            .put("k", b"v", &PutOptions::default(), NOW_MS)
+            .unwrap();
+        let shared = matches!(namespace.snapshot().unwrap(), Snapshot::Shared(_));
+        assert_eq!(caps.shared_snapshots, shared, "{name}");
+        if let Some(dir) = &dir {
+            drop(namespace);
+            let again = Namespace::open(dir.path(), "test", &StoreConfig::default()).unwrap();
+            assert!(caps.persistent, "{name}");
+            assert_eq!(text(&again, "k", NOW_MS).as_deref(), Some("v"), "{name}");
+        }
+        let expected = match name {
+            "memory" => Capabilities {
+                in_line: true,
+                atomic_bulk_writes: true,
+                shared_snapshots: true,
+                ..Capabilities::default()
+            },
+            // No runtime serves stores in the pure core's tests, so this one is not shared.
+            _ => Capabilities {
+                in_line: true,
+                persistent: true,
+                atomic_bulk_writes: true,
+                durable_flush: true,
+                staged_writes: true,
+                ..Capabilities::default()
+            },
+        };
+        assert_eq!(caps, expected, "{name}");
+    }
+}

@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use sled::IVec;
 
-use crate::store::is_expired;
+use crate::store::{is_expired, Capabilities};
 use crate::store::{
     scan_start, Backend, DamageSink, Entry, EntryMap, Namespace, PutEntry, Result, ScanVisitor,
     Storage, Value,
@@ -60,6 +60,15 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            in_line: true,
+            atomic_bulk_writes: true,
+            shared_snapshots: true,
+            ..Capabilities::default()
+        }
+    }
+
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         Ok(self.read().get(key).map(|entry| {
             let mut entry = entry.clone();

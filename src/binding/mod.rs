@@ -162,6 +162,18 @@ fn init() {
 }
 
 /// One namespace, in memory or in a sled store.
+/// [`store::Capabilities`], as JS reads them.
+#[napi(object)]
+pub struct BackendCapabilities {
+    pub in_line: bool,
+    pub persistent: bool,
+    pub shared: bool,
+    pub atomic_bulk_writes: bool,
+    pub durable_flush: bool,
+    pub staged_writes: bool,
+    pub shared_snapshots: bool,
+}
+
 #[napi]
 pub struct NativeNamespace {
     inner: Option<Arc<Namespace>>,
@@ -190,6 +202,33 @@ impl NativeNamespace {
 
     /// Whether operations can run in-line on the JS thread: memory, and a sled store this
     /// process holds. Not on Redis, nor on a store that another process holds.
+    /// What the backend guarantees (see [`store::Capabilities`]); all false once closed.
+    #[napi(getter)]
+    pub fn capabilities(&self) -> BackendCapabilities {
+        let found = self
+            .inner
+            .as_ref()
+            .map(|namespace| namespace.capabilities());
+        let store::Capabilities {
+            in_line,
+            persistent,
+            shared,
+            atomic_bulk_writes,
+            durable_flush,
+            staged_writes,
+            shared_snapshots,
+        } = found.unwrap_or_default();
+        BackendCapabilities {
+            in_line,
+            persistent,
+            shared,
+            atomic_bulk_writes,
+            durable_flush,
+            staged_writes,
+            shared_snapshots,
+        }
+    }
+
     #[napi(getter)]
     pub fn is_local(&self) -> bool {
         self.inner

@@ -11,9 +11,34 @@ use super::error::Error;
 use super::error::Result;
 use super::types::{DamageSink, Entries, Entry, EntryMap, PutEntry, ScanVisitor};
 
+/// What a backend guarantees, read by the semantics, the binding and the tests instead of
+/// which backend it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Every call answers on the calling thread (memory, a sled store this process holds).
+    pub in_line: bool,
+    /// The data outlives the process.
+    pub persistent: bool,
+    /// Other processes read and write the same data.
+    pub shared: bool,
+    /// A bulk write of any size is all or nothing, a crash included (on Redis only one that
+    /// fits a script call is).
+    pub atomic_bulk_writes: bool,
+    /// `flush` makes every acknowledged write durable on disk.
+    pub durable_flush: bool,
+    /// A write given in parts is staged by the backend, not held in memory until its commit.
+    pub staged_writes: bool,
+    /// A snapshot shares the backend's entries rather than copying them, and a restore
+    /// adopts them: both take microseconds, so they run in-line.
+    pub shared_snapshots: bool,
+}
+
 /// Raw storage for one namespace. Backends know nothing of validation or expiry rules: they
 /// store, fetch and delete entries whose keys are UTF-8 bytes.
 pub trait Backend: Send + Sync {
+    /// What this backend guarantees.
+    fn capabilities(&self) -> Capabilities;
+
     /// Reads the entry at `key`; values longer than `max_len` come back `Deferred`.
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>>;
 
@@ -103,6 +128,8 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 /// with whatever else the backend keeps for it. A backend that does not stage writes answers
 /// `stage_begin` with `None`.
 pub trait RemoteBackend: Send + Sync {
+    /// What this backend guarantees (never `in_line`).
+    fn capabilities(&self) -> Capabilities;
     fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>>;
     fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>>;
     fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()>;

@@ -16,7 +16,7 @@ mod types;
 mod validate;
 
 pub(crate) use backend::scan_start;
-pub use backend::{Backend, Pending, RemoteBackend};
+pub use backend::{Backend, Capabilities, Pending, RemoteBackend};
 pub use error::{panic_message, Error, Op, Result};
 pub use ids::random_id;
 pub use limits::MAX_NAMESPACE_SIZE;

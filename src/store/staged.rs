@@ -47,8 +47,13 @@ impl Namespace {
     /// `stage` module); a crash before the commit undoes it when the store next opens. On
     /// memory and Redis the parts are kept here and written at the commit.
     pub async fn stage_async(&self) -> Result<Staged> {
+        let stage = if self.capabilities().staged_writes {
+            self.storage().stage_begin().await?
+        } else {
+            None
+        };
         Ok(Staged {
-            stage: self.storage().stage_begin().await?,
+            stage,
             storage: self.storage().clone(),
             kept: Vec::new(),
             given: 0,

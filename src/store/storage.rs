@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 
 use sled::IVec;
 
-use super::backend::{Backend, RemoteBackend};
+use super::backend::{Backend, Capabilities, RemoteBackend};
 use super::error::{Error, Result};
 use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor};
 
@@ -49,6 +49,14 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.adopt_map(map),
             Storage::Remote(_) => false,
+        }
+    }
+
+    /// What the backend guarantees.
+    pub fn capabilities(&self) -> Capabilities {
+        match self {
+            Storage::Local(backend) => backend.capabilities(),
+            Storage::Remote(remote) => remote.capabilities(),
         }
     }
 

@@ -51,12 +51,12 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script};
 use sled::IVec;
 
 use crate::backends::record::{self, Body};
-use crate::store::is_expired;
 use crate::store::random_id;
 use crate::store::{
     check_namespace_name, DamageSink, Entries, Entry, Namespace, Pending, PutEntry, RemoteBackend,
     ScanVisitor, Storage, Value,
 };
+use crate::store::{is_expired, Capabilities};
 use crate::store::{Error, Result};
 
 /// The layout this build writes (the `format` of the layout key). It reads format 1 too, the
@@ -247,6 +247,14 @@ impl Namespace {
 }
 
 impl RemoteBackend for RedisBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            persistent: true,
+            shared: true,
+            ..Capabilities::default()
+        }
+    }
+
     fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
         Box::pin(RedisBackend::get(self, key))
     }

@@ -58,7 +58,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::backends::sled::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
-use crate::store::Backend;
+use crate::store::{Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
 use crate::store::{Error, Result};
 use wire::{

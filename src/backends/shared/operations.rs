@@ -8,6 +8,17 @@ pub(super) fn done(response: Response) -> Option<Result<()>> {
 }
 
 impl RemoteBackend for SharedBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            persistent: true,
+            shared: true,
+            atomic_bulk_writes: true,
+            durable_flush: true,
+            staged_writes: true,
+            ..Capabilities::default()
+        }
+    }
+
     fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
         Box::pin(SharedBackend::get(self, key))
     }

@@ -124,6 +124,12 @@ impl Lease {
         }
     }
 
+    /// Whether something serves the store to other processes (see [`Lease::serve`]).
+    pub(crate) fn is_served(&self) -> bool {
+        let server = self.shared().server.lock();
+        server.unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Who holds the store: this process, in this session.
     pub(crate) fn identity(&self) -> &Identity {
         &self.shared().identity

@@ -22,7 +22,7 @@ use crate::backends::record::{self, BlobRef, Body, Place, INLINE_VALUE_MAX};
 use crate::store::is_expired;
 use crate::store::random_id;
 use crate::store::{panic_message, Error, Result};
-use crate::store::{scan_start, Backend};
+use crate::store::{scan_start, Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value};
 use cache::{CacheGuard, Cached, RecordCache};
 use dir::{FORMAT_FILE, LOCK_FILE};

@@ -3,6 +3,18 @@
 use super::*;
 
 impl Backend for SledBackend {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            in_line: true,
+            persistent: true,
+            shared: self.lease.is_served(),
+            atomic_bulk_writes: true,
+            durable_flush: true,
+            staged_writes: true,
+            shared_snapshots: false,
+        }
+    }
+
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         loop {
             let Some(bytes) = self.record(key)? else {

@@ -109,6 +109,11 @@ impl Namespace {
         self.storage.is_local()
     }
 
+    /// What the backend holding the namespace guarantees.
+    pub fn capabilities(&self) -> super::backend::Capabilities {
+        self.storage.capabilities()
+    }
+
     /// Caps the pages `list` returns at `cap` keys, whatever `limit` asks for: a test then
     /// finds code that ignores `cursor` with 3 keys rather than 1001. Validation is unchanged.
     pub fn with_list_page_cap(mut self, cap: Option<usize>) -> Self {
