@@ -9,8 +9,9 @@
 //
 // The one file over 400 lines, for a reason: the class keeps its state in private (#) fields,
 // which no code outside the class body can reach, so nothing a caller holds can read or break
-// a namespace's native handle, its order of operations or its clock. Splitting its methods
-// into families on the prototype would put that state on the object.
+// a namespace's native handle, its order of operations or its clock. Its methods can move to
+// family modules (reads, writes, data tools, views) once that state sits behind one private
+// accessor the class hands to them alone; until then the class stays whole.
 
 const vm = require('node:vm')
 const native = require('./native.js')
