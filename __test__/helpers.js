@@ -23,15 +23,22 @@ let storeDir
 let counter = 0
 const opened = []
 
-/** The backends every conformance test runs against. */
+/**
+ * The backends every conformance test runs against: `[name, open, supports]`. `supports` is
+ * what the backend guarantees (as its capabilities in src/store/backend.rs say), so that the
+ * test of a guarantee runs where it is claimed (guarantees.test.js): `persistent`, the data
+ * outlives the KV and another opened alike reads it.
+ */
+const STORED = { persistent: true }
 const backends = [
-  ['memory', (options = {}) => track(new KV(options))],
+  ['memory', (options = {}) => track(new KV(options)), { persistent: false }],
   [
     'sled',
     (options = {}) => {
       storeDir ??= tempDir()
       return track(new KV({ path: storeDir, namespace: `ns${counter++}`, ...options }))
     },
+    STORED,
   ],
 ]
 
@@ -67,6 +74,7 @@ if (process.platform !== 'win32') {
     'sled, shared',
     (options = {}) =>
       track(new KV({ path: sharedStore(), namespace: `ns${counter++}`, ...options })),
+    STORED,
   ])
 }
 
@@ -80,11 +88,11 @@ const onRedis =
     track(
       new KV({ url, cluster, keyPrefix: REDIS_PREFIX, namespace: `ns${counter++}`, ...options }),
     )
-if (KV_TEST_REDIS_URL) backends.push(['redis', onRedis(KV_TEST_REDIS_URL, false)])
+if (KV_TEST_REDIS_URL) backends.push(['redis', onRedis(KV_TEST_REDIS_URL, false), STORED])
 if (KV_TEST_REDIS_CLUSTER_URL) {
-  backends.push(['redis cluster', onRedis(KV_TEST_REDIS_CLUSTER_URL, true)])
+  backends.push(['redis cluster', onRedis(KV_TEST_REDIS_CLUSTER_URL, true), STORED])
 }
-if (KV_TEST_VALKEY_URL) backends.push(['valkey', onRedis(KV_TEST_VALKEY_URL, false)])
+if (KV_TEST_VALKEY_URL) backends.push(['valkey', onRedis(KV_TEST_VALKEY_URL, false), STORED])
 
 function track(kv) {
   opened.push(kv)
