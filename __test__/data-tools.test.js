@@ -171,6 +171,23 @@ describe.each(backends)('%s backend', (_name, open) => {
         await expect(kv.get('k5')).resolves.toBe('new 2505')
       })
 
+      test('takes each entry as it is when it arrives, though the caller reuses the object', async () => {
+        const reused = { key: '', value: '' }
+        await kv.bulkPut(
+          (async function* () {
+            for (let i = 0; i < 1500; i++) {
+              reused.key = `r${i}`
+              reused.value = `value ${i}`
+              yield reused
+            }
+          })(),
+        )
+        const dumped = await kv.dump()
+        expect(dumped).toHaveLength(1500)
+        await expect(kv.get('r0')).resolves.toBe('value 0')
+        await expect(kv.get('r1499')).resolves.toBe('value 1499')
+      })
+
       test('holds up no read while its entries arrive, and the writes after it', async () => {
         let arrive
         const wait = new Promise((resolve) => (arrive = resolve))

@@ -110,50 +110,55 @@ async function drain(stream, limit, TypeErrorInRealm, readers) {
 function argumentsFor(realm) {
   const { TypeError: TypeErrorInRealm, Error: ErrorInRealm, JSON: JSONInRealm } = realm
 
-  // Checks and converts bulkPut's entries into the parallel arrays the native side takes;
-  // an entry is named by its index plus `first` (the entries before it in a bulkPut given
-  // in parts).
-  function readBulkEntries(entries, first = 0) {
+  // Empty parallel arrays of bulkPut entries, as the native side takes them.
+  const bulkColumns = () => ({ keys: [], values: [], expirations: [], ttls: [], metadata: [] })
+
+  // Checks entry number `index` of a bulkPut and adds it, converted, to `columns`: its bytes
+  // are fixed now, whatever the caller does with the entry afterwards.
+  function readBulkEntry(columns, entry, index) {
+    const refuse = (problem, Class = TypeErrorInRealm) => {
+      const key =
+        isObject(entry) && typeof entry.key === 'string'
+          ? ` (key ${JSON.stringify(entry.key)})`
+          : ''
+      return new Class(`Entry ${index}${key} was refused, so nothing was written: ${problem}`)
+    }
+    if (!isObject(entry)) throw refuse('it is not an object.')
+    const { key, value, expiration, expiration_ttl: ttl, metadata, base64 } = entry
+    if (typeof key !== 'string') throw refuse('its "key" is not a string.')
+    if (typeof value !== 'string') throw refuse('its "value" is not a string.')
+    if (base64 !== undefined && typeof base64 !== 'boolean') {
+      throw refuse('its "base64" is not a boolean.')
+    }
+    const bytes = Buffer.from(value, base64 ? 'base64' : 'utf8')
+    if (base64 && !isBase64Of(value, bytes)) throw refuse('its "value" is not valid base64.')
+    const int = (option) =>
+      option === undefined || option === null ? null : toInt32(option, TypeErrorInRealm)
+    let converted
+    try {
+      converted = [int(expiration), int(ttl), serialiseMetadata(metadata) ?? null]
+    } catch (error) {
+      throw refuse(
+        error.message,
+        error instanceof TypeErrorInRealm ? TypeErrorInRealm : ErrorInRealm,
+      )
+    }
+    columns.keys.push(key)
+    columns.values.push(bytes)
+    columns.expirations.push(converted[0])
+    columns.ttls.push(converted[1])
+    columns.metadata.push(converted[2])
+  }
+
+  // Checks and converts bulkPut's array of entries (see readBulkEntry).
+  function readBulkEntries(entries) {
     if (!Array.isArray(entries)) {
       throw new TypeErrorInRealm(
         'bulkPut() takes an array of { key, value, expiration?, expiration_ttl?, metadata?, base64? } entries, or an async iterable of them.',
       )
     }
-    const columns = { keys: [], values: [], expirations: [], ttls: [], metadata: [] }
-    entries.forEach((entry, index) => {
-      const refuse = (problem, Class = TypeErrorInRealm) => {
-        const key =
-          isObject(entry) && typeof entry.key === 'string'
-            ? ` (key ${JSON.stringify(entry.key)})`
-            : ''
-        return new Class(
-          `Entry ${first + index}${key} was refused, so nothing was written: ${problem}`,
-        )
-      }
-      if (!isObject(entry)) throw refuse('it is not an object.')
-      const { key, value, expiration, expiration_ttl: ttl, metadata, base64 } = entry
-      if (typeof key !== 'string') throw refuse('its "key" is not a string.')
-      if (typeof value !== 'string') throw refuse('its "value" is not a string.')
-      if (base64 !== undefined && typeof base64 !== 'boolean') {
-        throw refuse('its "base64" is not a boolean.')
-      }
-      const bytes = Buffer.from(value, base64 ? 'base64' : 'utf8')
-      if (base64 && !isBase64Of(value, bytes)) throw refuse('its "value" is not valid base64.')
-      const int = (option) =>
-        option === undefined || option === null ? null : toInt32(option, TypeErrorInRealm)
-      try {
-        columns.expirations.push(int(expiration))
-        columns.ttls.push(int(ttl))
-        columns.metadata.push(serialiseMetadata(metadata) ?? null)
-      } catch (error) {
-        throw refuse(
-          error.message,
-          error instanceof TypeErrorInRealm ? TypeErrorInRealm : ErrorInRealm,
-        )
-      }
-      columns.keys.push(key)
-      columns.values.push(bytes)
-    })
+    const columns = bulkColumns()
+    entries.forEach((entry, index) => readBulkEntry(columns, entry, index))
     return columns
   }
 
@@ -208,6 +213,8 @@ function argumentsFor(realm) {
     readGetOptions,
     readListOptions,
     readPutOptions,
+    bulkColumns,
+    readBulkEntry,
     readBulkEntries,
     serialiseMetadata,
   }

@@ -77,6 +77,8 @@ function createKV(realm) {
     readGetOptions,
     readListOptions,
     readPutOptions,
+    bulkColumns,
+    readBulkEntry,
     readBulkEntries,
     serialiseMetadata,
   } = argumentsFor(realm)
@@ -708,32 +710,33 @@ function createKV(realm) {
       return new Later(this.#stageParts(entries, arrived))
     }
 
-    // A bulkPut of an async iterable. Its entries are checked and staged a part at a time
-    // (in the store on sled, where no read sees them; held by the core on memory and Redis),
-    // all against the instant the write began; once the last has arrived, they are written
-    // as one bulkPut would. Reads do not wait for it while its entries arrive. A refused
+    // A bulkPut of an async iterable. Each entry is checked and converted as it arrives, all
+    // against the instant the write began, and they go to the core a part at a time: on sled
+    // each part is written with what undoes it (reads may see it before the end), on memory
+    // and Redis the core holds the parts. Once the last has arrived, all are kept, as one
+    // bulkPut would write them. Reads do not wait for it while its entries arrive. A refused
     // entry, or an iterable that throws, ends it with nothing written.
     async #stageParts(entries, arrived) {
       const now = this.#now()
       let staged = null
       let given = 0
-      let part = []
+      let part = bulkColumns()
       let bytes = 0
       const send = async () => {
-        const { keys, values, expirations, ttls, metadata } = readBulkEntries(part, given)
+        const { keys, values, expirations, ttls, metadata } = part
         staged ??= check(await this.#native.stageAsync())
         await completion(staged.putAsync(keys, values, expirations, ttls, metadata, now))
-        given += part.length
-        part = []
+        given += keys.length
+        part = bulkColumns()
         bytes = 0
       }
       try {
         for await (const entry of entries) {
-          part.push(entry)
-          bytes += typeof entry?.value === 'string' ? entry.value.length : 0
-          if (part.length === PART_ENTRIES || bytes >= PART_BYTES) await send()
+          readBulkEntry(part, entry, given + part.keys.length)
+          bytes += part.values[part.values.length - 1].length
+          if (part.keys.length === PART_ENTRIES || bytes >= PART_BYTES) await send()
         }
-        if (staged !== null && part.length > 0) await send()
+        if (staged !== null && part.keys.length > 0) await send()
       } catch (error) {
         if (staged !== null) await completion(staged.dropAsync()).catch(() => {})
         throw error
@@ -742,7 +745,7 @@ function createKV(realm) {
       }
       if (staged !== null) return completion(staged.commitAsync())
       // It all came in one part: one bulk write.
-      const { keys, values, expirations, ttls, metadata } = readBulkEntries(part)
+      const { keys, values, expirations, ttls, metadata } = part
       return completion(this.#native.putManyAsync(keys, values, expirations, ttls, metadata, now))
     }
 
