@@ -164,6 +164,71 @@ pub trait RemoteBackend: Send + Sync {
     }
 }
 
+/// The operations of a [`RemoteBackend`] that `$backend` has as inherent `async fn`s of the
+/// same names and arguments (`get`, `get_many`, `put_all`, `delete`, `delete_expired`,
+/// `scan`, `entries`, `replace_all`), each boxed: written inside its `impl RemoteBackend`.
+macro_rules! remote_operations {
+    ($backend:ident) => {
+        fn get<'a>(
+            &'a self,
+            key: &'a [u8],
+        ) -> $crate::store::Pending<'a, Option<$crate::store::Entry>> {
+            Box::pin($backend::get(self, key))
+        }
+
+        fn get_many<'a>(
+            &'a self,
+            keys: &'a [&'a [u8]],
+        ) -> $crate::store::Pending<'a, Vec<Option<$crate::store::Entry>>> {
+            Box::pin($backend::get_many(self, keys))
+        }
+
+        fn put_all<'a>(
+            &'a self,
+            entries: &'a [$crate::store::PutEntry<'a>],
+        ) -> $crate::store::Pending<'a, ()> {
+            Box::pin($backend::put_all(self, entries))
+        }
+
+        fn delete<'a>(&'a self, key: &'a [u8]) -> $crate::store::Pending<'a, ()> {
+            Box::pin($backend::delete(self, key))
+        }
+
+        fn delete_expired<'a>(
+            &'a self,
+            keys: &'a [&'a [u8]],
+            now_ms: i64,
+        ) -> $crate::store::Pending<'a, ()> {
+            Box::pin($backend::delete_expired(self, keys, now_ms))
+        }
+
+        fn scan<'a>(
+            &'a self,
+            prefix: &'a [u8],
+            after: Option<&'a [u8]>,
+            want: usize,
+            visit: &'a mut $crate::store::ScanVisitor<'_>,
+        ) -> $crate::store::Pending<'a, ()> {
+            Box::pin($backend::scan(self, prefix, after, want, visit))
+        }
+
+        fn entries<'a>(
+            &'a self,
+            skip: Option<&'a mut $crate::store::DamageSink<'_>>,
+        ) -> $crate::store::Pending<'a, $crate::store::Entries> {
+            Box::pin($backend::entries(self, skip))
+        }
+
+        fn replace_all<'a>(
+            &'a self,
+            entries: &'a [(::sled::IVec, $crate::store::Entry)],
+        ) -> $crate::store::Pending<'a, ()> {
+            Box::pin($backend::replace_all(self, entries))
+        }
+    };
+}
+pub(crate) use remote_operations;
+
 /// Where a scan starts: strictly after `after` when that is inside or past the prefix range,
 /// otherwise at the prefix itself.
 pub(crate) fn scan_start<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> Bound<&'a [u8]> {

@@ -15,7 +15,7 @@ mod storage;
 mod types;
 mod validate;
 
-pub(crate) use backend::scan_start;
+pub(crate) use backend::{remote_operations, scan_start};
 pub use backend::{Backend, Capabilities, Pending, RemoteBackend};
 pub use error::{panic_message, Error, Op, Result};
 pub use ids::random_id;

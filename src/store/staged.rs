@@ -21,7 +21,7 @@ pub struct Staged {
 
 /// An entry kept until the commit.
 struct Kept {
-    key: String,
+    key: Vec<u8>,
     value: Vec<u8>,
     expiration: Option<i64>,
     metadata: Option<String>,
@@ -30,7 +30,7 @@ struct Kept {
 impl Kept {
     fn as_put(&self) -> PutEntry<'_> {
         PutEntry {
-            key: self.key.as_bytes(),
+            key: &self.key,
             value: &self.value,
             expiration: self.expiration,
             metadata: self.metadata.as_deref(),
@@ -73,7 +73,7 @@ impl Namespace {
         match staged.stage {
             Some(stage) => self.storage().stage_put(stage, &checked).await?,
             None => staged.kept.extend(checked.iter().map(|entry| Kept {
-                key: String::from_utf8_lossy(entry.key).into_owned(),
+                key: entry.key.to_vec(),
                 value: entry.value.to_vec(),
                 expiration: entry.expiration,
                 metadata: entry.metadata.map(str::to_owned),

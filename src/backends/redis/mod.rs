@@ -53,7 +53,7 @@ use sled::IVec;
 use crate::backends::record::{self, Body};
 use crate::store::random_id;
 use crate::store::{
-    check_namespace_name, DamageSink, Entries, Entry, Namespace, Pending, PutEntry, RemoteBackend,
+    check_namespace_name, DamageSink, Entry, Namespace, Pending, PutEntry, RemoteBackend,
     ScanVisitor, Storage, Value,
 };
 use crate::store::{is_expired, Capabilities};
@@ -255,43 +255,7 @@ impl RemoteBackend for RedisBackend {
         }
     }
 
-    fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
-        Box::pin(RedisBackend::get(self, key))
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>> {
-        Box::pin(RedisBackend::get_many(self, keys))
-    }
-
-    fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
-        Box::pin(RedisBackend::put_all(self, entries))
-    }
-
-    fn delete<'a>(&'a self, key: &'a [u8]) -> Pending<'a, ()> {
-        Box::pin(RedisBackend::delete(self, key))
-    }
-
-    fn delete_expired<'a>(&'a self, keys: &'a [&'a [u8]], now_ms: i64) -> Pending<'a, ()> {
-        Box::pin(RedisBackend::delete_expired(self, keys, now_ms))
-    }
-
-    fn scan<'a>(
-        &'a self,
-        prefix: &'a [u8],
-        after: Option<&'a [u8]>,
-        want: usize,
-        visit: &'a mut ScanVisitor<'_>,
-    ) -> Pending<'a, ()> {
-        Box::pin(RedisBackend::scan(self, prefix, after, want, visit))
-    }
-
-    fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries> {
-        Box::pin(RedisBackend::entries(self, skip))
-    }
-
-    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()> {
-        Box::pin(RedisBackend::replace_all(self, entries))
-    }
+    crate::store::remote_operations!(RedisBackend);
 
     fn remove(&self) -> Pending<'_, ()> {
         Box::pin(RedisBackend::remove(self))

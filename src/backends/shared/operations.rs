@@ -19,43 +19,7 @@ impl RemoteBackend for SharedBackend {
         }
     }
 
-    fn get<'a>(&'a self, key: &'a [u8]) -> Pending<'a, Option<Entry>> {
-        Box::pin(SharedBackend::get(self, key))
-    }
-
-    fn get_many<'a>(&'a self, keys: &'a [&'a [u8]]) -> Pending<'a, Vec<Option<Entry>>> {
-        Box::pin(SharedBackend::get_many(self, keys))
-    }
-
-    fn put_all<'a>(&'a self, entries: &'a [PutEntry<'a>]) -> Pending<'a, ()> {
-        Box::pin(SharedBackend::put_all(self, entries))
-    }
-
-    fn delete<'a>(&'a self, key: &'a [u8]) -> Pending<'a, ()> {
-        Box::pin(SharedBackend::delete(self, key))
-    }
-
-    fn delete_expired<'a>(&'a self, keys: &'a [&'a [u8]], now_ms: i64) -> Pending<'a, ()> {
-        Box::pin(SharedBackend::delete_expired(self, keys, now_ms))
-    }
-
-    fn scan<'a>(
-        &'a self,
-        prefix: &'a [u8],
-        after: Option<&'a [u8]>,
-        want: usize,
-        visit: &'a mut ScanVisitor<'_>,
-    ) -> Pending<'a, ()> {
-        Box::pin(SharedBackend::scan(self, prefix, after, want, visit))
-    }
-
-    fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries> {
-        Box::pin(SharedBackend::entries(self, skip))
-    }
-
-    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()> {
-        Box::pin(SharedBackend::replace_all(self, entries))
-    }
+    crate::store::remote_operations!(SharedBackend);
 
     fn remove(&self) -> Pending<'_, ()> {
         Box::pin(SharedBackend::replace_all(self, &[]))

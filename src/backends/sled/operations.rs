@@ -52,25 +52,7 @@ impl Backend for SledBackend {
         if let [one] = entries {
             return self.put(one.key, one.value, one.expiration, one.metadata);
         }
-        // A key given twice gets its last entry; the others are never written.
-        let last: std::collections::HashMap<&[u8], usize> = entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| (entry.key, index))
-            .collect();
-        let mut records = Vec::with_capacity(last.len());
-        for (index, entry) in entries.iter().enumerate() {
-            if last[entry.key] != index {
-                continue;
-            }
-            match self.store_value(entry.value, entry.expiration, entry.metadata) {
-                Ok(record) => records.push((entry.key, record)),
-                Err(error) => {
-                    self.discard(records.iter().map(|(_, record)| record));
-                    return Err(error);
-                }
-            }
-        }
+        let records = self.store_last(entries)?;
         let mut cache = self.cache();
         if records.len() > WRITE_BATCH {
             let chunks = records.chunks(WRITE_BATCH).map(|chunk| {

@@ -71,6 +71,29 @@ impl SledBackend {
         }
     }
 
+    /// The records of `entries` (key, record), blobs and value files written: of a key given
+    /// twice, only its last entry, the others never written. On failure, nothing is left.
+    pub(super) fn store_last<'e>(&self, entries: &[PutEntry<'e>]) -> Result<Vec<(&'e [u8], IVec)>> {
+        let last: std::collections::HashMap<&[u8], usize> = (0..)
+            .zip(entries)
+            .map(|(index, entry)| (entry.key, index))
+            .collect();
+        let mut records = Vec::with_capacity(last.len());
+        for (index, entry) in (0..).zip(entries) {
+            if last[entry.key] != index {
+                continue;
+            }
+            match self.store_value(entry.value, entry.expiration, entry.metadata) {
+                Ok(record) => records.push((entry.key, record)),
+                Err(error) => {
+                    self.discard(records.iter().map(|(_, record)| record));
+                    return Err(error);
+                }
+            }
+        }
+        Ok(records)
+    }
+
     /// Writes `value`'s blob, if it needs one, and returns the index record for it.
     pub(super) fn store_value(
         &self,

@@ -162,21 +162,7 @@ impl SledBackend {
     /// in the part gets its last entry.
     pub(super) fn put_staged(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
         let tree = self.stage_tree(stage)?;
-        let last: std::collections::HashMap<&[u8], usize> =
-            (0..).zip(entries).map(|(i, e)| (e.key, i)).collect();
-        let mut records = Vec::with_capacity(last.len());
-        for (index, entry) in (0..).zip(entries) {
-            if last[entry.key] != index {
-                continue;
-            }
-            match self.store_value(entry.value, entry.expiration, entry.metadata) {
-                Ok(record) => records.push((entry.key, record)),
-                Err(error) => {
-                    self.discard(records.iter().map(|(_, record)| record));
-                    return Err(error);
-                }
-            }
-        }
+        let records = self.store_last(entries)?;
         let mut cache = self.cache();
         let written = self.write_part(&mut cache, &tree, &records);
         drop(cache);
