@@ -392,6 +392,12 @@ describeUnix('a store shared by processes', () => {
     }
     await expect(kv.get('evil2')).resolves.toBeNull()
     await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
+
+    // A client may have 64 writes given in parts under way at once: StageBegin (variant 10)
+    // is answered with a stage (Response::Staged, variant 8) 64 times, then refused.
+    const begin = frame([10, ...text('default')])
+    const [, ...begun] = await hostile(Buffer.concat([hello(PROTOCOL), ...Array(65).fill(begin)]))
+    expect(begun.map((answer) => answer[0])).toEqual([...Array(64).fill(8), 6])
     await kv.close()
   })
 

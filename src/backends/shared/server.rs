@@ -167,6 +167,10 @@ pub(super) async fn serve(
     }
 }
 
+/// The most stages one connection may have begun and not ended: each holds a tree and
+/// records until it ends, or the connection does.
+const STAGES_PER_CONNECTION: usize = 64;
+
 /// Answers a client's requests until it goes or sends something else, keeping in `stages`
 /// the stages it began and has not ended.
 pub(super) async fn answer_all(
@@ -190,7 +194,11 @@ pub(super) async fn answer_all(
             }
             _ => None,
         };
-        let response = if is_heavy(&request) {
+        let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
+            Response::Failed(Error::Invalid(format!(
+                "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
+            )))
+        } else if is_heavy(&request) {
             let (store, config) = (store.to_owned(), config.clone());
             tokio::task::spawn_blocking(move || answer(&store, &config, request))
                 .await
