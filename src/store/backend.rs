@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use sled::IVec;
+use super::types::Bytes;
 
 use super::error::Error;
 use super::error::Result;
@@ -70,11 +70,11 @@ pub trait Backend: Send + Sync {
     /// Every entry in key order, values loaded. An entry found damaged (`Error::Corrupt`)
     /// fails the whole call, unless `skip` is given: then it is left out and handed to `skip`
     /// with its key.
-    fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>>;
+    fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(Bytes, Entry)>>;
 
     /// Replaces everything in the namespace with `entries` (values loaded), as `entries`
     /// returned them; an empty list clears the namespace.
-    fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()>;
+    fn replace_all(&self, entries: &[(Bytes, Entry)]) -> Result<()>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<()>;
@@ -143,7 +143,7 @@ pub trait RemoteBackend: Send + Sync {
         visit: &'a mut ScanVisitor<'_>,
     ) -> Pending<'a, ()>;
     fn entries<'a>(&'a self, skip: Option<&'a mut DamageSink<'_>>) -> Pending<'a, Entries>;
-    fn replace_all<'a>(&'a self, entries: &'a [(IVec, Entry)]) -> Pending<'a, ()>;
+    fn replace_all<'a>(&'a self, entries: &'a [(Bytes, Entry)]) -> Pending<'a, ()>;
     fn remove(&self) -> Pending<'_, ()>;
     fn flush(&self) -> Pending<'_, ()>;
 
@@ -221,7 +221,7 @@ macro_rules! remote_operations {
 
         fn replace_all<'a>(
             &'a self,
-            entries: &'a [(::sled::IVec, $crate::store::Entry)],
+            entries: &'a [($crate::store::Bytes, $crate::store::Entry)],
         ) -> $crate::store::Pending<'a, ()> {
             Box::pin($backend::replace_all(self, entries))
         }

@@ -257,6 +257,6 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     } else if let Some(message) = panic.downcast_ref::<String>() {
         message.clone()
     } else {
-        "sled panicked".to_owned()
+        "a panic without a message".to_owned()
     }
 }

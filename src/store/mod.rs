@@ -25,8 +25,8 @@ pub use namespace::{Namespace, Snapshot};
 pub use staged::Staged;
 pub use storage::{complete_local, Storage};
 pub use types::{
-    BulkEntry, CacheStatus, DamageSink, Entries, Entry, EntryMap, ListPage, ListedKey, PutEntry,
-    ScanVisitor, Value,
+    BulkEntry, Bytes, CacheStatus, DamageSink, Entries, Entry, EntryMap, ListPage, ListedKey,
+    PutEntry, ScanVisitor, Value,
 };
 pub use validate::{
     check_bulk_key, check_namespace_name, check_put, is_expired, now_seconds, validate_bulk,

@@ -9,7 +9,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use sled::IVec;
+use super::types::Bytes;
 
 use super::backend::{Backend, Capabilities, RemoteBackend};
 use super::error::{Error, Result};
@@ -133,14 +133,14 @@ impl Storage {
         }
     }
 
-    pub async fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(IVec, Entry)>> {
+    pub async fn entries(&self, skip: Option<&mut DamageSink<'_>>) -> Result<Vec<(Bytes, Entry)>> {
         match self {
             Storage::Local(backend) => backend.entries(skip),
             Storage::Remote(remote) => remote.entries(skip).await,
         }
     }
 
-    pub async fn replace_all(&self, entries: &[(IVec, Entry)]) -> Result<()> {
+    pub async fn replace_all(&self, entries: &[(Bytes, Entry)]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.replace_all(entries),
             Storage::Remote(remote) => remote.replace_all(entries).await,

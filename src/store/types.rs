@@ -3,15 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use sled::IVec;
-
 use super::validate::PutOptions;
+
+/// The core's byte buffer: cheap to clone (reference-counted, with up to 22 bytes kept inline)
+/// and made from any slice or `Vec`. It is the type sled hands out, so that a value read from
+/// a sled store reaches JS without a copy; the one line of the core that names sled.
+pub type Bytes = sled::IVec;
 
 /// A stored value, or only its length when it is too long to read where the caller is.
 #[derive(Clone, Debug)]
 pub enum Value {
     /// Bytes shared with the store.
-    Loaded(IVec),
+    Loaded(Bytes),
     /// Bytes read for this caller alone (from a value file), handed over without a copy.
     Owned(Vec<u8>),
     Deferred {
@@ -48,7 +51,7 @@ pub struct Entry {
     /// Absolute expiry in seconds since the UNIX epoch.
     pub expiration: Option<i64>,
     /// Metadata as JSON text (always valid UTF-8).
-    pub metadata: Option<IVec>,
+    pub metadata: Option<Bytes>,
     pub value: Value,
 }
 
@@ -63,16 +66,16 @@ pub struct PutEntry<'a> {
 }
 
 /// Entries with their keys, in key order, as [`Backend::entries`] returns them.
-pub type Entries = Vec<(IVec, Entry)>;
+pub type Entries = Vec<(Bytes, Entry)>;
 
 /// What [`Backend::entries`] hands each damaged entry it leaves out to: its key and why.
-pub type DamageSink<'a> = dyn FnMut(IVec, super::error::Error) + Send + 'a;
+pub type DamageSink<'a> = dyn FnMut(Bytes, super::error::Error) + Send + 'a;
 
 /// What [`Backend::scan`] calls for each entry: key, expiration, metadata; `false` stops.
-pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&IVec>) -> bool + Send + 'a;
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], Option<i64>, Option<&Bytes>) -> bool + Send + 'a;
 
 /// A namespace's entries in key order, as memory holds them.
-pub type EntryMap = BTreeMap<IVec, Entry>;
+pub type EntryMap = BTreeMap<Bytes, Entry>;
 
 /// Where a read's answer came from at a location: production's `CF-Cache-Status`, which
 /// `getWithMetadata` and `list` report as `cacheStatus`.
@@ -98,11 +101,11 @@ impl CacheStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedKey {
     /// The key's UTF-8 bytes.
-    pub name: IVec,
+    pub name: Bytes,
     /// Absolute expiry in seconds since the UNIX epoch.
     pub expiration: Option<i64>,
     /// Metadata as JSON text.
-    pub metadata: Option<IVec>,
+    pub metadata: Option<Bytes>,
 }
 
 /// A `list` page; `cursor` is set exactly when more keys follow.

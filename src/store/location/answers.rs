@@ -119,7 +119,7 @@ pub(super) fn until(now_ms: i64, cache_ttl: Option<i32>) -> i64 {
 pub(super) fn shareable(entry: Entry) -> Entry {
     match entry.value {
         Value::Owned(bytes) => Entry {
-            value: Value::Loaded(IVec::from(bytes)),
+            value: Value::Loaded(Bytes::from(bytes)),
             ..entry
         },
         _ => entry,

@@ -27,7 +27,7 @@ use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use sled::IVec;
+use crate::store::Bytes;
 
 use super::types::{Entry, ListPage, Value};
 use super::validate::is_expired;

@@ -72,7 +72,7 @@ impl Namespace {
         &self,
         now_ms: i64,
         skip: Option<&mut DamageSink<'_>>,
-    ) -> Result<Vec<(IVec, Entry)>> {
+    ) -> Result<Vec<(Bytes, Entry)>> {
         self.storage.local(self.dump_async(now_ms, skip))
     }
 

@@ -76,7 +76,7 @@ impl Namespace {
                         return false;
                     }
                     keys.push(ListedKey {
-                        name: IVec::from(key),
+                        name: Bytes::from(key),
                         expiration,
                         metadata: metadata.cloned(),
                     });

@@ -10,10 +10,10 @@ pub use whole::Snapshot;
 
 use std::sync::Arc;
 
+use crate::store::Bytes;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::de::IgnoredAny;
-use sled::IVec;
 
 use super::error::{Error, Op, Result};
 use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};

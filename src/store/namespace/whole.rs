@@ -6,7 +6,7 @@ use super::*;
 #[derive(Clone, Debug)]
 pub enum Snapshot {
     /// The entries, read from a store.
-    Entries(Vec<(IVec, Entry)>),
+    Entries(Vec<(Bytes, Entry)>),
     /// A namespace in memory's own map, shared with it until either is written.
     Shared(Arc<EntryMap>),
 }
@@ -40,7 +40,7 @@ impl Namespace {
         &self,
         now_ms: i64,
         skip: Option<&mut DamageSink<'_>>,
-    ) -> Result<Vec<(IVec, Entry)>> {
+    ) -> Result<Vec<(Bytes, Entry)>> {
         let mut entries = self.storage.entries(skip).await?;
         entries.retain(|(_, entry)| !is_expired(entry.expiration, now_ms));
         Ok(entries)
@@ -66,7 +66,7 @@ impl Namespace {
         match snapshot {
             Snapshot::Shared(map) if self.storage.adopt_map(map.clone()) => Ok(()),
             Snapshot::Shared(map) => {
-                let entries: Vec<(IVec, Entry)> = map
+                let entries: Vec<(Bytes, Entry)> = map
                     .iter()
                     .map(|(key, entry)| (key.clone(), entry.clone()))
                     .collect();
