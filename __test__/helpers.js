@@ -24,22 +24,37 @@ let counter = 0
 const opened = []
 
 /**
- * The backends every conformance test runs against: `[name, open, supports]`. `supports` is
- * what the backend guarantees (as its capabilities in src/store/backend.rs say), so that the
- * test of a guarantee runs where it is claimed (guarantees.test.js): `persistent`, the data
- * outlives the KV and another opened alike reads it.
+ * The backends every conformance test runs against: `[name, open, supports, optionsFor]`.
+ * `open(options)` opens a KV on the backend (closed after the file); `optionsFor(options)` is
+ * what it opens with, for another process to open the same namespace. `supports` is what the
+ * backend guarantees, as its capabilities in src/store/backend.rs say (guarantees.test.js
+ * checks that they agree), so that the test of a guarantee runs where it is claimed:
+ * - `persistent`: the data outlives the KV, and another KV opened alike reads it;
+ * - `shared`: another process that opens the namespace alike reads and writes the same data;
+ * - `atomicBulkWrites`: a bulk write of any size is all or nothing;
+ * - `durableFlush`: what `flush()` acknowledged survives a crash.
  */
-const STORED = { persistent: true }
+function backend(name, optionsFor, supports) {
+  const open = (options = {}) => track(new KV(optionsFor(options)))
+  return [name, open, supports, optionsFor]
+}
+const ON_DISK = { persistent: true, atomicBulkWrites: true, durableFlush: true }
 const backends = [
-  ['memory', (options = {}) => track(new KV(options)), { persistent: false }],
-  [
+  backend('memory', (options) => options, {
+    persistent: false,
+    shared: false,
+    atomicBulkWrites: true,
+    durableFlush: false,
+  }),
+  // The store is held by this process, which serves it to others.
+  backend(
     'sled',
-    (options = {}) => {
+    (options) => {
       storeDir ??= tempDir()
-      return track(new KV({ path: storeDir, namespace: `ns${counter++}`, ...options }))
+      return { path: storeDir, namespace: `ns${counter++}`, ...options }
     },
-    STORED,
-  ],
+    { ...ON_DISK, shared: true },
+  ),
 ]
 
 // A store that another process holds, on platforms that share stores: every operation of
@@ -70,29 +85,38 @@ function sharedStore() {
   return sharedDir
 }
 if (process.platform !== 'win32') {
-  backends.push([
-    'sled, shared',
-    (options = {}) =>
-      track(new KV({ path: sharedStore(), namespace: `ns${counter++}`, ...options })),
-    STORED,
-  ])
+  backends.push(
+    backend(
+      'sled, shared',
+      (options) => ({ path: sharedStore(), namespace: `ns${counter++}`, ...options }),
+      { ...ON_DISK, shared: true },
+    ),
+  )
 }
 
 // The Redis servers of this run (see redis/setup.js): each test file writes under a key
-// prefix of its own, and each KV gets a namespace of its own.
+// prefix of its own, and each KV gets a namespace of its own. A bulk write that does not fit
+// one script call is not all or nothing, and Redis's persistence is its own configuration's.
 const REDIS_PREFIX = `kvtest:${process.pid}:${Math.random().toString(36).slice(2, 8)}:`
 const { KV_TEST_REDIS_URL, KV_TEST_REDIS_CLUSTER_URL, KV_TEST_VALKEY_URL } = process.env
-const onRedis =
-  (url, cluster) =>
-  (options = {}) =>
-    track(
-      new KV({ url, cluster, keyPrefix: REDIS_PREFIX, namespace: `ns${counter++}`, ...options }),
-    )
-if (KV_TEST_REDIS_URL) backends.push(['redis', onRedis(KV_TEST_REDIS_URL, false), STORED])
+const IN_REDIS = { persistent: true, shared: true, atomicBulkWrites: false, durableFlush: false }
+const onRedis = (name, url, cluster) =>
+  backend(
+    name,
+    (options) => ({
+      url,
+      cluster,
+      keyPrefix: REDIS_PREFIX,
+      namespace: `ns${counter++}`,
+      ...options,
+    }),
+    IN_REDIS,
+  )
+if (KV_TEST_REDIS_URL) backends.push(onRedis('redis', KV_TEST_REDIS_URL, false))
 if (KV_TEST_REDIS_CLUSTER_URL) {
-  backends.push(['redis cluster', onRedis(KV_TEST_REDIS_CLUSTER_URL, true), STORED])
+  backends.push(onRedis('redis cluster', KV_TEST_REDIS_CLUSTER_URL, true))
 }
-if (KV_TEST_VALKEY_URL) backends.push(['valkey', onRedis(KV_TEST_VALKEY_URL, false), STORED])
+if (KV_TEST_VALKEY_URL) backends.push(onRedis('valkey', KV_TEST_VALKEY_URL, false))
 
 function track(kv) {
   opened.push(kv)
