@@ -66,6 +66,11 @@ export declare class NativeNamespace {
   clearAsync(): Promise<void | Failure>
   /** Deletes every entry and every trace of the namespace in its store, off the JS thread. */
   removeAsync(): Promise<void | Failure>
+  /**
+   * The names of the namespaces in this namespace's store, in byte order (`null` in
+   * memory, where a namespace stands alone), off the JS thread.
+   */
+  namespacesAsync(): Promise<Array<string> | null | Failure>
   /** Makes every write so far durable, off the JS thread. */
   flush(): Promise<void | Failure>
   /**

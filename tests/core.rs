@@ -727,3 +727,26 @@ fn each_backend_says_what_it_guarantees_and_does_it() {
         assert_eq!(caps, expected, "{name}");
     }
 }
+
+#[test]
+fn a_sled_namespace_lists_its_stores_namespaces_and_memory_has_none() {
+    use kv_binding::store::complete_local;
+    let dir = TempDir::new().unwrap();
+    let config = StoreConfig::default();
+    let b = Namespace::open(dir.path(), "b/with slash", &config).unwrap();
+    let a = Namespace::open(dir.path(), "A", &config).unwrap();
+    let z = Namespace::open(dir.path(), "é", &config).unwrap();
+    a.put("k", b"v", &PutOptions::default(), NOW_MS).unwrap();
+    // Staged writes and undo records live in trees of their own, which are not namespaces.
+    let staged = complete_local(b.stage_async()).unwrap();
+    complete_local(b.drop_staged_async(staged)).unwrap();
+    let names = complete_local(z.namespaces_async()).unwrap();
+    assert_eq!(
+        names,
+        Some(vec!["A".to_owned(), "b/with slash".to_owned(), "é".to_owned()])
+    );
+    assert_eq!(
+        complete_local(Namespace::in_memory().namespaces_async()).unwrap(),
+        None
+    );
+}

@@ -14,6 +14,10 @@ const REMOVE = Symbol('kv-binding: remove namespace')
 // in src/store/backend.rs): for the conformance suite, not part of the public API.
 const CAPABILITIES = Symbol('kv-binding: backend capabilities')
 
+// The key of the method that lists the namespaces of the store a KV is in (null in memory,
+// where a namespace stands alone): for `kv-binding serve`, not part of the public API.
+const NAMESPACES = Symbol('kv-binding: namespaces of the store')
+
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out (of every realm).
 const snapshotHandles = new WeakMap()
 
@@ -118,6 +122,11 @@ function addDataMethods(kit) {
       return stateOf(this).schedule(EVERYTHING, removeAll)
     },
 
+    // The names of the store's namespaces, in byte order (see NAMESPACES).
+    [NAMESPACES]() {
+      return PromiseInRealm.resolve(stateOf(this).native.namespacesAsync()).then(check)
+    },
+
     // What the backend guarantees (see CAPABILITIES).
     [CAPABILITIES]() {
       return stateOf(this).native.capabilities
@@ -125,4 +134,4 @@ function addDataMethods(kit) {
   })
 }
 
-module.exports = { addDataMethods, REMOVE, CAPABILITIES }
+module.exports = { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES }

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The names of a store's namespaces; `None` in memory.
+type Names = Option<Vec<String>>;
+
 /// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
 #[napi]
 pub struct NativeSnapshot {
@@ -124,6 +127,20 @@ impl NativeNamespace {
             env,
             |namespace| async move { namespace.remove_async().await },
             nothing,
+        )
+    }
+
+    /// The names of the namespaces in this namespace's store, in byte order (`null` in
+    /// memory, where a namespace stands alone), off the JS thread.
+    #[napi(ts_return_type = "Promise<Array<string> | null | Failure>")]
+    pub fn namespaces_async<'env>(
+        &self,
+        env: &'env Env,
+    ) -> Result<Pending<'env, Names, Names>> {
+        self.off_thread(
+            env,
+            |namespace| async move { namespace.namespaces_async().await },
+            std::convert::identity,
         )
     }
 

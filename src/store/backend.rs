@@ -106,6 +106,12 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// The names of the namespaces in this namespace's store, this one included, in byte
+    /// order: `None` when the backend keeps one namespace alone (memory).
+    fn namespaces(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
+
     /// The backend's entries as one map, shared rather than copied, when it keeps them so
     /// (memory): a snapshot then costs nothing. `None` for the others.
     fn share_map(&self) -> Option<Arc<EntryMap>> {
@@ -146,6 +152,11 @@ pub trait RemoteBackend: Send + Sync {
     fn replace_all<'a>(&'a self, entries: &'a [(Bytes, Entry)]) -> Pending<'a, ()>;
     fn remove(&self) -> Pending<'_, ()>;
     fn flush(&self) -> Pending<'_, ()>;
+
+    /// As [`Backend::namespaces`].
+    fn namespaces(&self) -> Pending<'_, Option<Vec<String>>> {
+        Box::pin(async { Ok(None) })
+    }
 
     fn stage_begin(&self) -> Pending<'_, Option<u64>> {
         Box::pin(async { Ok(None) })

@@ -184,6 +184,13 @@ impl Storage {
         }
     }
 
+    pub async fn namespaces(&self) -> Result<Option<Vec<String>>> {
+        match self {
+            Storage::Local(backend) => backend.namespaces(),
+            Storage::Remote(remote) => remote.namespaces().await,
+        }
+    }
+
     pub async fn flush(&self) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.flush(),

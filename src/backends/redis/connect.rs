@@ -123,6 +123,7 @@ impl RedisBackend {
             slots: Mutex::new(Vec::new()),
             failing_since: Mutex::new(None),
             failing: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             layout: Mutex::new(None),
             reading_layout: tokio::sync::Mutex::new(()),
             endpoint,
@@ -174,6 +175,9 @@ impl RedisBackend {
         self.by(deadline, async {
             let connection = self.connection().await?;
             let layout = self.layout(&connection, create).await?;
+            if create {
+                self.register(&connection).await?;
+            }
             Ok(layout.map(|layout| (connection, layout)))
         })
         .await

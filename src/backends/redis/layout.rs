@@ -124,6 +124,54 @@ impl RedisBackend {
             .await
     }
 
+    /// The key of the set of every namespace written under this key prefix. Its name has no
+    /// `{`, so that no key of a namespace can be it.
+    pub(super) fn namespaces_key(&self) -> String {
+        format!("{}namespaces", self.prefix_part)
+    }
+
+    /// Notes the namespace in its key prefix's set of namespaces, once per handle: done by the
+    /// first operation that may write, so that a user who may only read never writes.
+    pub(super) async fn register(&self, connection: &Connection) -> Result<()> {
+        if self.registered.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut add = redis::cmd("SADD");
+        add.arg(self.namespaces_key()).arg(&self.name);
+        self.query::<i64>(connection, &add).await?;
+        self.registered.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The namespaces written under this key prefix, in byte order. A member that no KV
+    /// could have named is damage, reported as such.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.by(deadline, async {
+            let connection = self.connection().await?;
+            let key = self.namespaces_key();
+            let members: Vec<Vec<u8>> = self
+                .query(&connection, redis::cmd("SMEMBERS").arg(&key))
+                .await?;
+            let mut names = members
+                .into_iter()
+                .map(|member| {
+                    String::from_utf8(member)
+                        .ok()
+                        .filter(|name| check_namespace_name(name).is_ok())
+                        .ok_or_else(|| {
+                            self.corrupt(format!(
+                                "the set {key:?} holds a namespace name no KV could have made"
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<String>>>()?;
+            names.sort_unstable();
+            Ok(names)
+        })
+        .await
+    }
+
     /// Sends one command.
     pub(super) async fn query<T: redis::FromRedisValue>(
         &self,

@@ -182,6 +182,9 @@ pub struct RedisBackend {
     failing: AtomicBool,
     /// The layout read from the server, until an operation finds that it changed there.
     layout: Mutex<Option<Arc<Layout>>>,
+    /// Whether this handle has noted the namespace in its key prefix's set of namespaces
+    /// (see [`RedisBackend::register`]).
+    registered: AtomicBool,
     /// Held while the layout is read: the operations that find none cached wait for one
     /// reading rather than each read it.
     reading_layout: tokio::sync::Mutex<()>,
@@ -256,6 +259,10 @@ impl RemoteBackend for RedisBackend {
     }
 
     crate::store::remote_operations!(RedisBackend);
+
+    fn namespaces(&self) -> Pending<'_, Option<Vec<String>>> {
+        Box::pin(async { RedisBackend::namespaces(self).await.map(Some) })
+    }
 
     fn remove(&self) -> Pending<'_, ()> {
         Box::pin(RedisBackend::remove(self))

@@ -325,6 +325,10 @@ impl RedisBackend {
                 self.query::<()>(&connection, redis::cmd("DEL").arg(self.layout_key()))
                     .await?;
                 *self.cached_layout() = None;
+                let mut forget = redis::cmd("SREM");
+                forget.arg(self.namespaces_key()).arg(&self.name);
+                self.query::<()>(&connection, &forget).await?;
+                self.registered.store(false, Ordering::Release);
                 try_join_all((0..layout.partitions).map(|p| {
                     let connection = connection.clone();
                     async move {

@@ -58,9 +58,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::backends::sled::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
+use crate::store::{check_namespace_name, Error, Result};
 use crate::store::{Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
-use crate::store::{Error, Result};
 use wire::{
     key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };

@@ -29,6 +29,10 @@ impl RemoteBackend for SharedBackend {
         Box::pin(SharedBackend::flush(self))
     }
 
+    fn namespaces(&self) -> Pending<'_, Option<Vec<String>>> {
+        Box::pin(async { SharedBackend::namespaces(self).await.map(Some) })
+    }
+
     fn stage_begin(&self) -> Pending<'_, Option<u64>> {
         Box::pin(async { SharedBackend::stage_begin(self).await.map(Some) })
     }
@@ -62,6 +66,26 @@ impl SharedBackend {
             },
         )
         .await
+    }
+
+    /// The store's namespaces. A name no KV could have made, from a holder, is an error.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let names = self
+            .run(
+                |b| Ok(b.namespaces()?.unwrap_or_default()),
+                |_| Ok(Request::Namespaces),
+                |response| match response {
+                    Response::Names(names) => Some(Ok(names)),
+                    _ => None,
+                },
+            )
+            .await?;
+        for name in &names {
+            check_namespace_name(name).map_err(|_| {
+                Error::Internal("the store's holder named a namespace no KV could have made".into())
+            })?;
+        }
+        Ok(names)
     }
 
     pub async fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Entry>>> {

@@ -255,6 +255,7 @@ pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Re
     let outcome = match request {
         Request::Hello { .. } => Err(Error::Internal("a second hello".into())),
         Request::Flush => lease.flush().map(|()| Response::Done),
+        Request::Namespaces => Ok(Response::Names(lease.namespaces())),
         Request::Get { ns, key } => backend(lease, &ns, config)
             .and_then(|b| b.get(&key, u64::MAX))
             .and_then(|entry| {

@@ -21,7 +21,7 @@ use crate::store::{Entry, PutEntry, Value};
 /// talk (the client then reports the store as locked). Version 2 added the store's identity
 /// and the holder's session to the hellos; version 3 reads a namespace's entries a page at
 /// a time; version 4 stages bulk writes given in parts.
-pub const PROTOCOL: u32 = 4;
+pub const PROTOCOL: u32 = 5;
 
 /// The longest hello either side reads: a connection that says more before it has said who
 /// it is, or sends bytes that are not the protocol's (`GET / HTTP/1.1` reads as a length of
@@ -97,6 +97,8 @@ pub enum Request {
         ns: String,
         stage: u64,
     },
+    /// The names of the store's namespaces: answered with `Names`.
+    Namespaces,
 }
 
 /// The holder's answer to one request.
@@ -132,6 +134,8 @@ pub enum Response {
     Gone,
     /// The id of a stage begun.
     Staged(u64),
+    /// The store's namespaces, in byte order.
+    Names(Vec<String>),
 }
 
 /// One entry on the wire: key, value, expiration and metadata.

@@ -125,6 +125,11 @@ impl Lease {
     }
 
     /// Whether something serves the store to other processes (see [`Lease::serve`]).
+    /// The namespaces of the store (see [`namespace_names`]).
+    pub(crate) fn namespaces(&self) -> Vec<String> {
+        namespace_names(&self.shared().db)
+    }
+
     pub(crate) fn is_served(&self) -> bool {
         let server = self.shared().server.lock();
         server.unwrap_or_else(|e| e.into_inner()).is_some()
@@ -219,6 +224,20 @@ pub(super) fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSe
         }
     }
     Ok(live)
+}
+
+/// The namespaces of a store: those with an index tree, in byte order.
+pub(crate) fn namespace_names(db: &sled::Db) -> Vec<String> {
+    let mut names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .filter_map(|tree| {
+            let name = tree.strip_prefix(b"kv/")?.strip_suffix(b"/index")?;
+            String::from_utf8(name.to_vec()).ok()
+        })
+        .collect();
+    names.sort_unstable();
+    names
 }
 
 /// Flushes every database open in this process; used when the process exits normally.

@@ -15,6 +15,10 @@ impl Backend for SledBackend {
         }
     }
 
+    fn namespaces(&self) -> Result<Option<Vec<String>>> {
+        Ok(Some(self.lease.namespaces()))
+    }
+
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         loop {
             let Some(bytes) = self.record(key)? else {

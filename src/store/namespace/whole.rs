@@ -91,6 +91,12 @@ impl Namespace {
         removed
     }
 
+    /// The names of the namespaces in this namespace's store, in byte order; `None` in
+    /// memory, where a namespace stands alone.
+    pub async fn namespaces_async(&self) -> Result<Option<Vec<String>>> {
+        self.storage.namespaces().await
+    }
+
     /// Makes every write so far durable (a no-op in memory; on Redis, the server's
     /// configuration decides).
     pub async fn flush_async(&self) -> Result<()> {
