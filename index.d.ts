@@ -420,3 +420,41 @@ export interface WranglerEnvOptions extends Omit<KVOptions, 'namespace'> {
 export declare function wranglerEnv<Bindings extends string = string>(
   options?: WranglerEnvOptions,
 ): Record<Bindings, KV>
+
+/** Options of {@link serve}: a store (`path`, or `url` with its Redis options), or KVs. */
+export interface ServeOptions {
+  /** The sled store to serve (default `.kv`). */
+  path?: string
+  /** A Redis or Valkey server to serve, as `new KV({ url })` takes it. */
+  url?: string
+  cluster?: boolean
+  keyPrefix?: string
+  /** Namespaces to serve as they are, by name, instead of a store's. */
+  namespaces?: Record<string, KV>
+  /** Namespace ids (a wrangler configuration's `id`s and `preview_id`s) and the names they reach. */
+  ids?: Record<string, string>
+  /** Default 8788; 0 picks a free port. */
+  port?: number
+  /** Default 127.0.0.1. Any other address needs a `token`. */
+  host?: string
+  /** What clients send as `Authorization: Bearer <token>` (at least 16 characters); a random one by default. */
+  token?: string
+}
+
+/** A running {@link serve} server. */
+export interface KVServer {
+  /** Its address, such as `http://127.0.0.1:8788`. */
+  url: string
+  /** What wrangler's `CLOUDFLARE_API_BASE_URL` and the `cloudflare` SDK's `baseURL` take. */
+  apiUrl: string
+  token: string
+  port: number
+  /** Stops serving and closes the namespaces it opened. */
+  close(): Promise<void>
+}
+
+/**
+ * Serves Cloudflare's KV REST API (`/client/v4/accounts/:account_id/storage/kv/namespaces/...`)
+ * on this machine, from every namespace of a store or from the KVs given.
+ */
+export declare function serve(options?: ServeOptions): Promise<KVServer>

@@ -7,4 +7,9 @@ const { KV, forRealm, REMOVE } = require('./lib/kv.js')
 const { flushOnSignals } = require('./lib/signals.js')
 const { wranglerEnv } = require('./lib/wrangler-env.js')
 
-module.exports = { KV, forRealm, flushOnSignals, wranglerEnv, REMOVE }
+/** Serves Cloudflare's KV REST API from a store, or from KVs (see lib/serve). */
+function serve(options) {
+  return require('./lib/serve/index.js').serve(options)
+}
+
+module.exports = { KV, forRealm, flushOnSignals, wranglerEnv, serve, REMOVE }

@@ -2,5 +2,5 @@
 // one `KV`, sharing one process-wide store registry.
 import kvBinding from './index.js'
 
-export const { KV, forRealm, flushOnSignals, wranglerEnv } = kvBinding
+export const { KV, forRealm, flushOnSignals, wranglerEnv, serve } = kvBinding
 export default kvBinding

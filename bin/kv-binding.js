@@ -34,6 +34,10 @@ Commands:
   export --to-wrangler [DIR]                the namespaces the wrangler configuration binds,
                                             into that state under their ids (stop wrangler
                                             dev first)
+  serve [--port N] [--host H] [--token T]   Cloudflare's KV REST API over every namespace of
+                                            the store, until stopped (port 8788, host
+                                            127.0.0.1, a new token unless --token or KV_TOKEN
+                                            gives one; another host needs a token of yours)
 
 Options:
   --path DIR        store directory (default .kv)
@@ -114,6 +118,9 @@ function parse(argv) {
         'skip-damaged': { type: 'boolean', default: false },
         'from-wrangler': { type: 'boolean', default: false },
         'to-wrangler': { type: 'boolean', default: false },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        token: { type: 'string', default: process.env.KV_TOKEN },
         help: { type: 'boolean', short: 'h', default: false },
       },
     })
@@ -275,6 +282,61 @@ async function wranglerState(command, [dir, ...extra], options) {
   return 0
 }
 
+/** The namespace ids the wrangler configuration binds, to the namespaces they reach. */
+function configuredIds(options) {
+  const { findConfig, loadKvNamespaces } = require('../lib/wrangler.js')
+  // Without a configuration, namespaces are reached by their names alone.
+  if (options.config === undefined && options.env === undefined && findConfig() === null) return {}
+  const { namespaces } = loadKvNamespaces({ config: options.config, env: options.env })
+  const ids = {}
+  for (const { binding, id, previewId } of namespaces) {
+    if (id !== undefined) ids[id] = binding
+    if (previewId !== undefined) ids[previewId] = binding
+  }
+  return ids
+}
+
+/** serve: the KV REST API over every namespace of the store, until SIGINT or SIGTERM. */
+async function serveCommand(args, options) {
+  if (args.length > 0) throw new UsageError('serve takes no arguments')
+  if (options.namespace !== undefined || options.binding !== undefined) {
+    throw new UsageError('serve serves every namespace of the store: leave out --namespace')
+  }
+  const { serve } = require('../lib/serve/index.js')
+  const store = storeOptions({ ...options, binding: undefined, env: undefined, config: undefined })
+  delete store.namespace
+  delete store.cacheCapacity
+  const port = number('port', options.port) ?? 8788
+  const host = options.host ?? '127.0.0.1'
+  let server
+  try {
+    server = await serve({
+      ...store,
+      ids: configuredIds(options),
+      port,
+      host,
+      token: options.token,
+    })
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(error.message)
+    throw error
+  }
+  const where = store.url === undefined ? `the store ${store.path}` : 'the Redis store'
+  console.log(`kv-binding serves ${where} at ${server.url}`)
+  console.log(`API   ${server.apiUrl}`)
+  console.log(`token ${server.token}`)
+  console.log(
+    `For wrangler: CLOUDFLARE_API_BASE_URL=${server.apiUrl} CLOUDFLARE_API_TOKEN=${server.token} ` +
+      'CLOUDFLARE_ACCOUNT_ID=local wrangler kv key list --binding KV --remote',
+  )
+  await new Promise((resolve) => {
+    process.once('SIGINT', resolve)
+    process.once('SIGTERM', resolve)
+  })
+  await server.close()
+  return 0
+}
+
 async function main(argv) {
   const { values: options, positionals } = parse(argv)
   const [command, ...args] = positionals
@@ -283,6 +345,7 @@ async function main(argv) {
     return 0
   }
   if (command === undefined) throw new UsageError('no command given')
+  if (command === 'serve') return serveCommand(args, options)
   if (!Object.hasOwn(commands, command)) throw new UsageError(`unknown command "${command}"`)
   if (options['from-wrangler'] || options['to-wrangler'])
     return wranglerState(command, args, options)
