@@ -743,7 +743,11 @@ fn a_sled_namespace_lists_its_stores_namespaces_and_memory_has_none() {
     let names = complete_local(z.namespaces_async()).unwrap();
     assert_eq!(
         names,
-        Some(vec!["A".to_owned(), "b/with slash".to_owned(), "é".to_owned()])
+        Some(vec![
+            "A".to_owned(),
+            "b/with slash".to_owned(),
+            "é".to_owned()
+        ])
     );
     assert_eq!(
         complete_local(Namespace::in_memory().namespaces_async()).unwrap(),

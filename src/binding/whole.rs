@@ -133,10 +133,7 @@ impl NativeNamespace {
     /// The names of the namespaces in this namespace's store, in byte order (`null` in
     /// memory, where a namespace stands alone), off the JS thread.
     #[napi(ts_return_type = "Promise<Array<string> | null | Failure>")]
-    pub fn namespaces_async<'env>(
-        &self,
-        env: &'env Env,
-    ) -> Result<Pending<'env, Names, Names>> {
+    pub fn namespaces_async<'env>(&self, env: &'env Env) -> Result<Pending<'env, Names, Names>> {
         self.off_thread(
             env,
             |namespace| async move { namespace.namespaces_async().await },
