@@ -9,6 +9,7 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** One namespace, on any backend; `None` once closed. */
 export declare class NativeNamespace {
   /**
    * Reads `key` as text: a string, `null` when missing, or the value's length when it is too
@@ -84,7 +85,7 @@ export declare class NativeNamespace {
   putBytes(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): void
   /**
    * Writes a byte value off the JS thread. The caller must not change `value` until the
-   * promise settles (index.js passes a private copy).
+   * promise settles (lib/kv/writes.js passes a private copy).
    */
   putAsync(key: string, value: Uint8Array, expiration: number | undefined | null, expirationTtl: number | undefined | null, metadata: string | undefined | null, now: number): Promise<void | Failure>
   /**
@@ -102,13 +103,8 @@ export declare class NativeNamespace {
   deleteBulkAsync(keys: Array<string>): Promise<void | Failure>
   /** Opens a namespace where `options` says (see [`OpenOptions`]). */
   static open(options: OpenOptions): NativeNamespace
-  /**
-   * Whether operations can run in-line on the JS thread: memory, and a sled store this
-   * process holds. Not on Redis, nor on a store that another process holds.
-   * What the backend guarantees (see [`store::Capabilities`]); all false once closed.
-   */
+  /** What the backend guarantees (see [`store::Capabilities`]); all false once closed. */
   get capabilities(): BackendCapabilities
-  get isLocal(): boolean
   /**
    * Simulates eventual consistency: this handle becomes one location, with a read cache of
    * its own; all its locations cache up to `budget` bytes together (a default without).
@@ -141,10 +137,7 @@ export declare class NativeStaged {
   dropAsync(): Promise<void | Failure>
 }
 
-/**
- * One namespace, in memory or in a sled store.
- * [`store::Capabilities`], as JS reads them.
- */
+/** [`store::Capabilities`], as JS reads them. */
 export interface BackendCapabilities {
   inLine: boolean
   persistent: boolean

@@ -161,7 +161,6 @@ fn init() {
     }
 }
 
-/// One namespace, in memory or in a sled store.
 /// [`store::Capabilities`], as JS reads them.
 #[napi(object)]
 pub struct BackendCapabilities {
@@ -174,6 +173,7 @@ pub struct BackendCapabilities {
     pub shared_snapshots: bool,
 }
 
+/// One namespace, on any backend; `None` once closed.
 #[napi]
 pub struct NativeNamespace {
     inner: Option<Arc<Namespace>>,
@@ -200,8 +200,6 @@ impl NativeNamespace {
         start(env, namespace, work(namespace.clone()), finish)
     }
 
-    /// Whether operations can run in-line on the JS thread: memory, and a sled store this
-    /// process holds. Not on Redis, nor on a store that another process holds.
     /// What the backend guarantees (see [`store::Capabilities`]); all false once closed.
     #[napi(getter)]
     pub fn capabilities(&self) -> BackendCapabilities {
@@ -227,13 +225,6 @@ impl NativeNamespace {
             staged_writes,
             shared_snapshots,
         }
-    }
-
-    #[napi(getter)]
-    pub fn is_local(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_some_and(|namespace| namespace.is_local())
     }
 
     /// Simulates eventual consistency: this handle becomes one location, with a read cache of

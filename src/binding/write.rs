@@ -37,7 +37,7 @@ impl NativeNamespace {
     }
 
     /// Writes a byte value off the JS thread. The caller must not change `value` until the
-    /// promise settles (index.js passes a private copy).
+    /// promise settles (lib/kv/writes.js passes a private copy).
     #[napi(ts_return_type = "Promise<void | Failure>")]
     #[allow(clippy::too_many_arguments)]
     pub fn put_async<'env>(

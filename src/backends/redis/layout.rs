@@ -213,6 +213,8 @@ impl RedisBackend {
     /// layout it was using. The layout is read again by the next operation.
     pub(super) fn layout_changed(&self) -> Error {
         *self.cached_layout() = None;
+        // What changed it may have taken the set of namespaces too: noted again on next write.
+        self.registered.store(false, Ordering::Release);
         Error::StorageRemote {
             place: self.place(),
             detail: "its layout on the server is not the one this KV was using (the server \

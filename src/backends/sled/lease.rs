@@ -226,14 +226,17 @@ pub(super) fn live_files(db: &sled::Db) -> sled::Result<std::collections::HashSe
     Ok(live)
 }
 
-/// The namespaces of a store: those with an index tree, in byte order.
+/// The namespaces of a store: those with an index tree, in byte order. A tree whose name no
+/// KV could have made is not a namespace.
 pub(crate) fn namespace_names(db: &sled::Db) -> Vec<String> {
     let mut names: Vec<String> = db
         .tree_names()
         .iter()
         .filter_map(|tree| {
             let name = tree.strip_prefix(b"kv/")?.strip_suffix(b"/index")?;
-            String::from_utf8(name.to_vec()).ok()
+            String::from_utf8(name.to_vec())
+                .ok()
+                .filter(|name| crate::store::check_namespace_name(name).is_ok())
         })
         .collect();
     names.sort_unstable();

@@ -68,14 +68,6 @@ impl Namespace {
         self.storage.local(self.put_many_async(entries, now_ms))
     }
 
-    pub fn dump(
-        &self,
-        now_ms: i64,
-        skip: Option<&mut DamageSink<'_>>,
-    ) -> Result<Vec<(Bytes, Entry)>> {
-        self.storage.local(self.dump_async(now_ms, skip))
-    }
-
     pub fn snapshot(&self) -> Result<Snapshot> {
         self.storage.local(self.snapshot_async())
     }
