@@ -337,6 +337,13 @@ describe.each(stores)('serving %s', (_name, where) => {
       headers: { 'content-type': 'multipart/form-data; boundary=x' },
     })
     expect(multipart.status).toBe(400)
+    const badKey = await call(server, 'DELETE', '/KV/bulk', {
+      body: JSON.stringify(['kept', 'x'.repeat(513)]),
+    })
+    expect(badKey.status).toBe(414)
+    expect((await badKey.json()).errors[0].message).toBe(
+      'UTF-8 encoded length of 513 exceeds key length limit of 512.',
+    )
     const huge = await call(server, 'PUT', '/KV/values/kept', {
       body: Buffer.alloc(25 * 1024 * 1024 + 1),
     })

@@ -124,7 +124,12 @@ function addDataMethods(kit) {
 
     // The names of the store's namespaces, in byte order (see NAMESPACES).
     [NAMESPACES]() {
-      return PromiseInRealm.resolve(stateOf(this).native.namespacesAsync()).then(check)
+      const s = stateOf(this)
+      try {
+        return PromiseInRealm.resolve(s.native.namespacesAsync()).then(check)
+      } catch (error) {
+        return PromiseInRealm.reject(fromNative(error))
+      }
     },
 
     // What the backend guarantees (see CAPABILITIES).

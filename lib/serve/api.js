@@ -4,7 +4,8 @@
 // answered from kv-binding namespaces: the same paths, bodies, envelopes and limits as
 // production's, so that wrangler, the `cloudflare` SDK and other clients work unchanged.
 
-const { MAX_VALUE_SIZE } = require('../native.js')
+const native = require('../native.js')
+const { errorsFor } = require('../errors.js')
 const { CODES, ApiError, invalid, sendResult, readBody, readJson } = require('./http.js')
 
 // Production's limits on the REST API.
@@ -16,7 +17,8 @@ const LIST_LIMIT_MIN = 10
 const LIST_LIMIT_MAX = 1000
 const NAMESPACES_PER_PAGE_MAX = 1000
 // A value's body may carry a multipart envelope and its metadata besides the value.
-const VALUE_BODY_MAX = MAX_VALUE_SIZE + (64 << 10)
+const VALUE_BODY_MAX = native.MAX_VALUE_SIZE + (64 << 10)
+const { fromNative } = errorsFor(globalThis)
 const SMALL_BODY_MAX = 1 << 20
 
 const PREFIX = '/client/v4/accounts/'
@@ -228,6 +230,12 @@ function apiFor(namespaces) {
       if (deleting) {
         const body = await readJson(req, SMALL_BODY_MAX * 16, 'bulk delete')
         const keys = keysOf(body, BULK_DELETE_KEYS, 'bulk delete')
+        // Every key is checked before any is deleted: a bad one deletes none.
+        try {
+          for (const key of keys) native.validatePutKey(key)
+        } catch (error) {
+          throw fromKv(fromNative(error))
+        }
         await Promise.all(keys.map((key) => kv.delete(key)))
         return sendResult(res, { successful_key_count: keys.length, unsuccessful_keys: [] })
       }

@@ -63,9 +63,11 @@ function readBody(req, limit, what) {
   return new Promise((resolve, reject) => {
     const chunks = []
     let length = 0
+    // What is left of a refused body is not read: the server closes the connection once
+    // it has answered (see index.js).
     const fail = (error) => {
       req.removeAllListeners('data')
-      req.resume()
+      req.pause()
       reject(error)
     }
     req.on('data', (chunk) => {
@@ -74,7 +76,9 @@ function readBody(req, limit, what) {
       else chunks.push(chunk)
     })
     req.on('end', () => resolve(Buffer.concat(chunks, length)))
-    req.on('aborted', () => fail(invalid('The request body ended before its end.')))
+    req.on('close', () => {
+      if (!req.complete) fail(invalid('The request body ended before its end.'))
+    })
     req.on('error', fail)
   })
 }

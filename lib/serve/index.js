@@ -48,6 +48,9 @@ async function serve(options = {}) {
   const store = kvs === undefined ? storeOf({ path, url, cluster, keyPrefix }) : null
   const namespaces = new Namespaces({ store, kvs, ids })
   const answer = apiFor(namespaces)
+  // Made once the port is known; until then (a request in the moment after listening
+  // began) nothing is answered but this.
+  let guard = () => new ApiError(503, CODES.INTERNAL, 'The server is starting.')
 
   const server = http.createServer(async (req, res) => {
     try {
@@ -62,10 +65,13 @@ async function serve(options = {}) {
         error instanceof ApiError
           ? error
           : new ApiError(500, CODES.INTERNAL, String(error?.message ?? error))
-      if (!res.headersSent) sendError(res, failure)
-      else res.destroy()
-      // What is left of a refused body is not read.
-      if (!req.complete) req.destroy()
+      if (res.headersSent) return res.destroy()
+      // What is left of a refused body is not read: the connection ends with the answer.
+      if (!req.complete) {
+        res.setHeader('connection', 'close')
+        res.once('finish', () => req.destroy())
+      }
+      sendError(res, failure)
     }
   })
   server.requestTimeout = REQUEST_TIMEOUT_MS
@@ -78,7 +84,7 @@ async function serve(options = {}) {
     })
   })
   const bound = server.address().port
-  const guard = guardFor({ host, port: bound, token })
+  guard = guardFor({ host, port: bound, token })
   const origin = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`
   let closing = null
   return {
