@@ -24,6 +24,7 @@ const { addReadMethods } = require('./kv/reads.js')
 const { addWriteMethods } = require('./kv/writes.js')
 const { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES } = require('./kv/data.js')
 const { addViewMethods } = require('./kv/views.js')
+const { watchMethods } = require('./kv/feed.js')
 
 /**
  * Builds the `KV` class for one realm: every value, Map, stream, promise and error it hands
@@ -148,13 +149,20 @@ function createKV(realm) {
     s.native = opened.native
     s.remote = opened.remote
     s.sharedSnapshots = opened.sharedSnapshots
+    s.namespace = namespace
     if (consistency === 'eventual') s.native.makeEventuallyConsistent(locationCacheBytes)
     return s
   }
 
   kit.KV = KV
   // Adds methods as a class body would: not enumerable, replaceable by a subclass.
+  // The methods that make KV operations also publish them, for whoever watches (feed.js).
+  const labelOf = (kv) => {
+    const s = kit.stateOf(kv)
+    return { namespace: s.namespace, location: s.location }
+  }
   kit.addMethods = (methods) => {
+    watchMethods(methods, labelOf)
     for (const name of Reflect.ownKeys(methods)) {
       const { value } = Object.getOwnPropertyDescriptor(methods, name)
       Object.defineProperty(KV.prototype, name, { value, writable: true, configurable: true })

@@ -51,6 +51,10 @@ function stateFor(kit) {
       // Once views exist (location(), invocation()): the namespace as first opened, its
       // location views by name, and the promise of closing them all (see views.js).
       this.family = null
+      // What names the namespace and the location() view in the operations published
+      // (see feed.js).
+      this.namespace = null
+      this.location = null
     }
 
     // The state of a view of this namespace: the same data, order of operations, clock and
@@ -69,6 +73,8 @@ function stateFor(kit) {
       view.limits = this.limits
       view.family = this.family
       view.budget = budget
+      view.namespace = this.namespace
+      view.location = this.location
       return view
     }
 

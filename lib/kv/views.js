@@ -86,6 +86,7 @@ function addViewMethods(kit) {
         throw fromNative(error)
       }
       made = view(this, nativeView, null)
+      stateOf(made).location = name
       s.family.locations.set(name, made)
       if (s.family.locations.size > LOCATIONS_KEPT) {
         s.family.locations.delete(s.family.locations.keys().next().value)
