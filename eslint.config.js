@@ -19,6 +19,16 @@ module.exports = [
     languageOptions: { globals: { ...globals.jest } },
   },
   {
+    // Its functions passed to page.evaluate() run in the browser.
+    files: ['__test__/browser.test.js'],
+    languageOptions: { globals: { ...globals.browser } },
+  },
+  {
+    // The data browser's scripts: ES modules run by the browser.
+    files: ['lib/serve/ui/**/*.js'],
+    languageOptions: { sourceType: 'module', ecmaVersion: 2024, globals: { ...globals.browser } },
+  },
+  {
     // ES modules run by Node: the Vitest fixture project.
     files: ['**/*.mjs'],
     languageOptions: { sourceType: 'module', ecmaVersion: 2024, globals: { ...globals.node } },

@@ -447,6 +447,8 @@ export interface KVServer {
   url: string
   /** What wrangler's `CLOUDFLARE_API_BASE_URL` and the `cloudflare` SDK's `baseURL` take. */
   apiUrl: string
+  /** The data browser, with the token in the URL's fragment (the page keeps it). */
+  browserUrl: string
   token: string
   port: number
   /** Stops serving and closes the namespaces it opened. */
@@ -455,6 +457,7 @@ export interface KVServer {
 
 /**
  * Serves Cloudflare's KV REST API (`/client/v4/accounts/:account_id/storage/kv/namespaces/...`)
- * on this machine, from every namespace of a store or from the KVs given.
+ * and a data browser at `/` on this machine, from every namespace of a store or from the KVs
+ * given.
  */
 export declare function serve(options?: ServeOptions): Promise<KVServer>

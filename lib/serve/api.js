@@ -81,11 +81,11 @@ function keysOf(body, max, what) {
 }
 
 /**
- * The handler of the API's routes over `namespaces` (see namespaces.js): answers `req`, or
- * throws an ApiError for the caller to send.
+ * Finds what a path's namespace id (raw, as in the path) reaches in `namespaces`:
+ * `{ id, name, kv }`, or throws production's 404.
  */
-function apiFor(namespaces) {
-  async function namespaceOf(rawId) {
+function resolverFor(namespaces) {
+  return async function namespaceOf(rawId) {
     const id = decodePart(rawId, 'namespace id')
     const name = await namespaces.resolve(id)
     if (name === null) {
@@ -93,7 +93,13 @@ function apiFor(namespaces) {
     }
     return { id, name, kv: namespaces.kv(name) }
   }
+}
 
+/**
+ * The handler of the API's routes over `namespaces` (see namespaces.js): answers `req`, or
+ * throws an ApiError for the caller to send.
+ */
+function apiFor(namespaces, namespaceOf = resolverFor(namespaces)) {
   const routes = {
     async namespaces(req, res, query) {
       if (req.method === 'GET') {
@@ -309,4 +315,4 @@ function apiFor(namespaces) {
   }
 }
 
-module.exports = { apiFor }
+module.exports = { apiFor, resolverFor, fromKv }

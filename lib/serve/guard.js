@@ -22,14 +22,15 @@ const refused = (message) => new ApiError(403, CODES.AUTHENTICATION, message)
 
 /**
  * The check every request passes before it is answered: `host` and `port` are where the
- * server listens, `token` what clients must send as `Authorization: Bearer <token>`.
- * Returns the error to answer with, or null.
+ * server listens, `token` what clients must send as `Authorization: Bearer <token>` (all but
+ * the browser's page, which holds no data and is how a person gives the token). The check is
+ * `(req, tokenNeeded = true)` and returns the error to answer with, or null.
  */
 function guardFor({ host, port, token }) {
   const names = isLoopback(host) ? ['127.0.0.1', 'localhost', '[::1]'] : [bracketed(host)]
   const hosts = new Set(names.map((name) => `${name}:${port}`))
   const expected = Buffer.from(`Bearer ${token}`)
-  return (req) => {
+  return (req, tokenNeeded = true) => {
     const hostHeader = req.headers.host
     if (!hosts.has(hostHeader)) {
       return new ApiError(
@@ -47,6 +48,7 @@ function guardFor({ host, port, token }) {
     if (origin !== undefined && origin !== `http://${hostHeader}`) {
       return refused(`Requests from ${origin} are refused.`)
     }
+    if (!tokenNeeded) return null
     const given = Buffer.from(req.headers.authorization ?? '')
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) {
       return refused('Authentication error')

@@ -6,7 +6,8 @@
 
 const http = require('node:http')
 const { isObject } = require('../arguments.js')
-const { apiFor } = require('./api.js')
+const { apiFor, resolverFor, fromKv } = require('./api.js')
+const { browserFor } = require('./browser.js')
 const { guardFor, isLoopback, newToken } = require('./guard.js')
 const { Namespaces } = require('./namespaces.js')
 const { ApiError, CODES, sendError } = require('./http.js')
@@ -15,9 +16,10 @@ const { ApiError, CODES, sendError } = require('./http.js')
 const REQUEST_TIMEOUT_MS = 120_000
 
 /**
- * Serves the KV REST API. Resolves `{ url, apiUrl, token, close }` once listening: `apiUrl` is
- * what wrangler's CLOUDFLARE_API_BASE_URL and the SDK's baseURL take, `token` what
- * `Authorization: Bearer` must carry.
+ * Serves the KV REST API and the data browser. Resolves `{ url, apiUrl, browserUrl, token,
+ * port, close }` once listening: `apiUrl` is what wrangler's CLOUDFLARE_API_BASE_URL and the
+ * SDK's baseURL take, `token` what `Authorization: Bearer` must carry, `browserUrl` the page
+ * with the token in its fragment (never sent over the network; the page keeps it).
  *
  * @param {{ path?: string, url?: string, cluster?: boolean, keyPrefix?: string,
  *   namespaces?: Record<string, object>, ids?: Record<string, string>, port?: number,
@@ -47,19 +49,28 @@ async function serve(options = {}) {
   const token = given ?? newToken()
   const store = kvs === undefined ? storeOf({ path, url, cluster, keyPrefix }) : null
   const namespaces = new Namespaces({ store, kvs, ids })
-  const answer = apiFor(namespaces)
+  const namespaceOf = resolverFor(namespaces)
+  const answer = apiFor(namespaces, namespaceOf)
+  const browser = browserFor(namespaceOf)
   // Made once the port is known; until then (a request in the moment after listening
   // began) nothing is answered but this.
   let guard = () => new ApiError(503, CODES.INTERNAL, 'The server is starting.')
 
   const server = http.createServer(async (req, res) => {
     try {
-      const refused = guard(req)
-      if (refused !== null) throw refused
       const at = req.url.indexOf('?')
       const path = at === -1 ? req.url : req.url.slice(0, at)
       const query = new URLSearchParams(at === -1 ? '' : req.url.slice(at + 1))
-      await answer(req, res, path, query)
+      const page = browser.isPage(path)
+      const refused = guard(req, !page)
+      if (refused !== null) throw refused
+      if (page) return browser.answerPage(req, res, path)
+      if (path.startsWith('/_kv/')) {
+        return await browser.answer(req, res, path, query).catch((error) => {
+          throw fromKv(error)
+        })
+      }
+      await browser.unlessRefresh(req, () => answer(req, res, path, query))
     } catch (error) {
       const failure =
         error instanceof ApiError
@@ -90,11 +101,13 @@ async function serve(options = {}) {
   return {
     url: origin,
     apiUrl: `${origin}/client/v4`,
+    browserUrl: `${origin}/#token=${encodeURIComponent(token)}`,
     token,
     port: bound,
     close() {
       closing ??= new Promise((resolve) => {
         server.close(() => resolve())
+        browser.close()
         server.closeAllConnections()
       }).then(() => namespaces.close())
       return closing
