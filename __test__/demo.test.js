@@ -169,6 +169,48 @@ describe.each(stores)('demo worker with --eventual on the %s backend', (_name, k
   })
 })
 
+describe.each(stores)('demo with its data browser on the %s backend', (_name, kvOptions) => {
+  test("the operations view's feed shows the worker's KV calls, cache status and location", async () => {
+    const demo = await startDemo({
+      port: 0,
+      kvOptions: { ...kvOptions(), consistency: 'eventual' },
+      browser: { port: 0 },
+    })
+    const stop = new AbortController()
+    try {
+      const { browser } = demo
+      const feed = await fetch(`${browser.url}/_kv/events`, {
+        headers: { authorization: `Bearer ${browser.token}` },
+        signal: stop.signal,
+      })
+      expect(feed.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
+      const reader = feed.body.pipeThrough(new TextDecoderStream()).getReader()
+      await fetch(`${demo.url.replace(/\/$/, '')}/checkout?colo=NRT`)
+      let text = ''
+      while (!text.includes('"location":"NRT"')) text += (await reader.read()).value
+      const [operation] = text
+        .split('\n')
+        .filter((line) => line.startsWith('data: ') && line.includes('"location":"NRT"'))
+        .map((line) => JSON.parse(line.slice(6)))
+      expect(operation).toMatchObject({
+        op: 'get',
+        key: 'feature-flags',
+        location: 'NRT',
+        error: null,
+        size: expect.any(Number),
+      })
+      // The worker's namespace is the one the browser shows first.
+      const listed = await fetch(`${browser.apiUrl}/accounts/local/storage/kv/namespaces`, {
+        headers: { authorization: `Bearer ${browser.token}` },
+      })
+      expect((await listed.json()).result.map(({ title }) => title)).toContain('KV')
+    } finally {
+      stop.abort()
+      await demo.close()
+    }
+  })
+})
+
 test("with --limits, a burst from one client stays within the API's answers", async () => {
   // Production refuses a second write to the rate-limit counter within a second: the worker
   // must not turn that into a 500.
@@ -206,14 +248,22 @@ test('Ctrl-C of the demo server loses no acknowledged write', async () => {
     '0',
     '--path',
     dir,
+    '--browser-port',
+    '0',
   ])
+  let printed = ''
   const url = await new Promise((resolve, reject) => {
     server.stdout.on('data', (chunk) => {
-      const match = /on (http:\/\/\S+?)\/? /.exec(String(chunk))
-      if (match) resolve(match[1])
+      printed += chunk
+      const match = /on (http:\/\/\S+?)\/? /.exec(printed)
+      if (match && printed.includes('Ctrl-C')) resolve(match[1])
     })
     server.once('exit', reject)
   })
+  // The data browser's address, with its token, printed beside the worker's.
+  const browserUrl = /^Data browser and operations view: (\S+)$/m.exec(printed)[1]
+  const page = await fetch(new URL('/', browserUrl))
+  expect([page.status, page.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8'])
   const logins = []
   for (let i = 0; i < 20; i++) {
     const response = await fetch(`${url}/login?user=u${i}`, { method: 'POST' })

@@ -34,10 +34,11 @@ Commands:
   export --to-wrangler [DIR]                the namespaces the wrangler configuration binds,
                                             into that state under their ids (stop wrangler
                                             dev first)
-  serve [--port N] [--host H] [--token T]   Cloudflare's KV REST API over every namespace of
-                                            the store, until stopped (port 8788, host
-                                            127.0.0.1, a new token unless --token or KV_TOKEN
-                                            gives one; another host needs a token of yours)
+  serve [--port N] [--host H] [--token T]   Cloudflare's KV REST API and a data browser over
+                                            every namespace of the store, until stopped
+                                            (port 8788, host 127.0.0.1, a new token unless
+                                            --token or KV_TOKEN gives one; another host
+                                            needs a token of yours)
 
 Options:
   --path DIR        store directory (default .kv)
@@ -296,7 +297,10 @@ function configuredIds(options) {
   return ids
 }
 
-/** serve: the KV REST API over every namespace of the store, until SIGINT or SIGTERM. */
+/**
+ * serve: the KV REST API and the data browser over every namespace of the store, until SIGINT
+ * or SIGTERM.
+ */
 async function serveCommand(args, options) {
   if (args.length > 0) throw new UsageError('serve takes no arguments')
   if (options.namespace !== undefined || options.binding !== undefined) {
@@ -323,8 +327,9 @@ async function serveCommand(args, options) {
   }
   const where = store.url === undefined ? `the store ${store.path}` : 'the Redis store'
   console.log(`kv-binding serves ${where} at ${server.url}`)
-  console.log(`API   ${server.apiUrl}`)
-  console.log(`token ${server.token}`)
+  console.log(`Browser ${server.browserUrl}`)
+  console.log(`API     ${server.apiUrl}`)
+  console.log(`token   ${server.token}`)
   console.log(
     `For wrangler: CLOUDFLARE_API_BASE_URL=${server.apiUrl} CLOUDFLARE_API_TOKEN=${server.token} ` +
       'CLOUDFLARE_ACCOUNT_ID=local wrangler kv key list --binding KV --remote',

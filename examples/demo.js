@@ -5,24 +5,29 @@
 //
 //   node examples/demo.js [--port 8787] [--host 127.0.0.1] [--path .kv | --url redis://...]
 //                         [--binding NAME [--env NAME] [--config wrangler.toml]]
-//                         [--eventual] [--limits]
+//                         [--eventual] [--limits] [--browser-port 8788 | off]
 //
 // The worker's env.KV is the store's namespace KV, or with --binding the namespace of that
 // binding in the project's wrangler configuration (checked to bind it). With --eventual, KV
 // reads are cached per Cloudflare location as production caches them: a request that adds
 // ?colo=NRT is served from location NRT (see examples/worker.js). With --limits, KV enforces
-// production's one write a second per key (see the worker's /api).
+// production's one write a second per key (see the worker's /api). Beside the worker, on
+// --browser-port, `serve()` answers the data browser and Cloudflare's KV REST API over the
+// same store; its operations view shows the worker's KV calls as they happen. It listens on
+// loopback unless KV_TOKEN gives the token that another host needs.
 //
 // Environment: PORT, HOST, KV_PATH, KV_URL (Redis instead of a directory: every demo process
-// pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100).
+// pointed at one server shares the data), RATE_LIMIT (requests a minute per IP, default 100),
+// KV_BROWSER_PORT, KV_TOKEN.
 
 const fs = require('node:fs')
 const http = require('node:http')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { EdgeRuntime, pipeBodyStreamToResponse } = require('edge-runtime')
-const { forRealm } = require('..')
+const { forRealm, serve: serveKv } = require('..')
 const { bindingNamespace } = require('../lib/wrangler.js')
+const { isLoopback } = require('../lib/serve/guard.js')
 
 const WORKER = fs.readFileSync(path.join(__dirname, 'worker.js'), 'utf8')
 const DEFAULT_FLAGS = { newCheckout: true }
@@ -115,14 +120,23 @@ async function serve(runtime, { port, host }) {
 }
 
 /**
- * Starts the demo worker.
+ * Starts the demo worker, and with `browser` the data browser and KV REST API beside it.
  *
- * @param {{ port?: number, host?: string, kvOptions?: object, rateLimit?: number }} options
+ * @param {{ port?: number, host?: string, kvOptions?: object, rateLimit?: number,
+ *   browser?: { port?: number, token?: string } }} options
  *   `kvOptions` are passed to `new KV()`: `{ path: '.kv', namespace: 'KV' }` for a store on
- *   disk, `{}` for memory.
- * @returns {Promise<{ url: string, kv: object, close: () => Promise<void> }>}
+ *   disk, `{}` for memory. `browser` serves every namespace of that store (the worker's KV
+ *   alone in memory) on the same host.
+ * @returns {Promise<{ url: string, kv: object, browser: object | null,
+ *   close: () => Promise<void> }>}
  */
-async function startDemo({ port = 8787, host = '127.0.0.1', kvOptions = {}, rateLimit = 100 }) {
+async function startDemo({
+  port = 8787,
+  host = '127.0.0.1',
+  kvOptions = {},
+  rateLimit = 100,
+  browser: browserOptions = null,
+}) {
   let kv
   const runtime = new EdgeRuntime({
     extend(context) {
@@ -139,14 +153,45 @@ async function startDemo({ port = 8787, host = '127.0.0.1', kvOptions = {}, rate
   }
   runtime.evaluate(WORKER)
   const server = await serve(runtime, { port, host })
+  let browser = null
+  if (browserOptions !== null) {
+    try {
+      const { port: browserPort = 8788, token } = browserOptions
+      const listen = {
+        host: token || isLoopback(host) ? host : '127.0.0.1',
+        port: browserPort,
+        token,
+      }
+      browser = await serveData(kv, kvOptions, listen).catch((error) => {
+        // Another server on the usual port (wrangler dev's, say): any free port will do.
+        if (error.code !== 'EADDRINUSE') throw error
+        return serveData(kv, kvOptions, { ...listen, port: 0 })
+      })
+    } catch (error) {
+      await server.close()
+      await kv.close()
+      throw error
+    }
+  }
   return {
     url: server.url,
     kv,
+    browser,
     async close() {
+      await browser?.close()
       await server.close()
       await kv.close()
     },
   }
+}
+
+// The data browser and REST API over the demo's store: every namespace of a store on disk or
+// in Redis (opened in this process, which holds the store), or the worker's KV in memory. Its
+// operations view shows the worker's requests, since they run in this process.
+function serveData(kv, { path: dir, url, keyPrefix, cluster, namespace = 'KV' }, listen) {
+  if (dir !== undefined) return serveKv({ path: dir, ...listen })
+  if (url !== undefined) return serveKv({ url, keyPrefix, cluster, ...listen })
+  return serveKv({ namespaces: { [namespace]: kv }, ...listen })
 }
 
 /** `url` without its password, for printing. */
@@ -172,6 +217,7 @@ async function main() {
       config: { type: 'string' },
       eventual: { type: 'boolean', default: false },
       limits: { type: 'boolean', default: false },
+      'browser-port': { type: 'string', default: process.env.KV_BROWSER_PORT || '8788' },
     },
   })
   const namespace =
@@ -191,6 +237,10 @@ async function main() {
     host: values.host,
     kvOptions,
     rateLimit,
+    browser:
+      values['browser-port'] === 'off'
+        ? null
+        : { port: Number(values['browser-port']), token: process.env.KV_TOKEN || undefined },
   })
   const url = demo.url.replace(/\/$/, '')
   console.log(`kv-binding demo worker on ${url} (env.KV: namespace ${namespace} ${where})`)
@@ -203,6 +253,10 @@ async function main() {
     console.log(
       `  curl '${url}/checkout?colo=NRT'   (location NRT keeps what it read for 60 s after a PUT /flags)`,
     )
+  }
+  if (demo.browser !== null) {
+    console.log(`Data browser and operations view: ${demo.browser.browserUrl}`)
+    console.log(`KV REST API: ${demo.browser.apiUrl} (token ${demo.browser.token})`)
   }
   console.log('Ctrl-C stops it; every acknowledged write is flushed first.')
   const stop = async () => {

@@ -13,13 +13,19 @@ const OPERATIONS = diagnostics.channel('kv-binding:operation')
 // The methods published, and how each names its key (the first argument) and its size.
 const WATCHED = ['get', 'getWithMetadata', 'list', 'put', 'delete', 'bulkPut']
 
-// The bytes of a value as a caller gave or got it, or null when that is not known without
-// reading it (a stream, parsed JSON).
+// The bytes of a value as a caller gave or got it: of parsed JSON, those of its JSON text
+// again; null when that is not known without reading it (a stream).
 function byteSize(value) {
   if (typeof value === 'string') return Buffer.byteLength(value)
   if (value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return value.byteLength
-  if (Object.prototype.toString.call(value) === '[object ArrayBuffer]') return value.byteLength
-  return null
+  const kind = Object.prototype.toString.call(value)
+  if (kind === '[object ArrayBuffer]') return value.byteLength
+  if (kind === '[object ReadableStream]') return null
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? '')
+  } catch {
+    return null
+  }
 }
 
 // What an operation read or wrote: `{ size, keys }`, the bytes of the value, or the number
