@@ -327,6 +327,13 @@ describe.each(stores)('serving %s', (_name, where) => {
     ]
     const refused = await call(server, 'PUT', '/KV/bulk', { body: JSON.stringify(oneBad) })
     expect(refused.status).toBe(400)
+    // The binding's status for the entry refused, and which entry it was.
+    oneBad[1].key = 'k'.repeat(513)
+    const tooLong = await call(server, 'PUT', '/KV/bulk', { body: JSON.stringify(oneBad) })
+    expect(tooLong.status).toBe(414)
+    expect((await tooLong.json()).errors[0].message).toMatch(
+      /^Entry 1 \(key "k+"\) was refused, so nothing was written: KV PUT failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512\.$/,
+    )
     const malformed = await call(server, 'PUT', '/KV/bulk', { body: '[{"key": ' })
     expect((await malformed.json()).errors[0]).toEqual({
       code: 10001,
@@ -395,6 +402,101 @@ describe('who may use the server', () => {
       headers: { 'sec-fetch-site': 'cross-site' },
     })
     expect(fetched.status).toBe(403)
+  })
+
+  test("the browser's page needs no token, holds no data and may not be framed", async () => {
+    const page = await fetch(`${server.url}/`)
+    expect(page.status).toBe(200)
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'")
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'")
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff')
+    expect(await page.text()).not.toContain(TOKEN)
+    const script = await fetch(`${server.url}/ui/main.js`)
+    expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8')
+    // Only the page's own files: nothing else of the package is reachable.
+    for (const route of [
+      '/ui/../index.js',
+      '/ui/%2e%2e/index.js',
+      '/ui/',
+      '/lib/serve/ui/main.js',
+    ]) {
+      const other = await fetch(`${server.url}${route}`)
+      expect([route, other.status]).toEqual([route, 403])
+    }
+    const posted = await fetch(`${server.url}/`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })
+    expect(posted.status).toBe(405)
+  })
+
+  test("the browser's feed, export and import need the token", async () => {
+    for (const [method, route] of [
+      ['GET', '/_kv/events'],
+      ['GET', '/_kv/export/KV'],
+      ['POST', '/_kv/import/KV'],
+    ]) {
+      const response = await fetch(`${server.url}${route}`, {
+        method,
+        body: method === 'POST' ? '[]' : undefined,
+      })
+      expect([route, response.status]).toEqual([route, 403])
+    }
+  })
+
+  test('an import refused in part writes nothing; one too large is refused before it is read', async () => {
+    const kv = new KV()
+    const local = await serve({ namespaces: { KV: kv }, port: 0, token: TOKEN })
+    try {
+      const importing = (body, headers = {}) =>
+        fetch(`${local.url}/_kv/import/KV`, {
+          method: 'POST',
+          body,
+          headers: { authorization: `Bearer ${TOKEN}`, ...headers },
+        })
+      const refused = await importing(
+        JSON.stringify([
+          { key: 'a', value: 'one' },
+          { key: 'b', value: 'two', metadata: 'x'.repeat(1100) },
+        ]),
+      )
+      expect(refused.status).toBe(413)
+      expect((await refused.json()).errors[0].message).toMatch(
+        /^Entry 1 \(key "b"\) was refused, so nothing was written/,
+      )
+      expect(await kv.get('a')).toBeNull()
+      const malformed = await importing('[{"key": "a", ')
+      expect([malformed.status, (await malformed.json()).errors]).toEqual([
+        400,
+        [{ code: 10001, message: 'The import is not valid JSON.' }],
+      ])
+      // Refused from its declared length, before a byte of it is read.
+      const large = await new Promise((resolve, reject) => {
+        const req = require('node:http').request(`${local.url}/_kv/import/KV`, {
+          method: 'POST',
+          headers: {
+            authorization: `Bearer ${TOKEN}`,
+            'content-length': String(100 * 1000 * 1000 + 1),
+          },
+        })
+        req.on('response', (res) => {
+          resolve(res.statusCode)
+          req.destroy()
+        })
+        req.on('error', reject)
+        req.flushHeaders()
+      })
+      expect(large).toBe(413)
+      const done = await importing(JSON.stringify([{ key: 'a', value: 'one' }]))
+      expect((await done.json()).result).toEqual({ successful_key_count: 1, unsuccessful_keys: [] })
+      const exported = await fetch(`${local.url}/_kv/export/KV`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      })
+      expect(await exported.json()).toEqual([{ key: 'a', value: 'one' }])
+    } finally {
+      await local.close()
+      await kv.close()
+    }
   })
 
   test('another address than loopback needs a token of its own', async () => {

@@ -41,10 +41,13 @@ function decodePart(raw, what) {
 /** A KV's error as the API's: the status production's binding gives it, its message. */
 function fromKv(error) {
   if (error instanceof ApiError) return error
-  const failed = /^KV \w+ failed: (\d{3}) (.*)$/s.exec(error?.message ?? '')
+  const message = error?.message ?? ''
+  // A bulk write's refusal names its entry before the binding's message: kept whole.
+  const failed = /KV \w+ failed: (\d{3}) (.*)$/s.exec(message)
   if (failed !== null) {
     const status = Number(failed[1])
-    return new ApiError(status, status === 413 ? CODES.TOO_LARGE : CODES.INVALID, failed[2])
+    const code = status === 413 ? CODES.TOO_LARGE : CODES.INVALID
+    return new ApiError(status, code, failed.index === 0 ? failed[2] : message)
   }
   if (error instanceof TypeError || error instanceof SyntaxError) {
     return invalid(error.message)
