@@ -72,6 +72,12 @@ export declare class NativeNamespace {
    * memory, where a namespace stands alone), off the JS thread.
    */
   namespacesAsync(): Promise<Array<string> | null | Failure>
+  /**
+   * The requests the store's holder answered for other processes after `after` in its
+   * log (`null` unless the store is shared through a holder), off the JS thread. Asking
+   * keeps the holder logging for ten seconds more.
+   */
+  servedAsync(after: number): Promise<ServedOperations | null | Failure>
   /** Makes every write so far durable, off the JS thread. */
   flush(): Promise<void | Failure>
   /**
@@ -230,6 +236,29 @@ export interface RedisOptions {
   timeoutMs: number
   partitions?: number
   tls?: TlsOptions
+}
+
+/** One request a store's holder answered for another process (see [`store::Served`]). */
+export interface ServedOperation {
+  seq: number
+  /** Milliseconds since the UNIX epoch. */
+  at: number
+  /** The pid of the process that asked (0 where the system does not tell it). */
+  client: number
+  op: string
+  namespace: string
+  key: string
+  size?: number
+  keys?: number
+  /** How long the holder took, in milliseconds. */
+  ms: number
+  error?: string
+}
+
+/** What a holder answered after a point of its log, and the point to ask from next. */
+export interface ServedOperations {
+  operations: Array<ServedOperation>
+  last: number
 }
 
 /**

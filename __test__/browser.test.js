@@ -288,9 +288,11 @@ describeWithChromium('the data browser', () => {
     await page.waitForSelector('#key-rows tr[data-key="k09800"]')
   }, 60_000)
 
-  test('a key written by another process appears without a reload', async () => {
+  test('a key written by another process appears without a reload, and in the operations view', async () => {
     await open()
     expect(await rows()).not.toContain('from-elsewhere')
+    // The feed is open, so the holder logs what it answers for others from now on.
+    await page.waitForSelector('body[data-feed="open"]')
     // A second process, reaching the store through this one, which holds it.
     const writer = spawn(process.execPath, [
       '-e',
@@ -300,6 +302,13 @@ describeWithChromium('the data browser', () => {
     const exited = await new Promise((resolve) => writer.once('exit', resolve))
     expect(exited).toBe(0)
     await page.waitForSelector('#key-rows tr[data-key="from-elsewhere"]', { timeout: 10_000 })
+    // The holder (this process) answered the write for the other: the operations view
+    // shows it, with the other's pid.
+    await page.click('#tab-operations')
+    const row = page.locator('#operation-rows tr[data-op="put"]', { hasText: 'from-elsewhere' })
+    await row.waitFor({ timeout: 10_000 })
+    const cells = await row.locator('td').allTextContents()
+    expect(cells.slice(1, 6)).toEqual([String(writer.pid), 'put', 'KV', 'from-elsewhere', '5 B'])
   })
 
   test('the operations view shows operations as they happen, with cache status and location', async () => {
@@ -317,6 +326,7 @@ describeWithChromium('the data browser', () => {
       await row.waitFor()
       expect(await row.locator('td').allTextContents()).toEqual([
         expect.stringMatching(/^\d\d:\d\d:\d\d\.\d{3}$/),
+        `${process.pid} (here)`,
         'put',
         'default',
         'seen',
@@ -331,7 +341,7 @@ describeWithChromium('the data browser', () => {
         () =>
           document.querySelectorAll('#operation-rows tr[data-op="getWithMetadata"]').length === 2,
       )
-      const cells = async (i) => (await reads.nth(i).locator('td').allTextContents()).slice(6, 9)
+      const cells = async (i) => (await reads.nth(i).locator('td').allTextContents()).slice(7, 10)
       // Newest first: the second read was served from NRT's cache.
       expect(await cells(0)).toEqual(['HIT', 'NRT', 'ok'])
       expect(await cells(1)).toEqual(['MISS', 'NRT', 'ok'])

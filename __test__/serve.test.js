@@ -564,8 +564,52 @@ test('serving a store another process holds goes through its holder, listing inc
     expect(listed.result.map((namespace) => namespace.title)).toEqual(['KV', 'SESSIONS', 'default'])
     const value = await call(server, 'GET', '/SESSIONS/values/held')
     await expect(value.text()).resolves.toBe('by the holder')
+
+    // The operations feed: what the holder answered for another of its clients, read from the
+    // holder's log through the socket; this server's own reads come from its own process.
+    const stop = new AbortController()
+    const feed = await fetch(`${server.url}/_kv/events`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+      signal: stop.signal,
+    })
+    const reader = feed.body.pipeThrough(new TextDecoderStream()).getReader()
+    // The holder logs from the first time it is asked: a moment after the feed opens.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const writer = spawn(process.execPath, [
+      '-e',
+      `const kv = new (require(${JSON.stringify(path.resolve(__dirname, '..'))}).KV)({ path: ${JSON.stringify(dir)}, namespace: 'SESSIONS' })
+       kv.put('written', 'by a client').then(() => kv.close())`,
+    ])
+    expect(await new Promise((resolve) => writer.once('exit', resolve))).toBe(0)
+    await call(server, 'GET', '/SESSIONS/values/written')
+    const seen = []
+    const both = () =>
+      seen.some((op) => op.here && op.key === 'written') &&
+      seen.some((op) => !op.here && op.key === 'written')
+    while (!both()) {
+      const { value: text } = await reader.read()
+      for (const line of text.split('\n')) {
+        if (line.startsWith('data: ')) seen.push(JSON.parse(line.slice(6)))
+      }
+    }
+    stop.abort()
+    expect(seen).toContainEqual(
+      expect.objectContaining({
+        op: 'put',
+        namespace: 'SESSIONS',
+        key: 'written',
+        size: 11,
+        process: writer.pid,
+        here: false,
+      }),
+    )
+    expect(seen).toContainEqual(
+      expect.objectContaining({ op: 'get', key: 'written', process: process.pid, here: true }),
+    )
+    // This server's own reads went through the holder too, but are shown once, as its own.
+    expect(seen.filter((op) => op.key === 'written' && op.op === 'get')).toHaveLength(1)
   } finally {
     await server.close()
     holder.kill('SIGKILL')
   }
-})
+}, 30_000)

@@ -68,8 +68,8 @@ function varint(n) {
   return out
 }
 
-/** The wire protocol's version (`PROTOCOL` in src/store/wire.rs). */
-const PROTOCOL = 5
+/** The wire protocol's version (`PROTOCOL` in src/backends/shared/wire.rs). */
+const PROTOCOL = 6
 
 /** The holder's hello (variant 0) for the store in `dir`: the protocol, a pid and a session. */
 const holderHello = (dir, pid = 1) => [0, PROTOCOL, ...varint(pid), ...varint(storeId(dir)), 5, 0]

@@ -22,7 +22,7 @@ const { isWhole, openNative, readLimits } = require('./open.js')
 const { stateFor } = require('./kv/state.js')
 const { addReadMethods } = require('./kv/reads.js')
 const { addWriteMethods } = require('./kv/writes.js')
-const { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES } = require('./kv/data.js')
+const { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES, SERVED } = require('./kv/data.js')
 const { addViewMethods } = require('./kv/views.js')
 const { watchMethods } = require('./kv/feed.js')
 
@@ -206,4 +206,4 @@ function forRealm(realm) {
 
 const KV = forRealm(globalThis)
 
-module.exports = { KV, forRealm, REMOVE, CAPABILITIES, NAMESPACES }
+module.exports = { KV, forRealm, REMOVE, CAPABILITIES, NAMESPACES, SERVED }

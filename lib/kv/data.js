@@ -18,6 +18,11 @@ const CAPABILITIES = Symbol('kv-binding: backend capabilities')
 // where a namespace stands alone): for `kv-binding serve`, not part of the public API.
 const NAMESPACES = Symbol('kv-binding: namespaces of the store')
 
+// The key of the method that reads what the store's holder answered for other processes
+// (null unless the store is shared through a holder): for `kv-binding serve`'s operations
+// view, not part of the public API.
+const SERVED = Symbol('kv-binding: operations served by the holder')
+
 // Native snapshot handles, behind the opaque objects `snapshot()` hands out (of every realm).
 const snapshotHandles = new WeakMap()
 
@@ -132,6 +137,16 @@ function addDataMethods(kit) {
       }
     },
 
+    // What the holder answered for other processes after `after` in its log (see SERVED).
+    [SERVED](after) {
+      const s = stateOf(this)
+      try {
+        return PromiseInRealm.resolve(s.native.servedAsync(after)).then(check)
+      } catch (error) {
+        return PromiseInRealm.reject(fromNative(error))
+      }
+    },
+
     // What the backend guarantees (see CAPABILITIES).
     [CAPABILITIES]() {
       return stateOf(this).native.capabilities
@@ -139,4 +154,4 @@ function addDataMethods(kit) {
   })
 }
 
-module.exports = { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES }
+module.exports = { addDataMethods, REMOVE, CAPABILITIES, NAMESPACES, SERVED }

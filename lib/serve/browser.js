@@ -45,24 +45,27 @@ const IMPORT_BYTES = 100 * 1000 * 1000
 const RECENT_KEPT = 200
 // A comment sent down an idle feed, so that proxies and the page know it is alive.
 const HEARTBEAT_MS = 15_000
+// How often the store's holder is asked what it answered for other processes.
+const SERVED_POLL_MS = 250
 
 // Set while the server answers the page's own refreshes (`x-kv-refresh`): the operations they
 // make are left out of the feed, which would otherwise show little else.
 const refreshing = new AsyncLocalStorage()
 
 /**
- * The browser's routes over `namespaceOf(id)` (see api.js). Returns `{ isPage(path),
+ * The browser's routes over `namespaceOf(id)` (see api.js) and `namespaces` (see
+ * namespaces.js). Returns `{ isPage(path),
  * answerPage(req, res, path), answer(req, res, path, query), unlessRefresh(req, task),
  * close() }`: pages need no token, the rest does.
  */
-function browserFor(namespaceOf) {
+function browserFor(namespaceOf, namespaces) {
   const files = new Map(
     Object.entries(FILES).map(([route, [file, type]]) => [
       route,
       { body: fs.readFileSync(path.join(UI, file)), type },
     ]),
   )
-  const feed = operationsFeed()
+  const feed = operationsFeed(namespaces)
 
   function answerPage(req, res, route) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -116,23 +119,28 @@ function browserFor(namespaceOf) {
 
 const noRoute = () => new ApiError(404, CODES.NO_ROUTE, 'No route for that URI')
 
-// The operations of this process's KVs, sent to each page that listens as server-sent events
-// (read with fetch, which can send the token). The channel is subscribed to only while a page
-// listens.
-function operationsFeed() {
+// The operations of this process's KVs, and those the store's holder answered for other
+// processes, sent to each page that listens as server-sent events (read with fetch, which
+// can send the token). Both are watched only while a page listens.
+function operationsFeed(namespaces) {
   const listeners = new Set()
   const recent = []
   let seq = 0
-  const onOperation = (operation) => {
-    if (refreshing.getStore() === true) return
+  const send = (operation) => {
     const event = `data: ${JSON.stringify({ seq: ++seq, ...operation })}\n\n`
     recent.push(event)
     if (recent.length > RECENT_KEPT) recent.shift()
     for (const res of listeners) res.write(event)
   }
+  const onOperation = (operation) => {
+    if (refreshing.getStore() !== true) send({ ...operation, process: process.pid, here: true })
+  }
+  const served = servedPoller(namespaces, send)
   const stop = (res) => {
     if (!listeners.delete(res)) return
-    if (listeners.size === 0) OPERATIONS.unsubscribe(onOperation)
+    if (listeners.size > 0) return
+    OPERATIONS.unsubscribe(onOperation)
+    served.stop()
   }
   let heartbeat = null
   return {
@@ -143,7 +151,10 @@ function operationsFeed() {
         'x-accel-buffering': 'no',
       })
       res.write(`: kv-binding operations\n\n${recent.join('')}`)
-      if (listeners.size === 0) OPERATIONS.subscribe(onOperation)
+      if (listeners.size === 0) {
+        OPERATIONS.subscribe(onOperation)
+        served.start()
+      }
       listeners.add(res)
       heartbeat ??= setInterval(() => {
         for (const listener of listeners) listener.write(': alive\n\n')
@@ -152,10 +163,62 @@ function operationsFeed() {
     },
     close() {
       clearInterval(heartbeat)
+      served.stop()
       for (const res of [...listeners]) {
         stop(res)
         res.end()
       }
+    },
+  }
+}
+
+// Asks the store's holder, while started, for what it answered for other processes, and
+// sends each operation on (those of this process, a client too, are left out: the
+// diagnostics channel has them). The first answer only says where the log is: the holder
+// logs nothing until asked. Stops asking for good when the store has no holder's log
+// (memory, Redis).
+function servedPoller(namespaces, send) {
+  let running = false
+  let asking = false
+  let timer = null
+  let shared = true
+  // The log's position: null until the first answer of each start.
+  let after = null
+  const ask = async () => {
+    asking = true
+    try {
+      const page = await namespaces.served(after ?? 0)
+      if (page === null) shared = false
+      else if (after !== null && page.last >= after) {
+        for (const { seq, client, ...operation } of page.operations) {
+          if (seq <= after || client === process.pid) continue
+          send({ ...operation, process: client, here: false, cacheStatus: null, location: null })
+        }
+      }
+      // A log behind the position asked for is a new holder's: read from where it is.
+      if (page !== null) after = page.last
+    } catch {
+      // The holder went away: its successor is asked next time.
+    } finally {
+      asking = false
+    }
+    if (running && shared) {
+      timer = setTimeout(() => {
+        timer = null
+        ask()
+      }, SERVED_POLL_MS).unref()
+    }
+  }
+  return {
+    start() {
+      running = true
+      after = null
+      if (shared && !asking && timer === null) ask()
+    },
+    stop() {
+      running = false
+      clearTimeout(timer)
+      timer = null
     },
   }
 }

@@ -51,7 +51,7 @@ async function serve(options = {}) {
   const namespaces = new Namespaces({ store, kvs, ids })
   const namespaceOf = resolverFor(namespaces)
   const answer = apiFor(namespaces, namespaceOf)
-  const browser = browserFor(namespaceOf)
+  const browser = browserFor(namespaceOf, namespaces)
   // Made once the port is known; until then (a request in the moment after listening
   // began) nothing is answered but this.
   let guard = () => new ApiError(503, CODES.INTERNAL, 'The server is starting.')

@@ -4,7 +4,7 @@
 // fixed set of KVs that a process hands over. Each is reached by its name, or by an id that a
 // wrangler configuration binds to it (its `id` and `preview_id`).
 
-const { KV, NAMESPACES, REMOVE } = require('../kv.js')
+const { KV, NAMESPACES, REMOVE, SERVED } = require('../kv.js')
 
 // The store's default namespace (the CLI's and the demo's), always served: it is the one that
 // lists the store's namespaces when none has been opened yet.
@@ -61,6 +61,16 @@ class Namespaces {
     }
     const names = [...this.#known].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
     return names.map((title) => ({ id: this.#idOf.get(title) ?? title, title }))
+  }
+
+  /**
+   * What the store's holder answered for other processes after `after` in its log:
+   * `{ operations, last }`, or null when the store is not shared through a holder.
+   */
+  async served(after) {
+    if (this.#store === null) return null
+    const any = this.#kvs.keys().next().value ?? FIRST
+    return this.kv(any)[SERVED](after)
   }
 
   /** The name of the namespace `id` reaches, or null when none does. */

@@ -5,6 +5,53 @@ use super::*;
 /// The names of a store's namespaces; `None` in memory.
 type Names = Option<Vec<String>>;
 
+/// One request a store's holder answered for another process (see [`store::Served`]).
+#[napi(object)]
+pub struct ServedOperation {
+    pub seq: f64,
+    /// Milliseconds since the UNIX epoch.
+    pub at: f64,
+    /// The pid of the process that asked (0 where the system does not tell it).
+    pub client: u32,
+    pub op: String,
+    pub namespace: String,
+    pub key: String,
+    pub size: Option<f64>,
+    pub keys: Option<f64>,
+    /// How long the holder took, in milliseconds.
+    pub ms: f64,
+    pub error: Option<String>,
+}
+
+/// What a holder answered after a point of its log, and the point to ask from next.
+#[napi(object)]
+pub struct ServedOperations {
+    pub operations: Vec<ServedOperation>,
+    pub last: f64,
+}
+
+fn served_operations(page: Option<store::ServedPage>) -> Option<ServedOperations> {
+    page.map(|page| ServedOperations {
+        operations: page
+            .operations
+            .into_iter()
+            .map(|served| ServedOperation {
+                seq: served.seq as f64,
+                at: served.at_ms as f64,
+                client: served.client,
+                op: served.op,
+                namespace: served.namespace,
+                key: served.key,
+                size: served.size.map(|size| size as f64),
+                keys: served.keys.map(|keys| keys as f64),
+                ms: served.micros as f64 / 1000.0,
+                error: served.error,
+            })
+            .collect(),
+        last: page.last as f64,
+    })
+}
+
 /// The contents of a namespace at one moment, held by `snapshot()` for `restore()`.
 #[napi]
 pub struct NativeSnapshot {
@@ -138,6 +185,27 @@ impl NativeNamespace {
             env,
             |namespace| async move { namespace.namespaces_async().await },
             std::convert::identity,
+        )
+    }
+
+    /// The requests the store's holder answered for other processes after `after` in its
+    /// log (`null` unless the store is shared through a holder), off the JS thread. Asking
+    /// keeps the holder logging for ten seconds more.
+    #[napi(ts_return_type = "Promise<ServedOperations | null | Failure>")]
+    pub fn served_async<'env>(
+        &self,
+        env: &'env Env,
+        after: f64,
+    ) -> Result<Pending<'env, Option<store::ServedPage>, Option<ServedOperations>>> {
+        let after = if after.is_finite() && after > 0.0 {
+            after as u64
+        } else {
+            0
+        };
+        self.off_thread(
+            env,
+            move |namespace| async move { namespace.served_async(after).await },
+            served_operations,
         )
     }
 

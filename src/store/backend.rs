@@ -9,7 +9,7 @@ use super::types::Bytes;
 
 use super::error::Error;
 use super::error::Result;
-use super::types::{DamageSink, Entries, Entry, EntryMap, PutEntry, ScanVisitor};
+use super::types::{DamageSink, Entries, Entry, EntryMap, PutEntry, ScanVisitor, ServedPage};
 
 /// What a backend guarantees, read by the semantics, the binding and the tests instead of
 /// which backend it is.
@@ -112,6 +112,13 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// The requests of other processes that this process answered as the store's holder,
+    /// after `after` in its log (see [`ServedPage`]); asking keeps the log recording for a
+    /// while. `None` when the backend is not a store others reach through this process.
+    fn served(&self, _after: u64) -> Result<Option<ServedPage>> {
+        Ok(None)
+    }
+
     /// The backend's entries as one map, shared rather than copied, when it keeps them so
     /// (memory): a snapshot then costs nothing. `None` for the others.
     fn share_map(&self) -> Option<Arc<EntryMap>> {
@@ -155,6 +162,11 @@ pub trait RemoteBackend: Send + Sync {
 
     /// As [`Backend::namespaces`].
     fn namespaces(&self) -> Pending<'_, Option<Vec<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// As [`Backend::served`]: for a store another process holds, that holder's log.
+    fn served(&self, _after: u64) -> Pending<'_, Option<ServedPage>> {
         Box::pin(async { Ok(None) })
     }
 

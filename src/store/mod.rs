@@ -26,7 +26,7 @@ pub use staged::Staged;
 pub use storage::{complete_local, Storage};
 pub use types::{
     BulkEntry, Bytes, CacheStatus, DamageSink, Entries, Entry, EntryMap, ListPage, ListedKey,
-    PutEntry, ScanVisitor, Value,
+    PutEntry, ScanVisitor, Served, ServedPage, Value,
 };
 pub use validate::{
     check_bulk_key, check_namespace_name, check_put, is_expired, now_seconds, validate_bulk,

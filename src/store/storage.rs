@@ -13,7 +13,7 @@ use super::types::Bytes;
 
 use super::backend::{Backend, Capabilities, RemoteBackend};
 use super::error::{Error, Result};
-use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor};
+use super::types::{DamageSink, Entry, EntryMap, PutEntry, ScanVisitor, ServedPage};
 
 /// A namespace's backend.
 pub enum Storage {
@@ -188,6 +188,13 @@ impl Storage {
         match self {
             Storage::Local(backend) => backend.namespaces(),
             Storage::Remote(remote) => remote.namespaces().await,
+        }
+    }
+
+    pub async fn served(&self, after: u64) -> Result<Option<ServedPage>> {
+        match self {
+            Storage::Local(backend) => backend.served(after),
+            Storage::Remote(remote) => remote.served(after).await,
         }
     }
 

@@ -124,3 +124,36 @@ pub struct BulkEntry<'a> {
     pub value: &'a [u8],
     pub options: PutOptions,
 }
+
+/// One request a store's holder answered for another process (see
+/// [`Backend::served`](super::Backend::served)): what the data browser's operations view shows
+/// of the processes that share a store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Served {
+    /// Its place in the holder's log, from 1.
+    pub seq: u64,
+    /// When it was answered, in milliseconds since the UNIX epoch.
+    pub at_ms: u64,
+    /// The pid of the process that asked.
+    pub client: u32,
+    /// `get`, `put`, `delete`, `list`, `bulkPut`...
+    pub op: String,
+    pub namespace: String,
+    /// The key (lossily as UTF-8), the listed prefix, or how many keys.
+    pub key: String,
+    /// Bytes of the value read or written, when one was.
+    pub size: Option<u64>,
+    /// Keys read, written or listed, for an operation on many.
+    pub keys: Option<u64>,
+    /// How long the holder took to answer, in microseconds.
+    pub micros: u64,
+    pub error: Option<String>,
+}
+
+/// The requests a holder answered after a point of its log, and the point to ask from next.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServedPage {
+    pub operations: Vec<Served>,
+    /// The `seq` of the last request logged: asking after it gives what follows.
+    pub last: u64,
+}

@@ -147,6 +147,7 @@ export class Api {
    */
   async operations(onOperation, signal) {
     const response = await this.#fetch('/_kv/events', { signal })
+    document.body.dataset.feed = 'open'
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
     let buffered = ''
     for (;;) {

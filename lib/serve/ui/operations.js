@@ -67,6 +67,11 @@ export class Operations {
         time.toLocaleTimeString(undefined, { hour12: false }) +
           `.${String(time.getMilliseconds()).padStart(3, '0')}`,
       ),
+      make(
+        'td',
+        { title: operation.here ? 'the serving process' : 'a client of the store' },
+        operation.here ? `${operation.process} (here)` : String(operation.process ?? ''),
+      ),
       make('td', {}, operation.op),
       make('td', {}, operation.namespace ?? ''),
       make('td', { title: operation.key }, operation.key),

@@ -29,6 +29,7 @@ mod client;
 mod connection;
 mod ledger;
 mod operations;
+mod served;
 mod server;
 pub(crate) mod wire;
 
@@ -58,9 +59,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::backends::sled::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};
+use crate::store::ServedPage;
 use crate::store::{check_namespace_name, Error, Result};
 use crate::store::{Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
+use served::{Asked, ServedLog};
 use wire::{
     key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
 };
@@ -89,8 +92,9 @@ fn runtime() -> Option<&'static Handle> {
     RUNTIME.get()
 }
 
-/// The uid of the process at the other end of a Unix socket.
-fn peer_uid(socket: &impl AsRawFd) -> Option<u32> {
+/// The uid and pid (0 where the system does not tell it) of the process at the other end of
+/// a Unix socket.
+fn peer(socket: &impl AsRawFd) -> Option<(u32, u32)> {
     #[cfg(target_os = "linux")]
     {
         let mut cred = libc::ucred {
@@ -109,21 +113,21 @@ fn peer_uid(socket: &impl AsRawFd) -> Option<u32> {
                 &mut len,
             )
         };
-        (status == 0).then_some(cred.uid)
+        (status == 0).then_some((cred.uid, cred.pid.max(0) as u32))
     }
     #[cfg(not(target_os = "linux"))]
     {
         let (mut uid, mut gid) = (0, 0);
         // SAFETY: a valid socket and out-pointers.
         let status = unsafe { libc::getpeereid(socket.as_raw_fd(), &mut uid, &mut gid) };
-        (status == 0).then_some(uid)
+        (status == 0).then_some((uid, 0))
     }
 }
 
 /// Whether the other end of `socket` runs as this process's user.
 fn same_user(socket: &impl AsRawFd) -> bool {
     // SAFETY: geteuid cannot fail.
-    peer_uid(socket) == Some(unsafe { libc::geteuid() })
+    peer(socket).map(|(uid, _)| uid) == Some(unsafe { libc::geteuid() })
 }
 
 /// A path to the store's socket short enough for a socket address (about 100 bytes): the

@@ -33,6 +33,10 @@ impl RemoteBackend for SharedBackend {
         Box::pin(async { SharedBackend::namespaces(self).await.map(Some) })
     }
 
+    fn served(&self, after: u64) -> Pending<'_, Option<ServedPage>> {
+        Box::pin(async move { SharedBackend::served(self, after).await.map(Some) })
+    }
+
     fn stage_begin(&self) -> Pending<'_, Option<u64>> {
         Box::pin(async { SharedBackend::stage_begin(self).await.map(Some) })
     }
@@ -62,6 +66,20 @@ impl SharedBackend {
             },
             |response| match response {
                 Response::Entry(entry) => Some(entry.map(|e| self.entry_for(key, e)).transpose()),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// What the store's holder answered for its clients after `after` in its log (this
+    /// process's own log, once it holds the store).
+    pub async fn served(&self, after: u64) -> Result<ServedPage> {
+        self.run(
+            |b| Ok(b.served(after)?.unwrap_or_default()),
+            |_| Ok(Request::Served { after }),
+            |response| match response {
+                Response::Served(page) => Some(Ok(page)),
                 _ => None,
             },
         )

@@ -23,6 +23,8 @@ pub(super) const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 /// The serving of one open store; dropping it stops the serving and removes the socket.
 pub struct Server {
     accept: tokio::task::AbortHandle,
+    /// What it answered for its clients, while someone reads it.
+    log: Arc<ServedLog>,
     socket: PathBuf,
     /// The device and inode of the socket made, so that only it is removed: the store's
     /// directory may have been renamed, and another store made at its old path since.
@@ -63,11 +65,17 @@ impl Server {
             return None;
         };
         let holder = Arc::new(Holder::serving(identity));
-        let accept = handle
-            .spawn(accept(listener, store.to_owned(), config.clone(), holder))
-            .abort_handle();
+        let log = Arc::new(ServedLog::default());
+        let serving = Serving {
+            store: store.to_owned(),
+            config: config.clone(),
+            holder,
+            log: log.clone(),
+        };
+        let accept = handle.spawn(accept(listener, serving)).abort_handle();
         Some(Server {
             accept,
+            log,
             socket,
             made,
         })
@@ -86,6 +94,12 @@ pub fn open_serving(path: &Path, name: &str, config: &StoreConfig) -> Result<Sle
     Ok(backend)
 }
 
+impl crate::backends::sled::Serving for Server {
+    fn served(&self, after: u64) -> ServedPage {
+        self.log.since(after)
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // Stopping the accepting stops every connection (they live in its JoinSet). The store
@@ -98,20 +112,24 @@ impl Drop for Server {
     }
 }
 
-pub(super) async fn accept(
-    listener: UnixListener,
+/// What every connection of one server shares: the store, the holder it speaks for, the log
+/// of what it answers.
+#[derive(Clone)]
+pub(super) struct Serving {
     store: PathBuf,
     config: StoreConfig,
     holder: Arc<Holder>,
-) {
+    log: Arc<ServedLog>,
+}
+
+pub(super) async fn accept(listener: UnixListener, serving: Serving) {
     let mut connections = JoinSet::new();
     let budget = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT_KIB));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) if connections.len() < CONNECTIONS_MAX => {
-                    let (store, config) = (store.clone(), config.clone());
-                    connections.spawn(serve(stream, store, config, holder.clone(), budget.clone()));
+                    connections.spawn(serve(stream, serving.clone(), budget.clone()));
                 }
                 // Over the limit: closed at once, so the client knows.
                 Ok(_) => {}
@@ -128,14 +146,19 @@ pub(super) async fn accept(
 /// request holds its share of `budget` (see [`wire::read_frame_budgeted`]) until answered.
 pub(super) async fn serve(
     stream: UnixStream,
-    store: PathBuf,
-    config: StoreConfig,
-    holder: Arc<Holder>,
+    serving: Serving,
     budget: Arc<tokio::sync::Semaphore>,
 ) {
     if !same_user(&stream) {
         return;
     }
+    let client = peer(&stream).map_or(0, |(_, pid)| pid);
+    let Serving {
+        store,
+        config,
+        holder,
+        log,
+    } = serving;
     let (read, write) = stream.into_split();
     let mut read = BufReader::new(read);
     let mut write = BufWriter::new(write);
@@ -159,7 +182,14 @@ pub(super) async fn serve(
     }
     // The stages this client began and has not ended go when it does.
     let mut stages = Vec::new();
-    answer_all(&mut read, &mut write, &store, &config, &budget, &mut stages).await;
+    let asker = Asker {
+        store: &store,
+        config: &config,
+        budget: &budget,
+        log: &log,
+        client,
+    };
+    answer_all(&mut read, &mut write, &asker, &mut stages).await;
     for (ns, stage) in stages {
         let (store, config) = (store.clone(), config.clone());
         let request = Request::StageDrop { ns, stage };
@@ -171,16 +201,31 @@ pub(super) async fn serve(
 /// records until it ends, or the connection does.
 const STAGES_PER_CONNECTION: usize = 64;
 
+/// One connection's side of the serving: the store, the budget of requests in flight it
+/// shares, the log it reports to, and the pid of the process at its other end.
+pub(super) struct Asker<'a> {
+    store: &'a Path,
+    config: &'a StoreConfig,
+    budget: &'a Arc<tokio::sync::Semaphore>,
+    log: &'a ServedLog,
+    client: u32,
+}
+
 /// Answers a client's requests until it goes or sends something else, keeping in `stages`
 /// the stages it began and has not ended.
 pub(super) async fn answer_all(
     read: &mut BufReader<OwnedReadHalf>,
     write: &mut BufWriter<OwnedWriteHalf>,
-    store: &Path,
-    config: &StoreConfig,
-    budget: &Arc<tokio::sync::Semaphore>,
+    asker: &Asker<'_>,
     stages: &mut Vec<(String, u64)>,
 ) {
+    let Asker {
+        store,
+        config,
+        budget,
+        log,
+        client,
+    } = *asker;
     loop {
         let Ok((request, _held)) = wire::read_frame_budgeted::<_, Request>(read, budget).await
         else {
@@ -194,6 +239,13 @@ pub(super) async fn answer_all(
             }
             _ => None,
         };
+        // Named before it is answered (the answer takes it), when someone reads the log.
+        let asked = if log.watched() {
+            Asked::of(&request, client)
+        } else {
+            None
+        };
+        let started = Instant::now();
         let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
             Response::Failed(Error::Invalid(format!(
                 "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
@@ -206,6 +258,9 @@ pub(super) async fn answer_all(
         } else {
             answer(store, config, request)
         };
+        if let Some(asked) = asked {
+            log.record(asked, &response, started.elapsed());
+        }
         if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
             stages.push((ns, *stage));
         }
@@ -256,6 +311,7 @@ pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Re
         Request::Hello { .. } => Err(Error::Internal("a second hello".into())),
         Request::Flush => lease.flush().map(|()| Response::Done),
         Request::Namespaces => Ok(Response::Names(lease.namespaces())),
+        Request::Served { after } => Ok(Response::Served(lease.served(after).unwrap_or_default())),
         Request::Get { ns, key } => backend(lease, &ns, config)
             .and_then(|b| b.get(&key, u64::MAX))
             .and_then(|entry| {

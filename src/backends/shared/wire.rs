@@ -15,13 +15,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::store::limits::{MAX_KEY_SIZE, MAX_METADATA_SIZE, MAX_VALUE_SIZE};
 use crate::store::Error;
-use crate::store::{Entry, PutEntry, Value};
+use crate::store::{Entry, PutEntry, ServedPage, Value};
 
 /// Bumped when a message changes shape; a client and a holder of different versions do not
 /// talk (the client then reports the store as locked). Version 2 added the store's identity
 /// and the holder's session to the hellos; version 3 reads a namespace's entries a page at
-/// a time; version 4 stages bulk writes given in parts.
-pub const PROTOCOL: u32 = 5;
+/// a time; version 4 stages bulk writes given in parts; version 5 lists the store's
+/// namespaces; version 6 reads the log of what the holder served.
+pub const PROTOCOL: u32 = 6;
 
 /// The longest hello either side reads: a connection that says more before it has said who
 /// it is, or sends bytes that are not the protocol's (`GET / HTTP/1.1` reads as a length of
@@ -99,6 +100,11 @@ pub enum Request {
     },
     /// The names of the store's namespaces: answered with `Names`.
     Namespaces,
+    /// What the holder answered for its clients after `after` in its log: answered with
+    /// `Served`.
+    Served {
+        after: u64,
+    },
 }
 
 /// The holder's answer to one request.
@@ -136,6 +142,7 @@ pub enum Response {
     Staged(u64),
     /// The store's namespaces, in byte order.
     Names(Vec<String>),
+    Served(ServedPage),
 }
 
 /// One entry on the wire: key, value, expiration and metadata.

@@ -3,12 +3,19 @@
 
 use super::*;
 
+/// What serves a store to other processes (the shared backend's server), as the store knows
+/// it: kept for its drop, which stops the serving, and asked what it served.
+pub(crate) trait Serving: Send + Sync {
+    /// The requests answered after `after` in its log (see [`ServedPage`]).
+    fn served(&self, after: u64) -> ServedPage;
+}
+
 /// An open database. Field order matters: the serving stops first, and the database closes
 /// before the lock is released.
 pub(super) struct Shared {
     /// What serves the store to other processes, kept for its drop, which stops the
     /// serving (see [`Lease::serve`]).
-    pub(super) server: Mutex<Option<Box<dyn Send + Sync>>>,
+    pub(super) server: Mutex<Option<Box<dyn Serving>>>,
     pub(super) db: sled::Db,
     pub(super) cache: RecordCache,
     pub(super) files: ValueFiles,
@@ -113,15 +120,22 @@ impl Lease {
     /// Has the store served to other processes by what `start` makes, unless something
     /// serves it already; `start` runs with the serving locked, so it runs once per opening
     /// (unless it makes nothing). What it makes is dropped as the store closes, first.
-    pub(crate) fn serve<S: Send + Sync + 'static>(&self, start: impl FnOnce() -> Option<S>) {
+    pub(crate) fn serve<S: Serving + 'static>(&self, start: impl FnOnce() -> Option<S>) {
         let mut server = self
             .shared()
             .server
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         if server.is_none() {
-            *server = start().map(|made| Box::new(made) as Box<dyn Send + Sync>);
+            *server = start().map(|made| Box::new(made) as Box<dyn Serving>);
         }
+    }
+
+    /// What the store's server answered for other processes after `after`, if it is served.
+    pub(crate) fn served(&self, after: u64) -> Option<ServedPage> {
+        let server = self.shared().server.lock();
+        let server = server.unwrap_or_else(|e| e.into_inner());
+        server.as_ref().map(|server| server.served(after))
     }
 
     /// Whether something serves the store to other processes (see [`Lease::serve`]).

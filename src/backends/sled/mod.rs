@@ -23,7 +23,7 @@ use crate::store::is_expired;
 use crate::store::random_id;
 use crate::store::{panic_message, Error, Result};
 use crate::store::{scan_start, Backend, Capabilities};
-use crate::store::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, Value};
+use crate::store::{DamageSink, Entries, Entry, PutEntry, ScanVisitor, ServedPage, Value};
 use cache::{CacheGuard, Cached, RecordCache};
 use dir::{FORMAT_FILE, LOCK_FILE};
 use files::{FileValue, ValueFiles, FILE_VALUE_MIN};
@@ -39,7 +39,7 @@ mod stage;
 mod undo;
 
 pub use lease::flush_all;
-pub(crate) use lease::Lease;
+pub(crate) use lease::{Lease, Serving};
 pub use open::{holder_shares, read_store_id, SHARING_MARK};
 use open::{mark, open_db, sled_error, store_id, take_lock, write_lock};
 use records::file_of;
@@ -237,7 +237,7 @@ impl SledBackend {
     }
 
     /// See [`Lease::serve`].
-    pub(crate) fn serve<S: Send + Sync + 'static>(&self, start: impl FnOnce() -> Option<S>) {
+    pub(crate) fn serve<S: Serving + 'static>(&self, start: impl FnOnce() -> Option<S>) {
         self.lease.serve(start)
     }
 }

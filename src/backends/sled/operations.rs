@@ -19,6 +19,10 @@ impl Backend for SledBackend {
         Ok(Some(self.lease.namespaces()))
     }
 
+    fn served(&self, after: u64) -> Result<Option<ServedPage>> {
+        Ok(self.lease.served(after))
+    }
+
     fn get(&self, key: &[u8], max_len: u64) -> Result<Option<Entry>> {
         loop {
             let Some(bytes) = self.record(key)? else {

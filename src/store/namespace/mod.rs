@@ -20,7 +20,7 @@ use super::limits::{MAX_BULK_KEYS, MAX_BULK_SIZE};
 use super::location::{Location, PageQuery};
 use super::storage::Storage;
 use super::types::{
-    BulkEntry, CacheStatus, DamageSink, Entry, EntryMap, ListPage, ListedKey, PutEntry,
+    BulkEntry, CacheStatus, DamageSink, Entry, EntryMap, ListPage, ListedKey, PutEntry, ServedPage,
 };
 use super::validate::{
     check_bulk_key, check_put, is_expired, validate_bulk, validate_cache_ttl, validate_key,

@@ -97,6 +97,12 @@ impl Namespace {
         self.storage.namespaces().await
     }
 
+    /// The requests the store's holder answered for other processes after `after` in its
+    /// log; `None` unless the store is shared through a holder.
+    pub async fn served_async(&self, after: u64) -> Result<Option<ServedPage>> {
+        self.storage.served(after).await
+    }
+
     /// Makes every write so far durable (a no-op in memory; on Redis, the server's
     /// configuration decides).
     pub async fn flush_async(&self) -> Result<()> {
