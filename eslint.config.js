@@ -20,7 +20,7 @@ module.exports = [
   },
   {
     // Its functions passed to page.evaluate() run in the browser.
-    files: ['__test__/browser.test.js'],
+    files: ['__test__/browser.test.js', 'bench/serve.js'],
     languageOptions: { globals: { ...globals.browser } },
   },
   {

@@ -2,6 +2,7 @@
 
 // npm run bench -- [--keys 100000] [--libs a,b] [--phases get,put,...] [--miniflare-keys 10000]
 //                  [--large-list-keys 1000] [--quick] [--markdown] [--baseline DIR]
+//                  [--skip-serve]
 //
 // --baseline DIR adds the libraries `baseline` and `baseline-memory`: kv-binding as built in
 // another checkout (e.g. a git worktree of main), to measure a change against what it changes.
@@ -9,6 +10,8 @@
 // Runs the same workload through each library's own async API, one process per library, back
 // to back, and prints ops/s, p50 and p99 per phase with each peer's ratio to kv-binding (sled)
 // measured in the same run. `--quick` (10k keys, 100 large-list keys) takes under a minute.
+// Then (unless --skip-serve) the REST API through serve() against a node:http + Map floor,
+// and the data browser's first page of 100,000 keys in Chromium (see serve.js).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -26,12 +29,13 @@ const { values: options } = parseArgs({
     quick: { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    'skip-serve': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (options.help) {
   console.log(
-    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 12).join('\n'),
+    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 15).join('\n'),
   )
   process.exit(0)
 }
@@ -182,6 +186,11 @@ async function main() {
     ])
   }
   console.log(table(sizes, options.markdown))
+
+  if (!options['skip-serve']) {
+    const { benchServe } = require('./serve')
+    await benchServe({ quick: options.quick, table, markdown: options.markdown })
+  }
 }
 
 main().catch((error) => {
