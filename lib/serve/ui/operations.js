@@ -102,7 +102,9 @@ export class Operations {
   }
 
   #count() {
-    byId('operations-count').textContent = `${this.#rows.length} operations shown`
+    const count = this.#rows.length
+    byId('operations-count').textContent = count === 1 ? '1 operation' : `${count} operations`
+    byId('operations-empty').hidden = count > 0
   }
 }
 

@@ -25,6 +25,7 @@
 //! flush (and so each durable write waiting for it) reports their keys, and keeps reporting
 //! them until they are written again.
 
+mod answer;
 mod client;
 mod connection;
 mod ledger;
@@ -33,11 +34,11 @@ mod served;
 mod server;
 pub(crate) mod wire;
 
+use answer::{answer, entries_page, is_heavy, Page};
 use connection::Connection;
 pub use connection::{probe, Unreached};
 use ledger::{Ledger, Wrote};
 use operations::done;
-use server::{entries_page, Page};
 pub use server::{open_serving, Server};
 
 use std::collections::VecDeque;
