@@ -14,41 +14,8 @@ const { execFileSync } = require('node:child_process')
 
 const ROOT = path.resolve(__dirname, '..')
 const PLATFORM = 'linux-x64-gnu'
-const EXPECTED_FILES = [
-  'LICENSE',
-  'README.md',
-  'bin/kv-binding.js',
-  'binding.d.ts',
-  'binding.js',
-  'index.d.ts',
-  'index.js',
-  'index.mjs',
-  'jest-environment.js',
-  'lib/arguments.js',
-  'lib/cli-files.js',
-  'lib/errors.js',
-  'lib/kv.js',
-  'lib/kv/data.js',
-  'lib/kv/reads.js',
-  'lib/kv/state.js',
-  'lib/kv/views.js',
-  'lib/kv/writes.js',
-  'lib/native.js',
-  'lib/open.js',
-  'lib/order.js',
-  'lib/results.js',
-  'lib/serve/api.js',
-  'lib/serve/guard.js',
-  'lib/serve/http.js',
-  'lib/serve/index.js',
-  'lib/serve/namespaces.js',
-  'lib/signals.js',
-  'lib/test-environment.js',
-  'lib/wrangler-env.js',
-  'lib/wrangler-state.js',
-  'lib/wrangler.js',
-  'package.json',
-]
+// Every file the package's tarball holds, and nothing else.
+const EXPECTED_FILES = require('./package-files.json')
 
 const results = []
 function check(name, fn) {
@@ -214,6 +181,17 @@ function main() {
          console.log(Object.keys(env).join())`,
       ])
       assert.equal(out.trim(), 'SESSIONS')
+    })
+    check("serve() answers the data browser's page from the package's files", () => {
+      const out = node([
+        '-e',
+        `require('kv-binding').serve({ path: ${JSON.stringify(store)}, port: 0 }).then(async (s) => {
+           const paths = ['/', '/ui/main.js', '/ui/app.css']
+           console.log((await Promise.all(paths.map((p) => fetch(s.url + p)))).map((r) => r.status))
+           await s.close()
+         })`,
+      ])
+      assert.equal(out.trim(), '[ 200, 200, 200 ]')
     })
     check('the kv-binding command runs', () => {
       const bin = path.join(app, 'node_modules', '.bin', 'kv-binding')
