@@ -168,6 +168,13 @@ describeWithChromium('the data browser', () => {
     expect(await page.textContent('#editor-error')).toBe('The metadata is not valid JSON.')
     expect(await kv.get('made')).toBeNull()
     await page.fill('#editor-metadata', '{"by":"page"}')
+    // A name that exists is replaced only once confirmed.
+    await page.fill('#editor-key', 'config')
+    await page.click('#editor button[type=submit]')
+    await page.click('#confirm-no')
+    expect(await page.textContent('#editor-error')).toBe('config exists; nothing was written.')
+    expect(await kv.get('config')).toBe(JSON.stringify({ theme: 'dark', flags: [1, 2] }))
+    await page.fill('#editor-key', 'made')
     await page.click('#editor button[type=submit]')
     await page.waitForSelector('#detail-key >> text=made')
     const [listed] = (await kv.list({ prefix: 'made' })).keys

@@ -411,6 +411,9 @@ describe('who may use the server', () => {
     expect(page.headers.get('content-security-policy')).toContain("script-src 'self'")
     expect(page.headers.get('x-content-type-options')).toBe('nosniff')
     expect(await page.text()).not.toContain(TOKEN)
+    // Any page may link to it (it holds nothing); the API stays closed to other sites.
+    const linked = await fetch(`${server.url}/`, { headers: { 'sec-fetch-site': 'cross-site' } })
+    expect(linked.status).toBe(200)
     const script = await fetch(`${server.url}/ui/main.js`)
     expect(script.headers.get('content-type')).toBe('text/javascript; charset=utf-8')
     // Only the page's own files: nothing else of the package is reachable.

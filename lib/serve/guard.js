@@ -39,6 +39,8 @@ function guardFor({ host, port, token }) {
         `This server answers requests for ${[...hosts].join(', ')}, not for ${JSON.stringify(hostHeader ?? '')}.`,
       )
     }
+    // The browser's page and scripts hold no data: any page may link to them.
+    if (!tokenNeeded) return null
     // A page of another site may send requests but not read them: it may not write either.
     const site = req.headers['sec-fetch-site']
     if (site === 'cross-site' || site === 'same-site') {
@@ -48,7 +50,6 @@ function guardFor({ host, port, token }) {
     if (origin !== undefined && origin !== `http://${hostHeader}`) {
       return refused(`Requests from ${origin} are refused.`)
     }
-    if (!tokenNeeded) return null
     const given = Buffer.from(req.headers.authorization ?? '')
     if (given.length !== expected.length || !crypto.timingSafeEqual(given, expected)) {
       return refused('Authentication error')

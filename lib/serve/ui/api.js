@@ -85,6 +85,12 @@ export class Api {
     return { keys: envelope.result, cursor: envelope.result_info?.cursor ?? '' }
   }
 
+  /** The key `name` as listed (name, expiration, metadata), read without its value; or null. */
+  async listed(namespace, name, { quiet = false } = {}) {
+    const page = await this.keys(namespace, { prefix: name, limit: 10, quiet })
+    return page.keys.find((key) => key.name === name) ?? null
+  }
+
   /** A key's value as bytes (an ArrayBuffer), or null when there is none. */
   async value(namespace, key, { quiet = false } = {}) {
     try {
@@ -143,11 +149,12 @@ export class Api {
 
   /**
    * Calls `onOperation(operation)` for each KV operation the server's process makes or
-   * serves, until `signal` aborts. Resolves when the feed ends, rejects when it fails.
+   * serves, until `signal` aborts; `onOpen()` once the feed is open. Resolves when the feed
+   * ends, rejects when it fails.
    */
-  async operations(onOperation, signal) {
+  async operations(onOperation, { signal, onOpen } = {}) {
     const response = await this.#fetch('/_kv/events', { signal })
-    document.body.dataset.feed = 'open'
+    onOpen?.()
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader()
     let buffered = ''
     for (;;) {

@@ -186,7 +186,7 @@ async function openKey(name, { quiet = false } = {}) {
   const namespace = keys.namespace
   const [buffer, listed] = await Promise.all([
     api.value(namespace, name, { quiet }),
-    listedKey(name, quiet),
+    api.listed(namespace, name, { quiet }),
   ])
   if (keys.namespace !== namespace) return
   if (buffer === null || listed === null) {
@@ -217,12 +217,6 @@ async function openKey(name, { quiet = false } = {}) {
   keys.setCurrent(name)
 }
 
-// The key as the list gives it (name, expiration, metadata), read without its value.
-async function listedKey(name, quiet) {
-  const page = await api.keys(keys.namespace, { prefix: name, limit: 10, quiet })
-  return page.keys.find((key) => key.name === name) ?? null
-}
-
 function sameKey(shown, listed, buffer) {
   if (JSON.stringify(shown.key) !== JSON.stringify(listed)) return false
   const a = new Uint8Array(shown.buffer)
@@ -235,7 +229,7 @@ async function editKey(shown) {
   const existing = shown === null ? null : { key: shown.key, value: describe(shown.buffer) }
   const namespace = keys.namespace
   const saved = await openEditor(existing, async (name, body, options) => {
-    if (shown === null && (await api.value(namespace, name)) !== null) {
+    if (shown === null && (await api.listed(namespace, name)) !== null) {
       const replace = await confirmAction({
         title: 'Replace it?',
         text: `${name} exists. Replace its value, metadata and expiration?`,
@@ -265,7 +259,7 @@ async function renameKey(shown) {
   })
   if (to === null || to === from.name || to === '') return
   await run(async () => {
-    if ((await api.value(keys.namespace, to)) !== null) {
+    if ((await api.listed(keys.namespace, to)) !== null) {
       const replace = await confirmAction({
         title: 'Replace it?',
         text: `${to} exists. Renaming ${from.name} replaces it.`,

@@ -42,10 +42,16 @@ export class Operations {
     let wait = 500
     for (;;) {
       try {
-        await this.#api.operations((operation) => {
-          wait = 500
-          this.#add(operation)
-        })
+        const onOpen = () => {
+          document.body.dataset.feed = 'open'
+        }
+        await this.#api.operations(
+          (operation) => {
+            wait = 500
+            this.#add(operation)
+          },
+          { onOpen },
+        )
       } catch (error) {
         if (error.status === 403) throw error
       }
