@@ -345,6 +345,36 @@ describe.each(backends)('%s backend', (_name, open) => {
       await expect(kv.get('large', 'bogus')).rejects.toThrow(UNKNOWN_TYPE)
     })
 
+    test('large text reads give the text stored: ASCII, UTF-8, bytes that are not UTF-8, bytes past ASCII', async () => {
+      const ascii = '{"id":1,"tags":["a","b"]},'.repeat(40_000)
+      const cases = [
+        ['ascii', ascii, ascii],
+        ['utf8', `${ascii}é`, `${ascii}é`],
+        // Not UTF-8: each bad byte reads as U+FFFD, as a TextDecoder reads it.
+        [
+          'invalid',
+          Buffer.concat([Buffer.from(ascii), Buffer.from([0xff, 0x41])]),
+          `${ascii}\ufffdA`,
+        ],
+        // Latin-1 bytes are not ASCII: read as UTF-8, they are not the Latin-1 characters.
+        ['latin1', Buffer.concat([Buffer.from(ascii), Buffer.from([0xe9])]), `${ascii}\ufffd`],
+      ]
+      for (const [key, stored] of cases) await kv.put(key, stored)
+      for (const [key, , read] of cases) {
+        const [first, again] = [await kv.get(key), await kv.get(key)]
+        expect([key, first.length, first === read]).toEqual([key, read.length, true])
+        expect(again === read).toBe(true)
+        const { value } = await kv.getWithMetadata(key)
+        expect(value === read).toBe(true)
+      }
+      // The strings stay whole once those read before are collected.
+      const held = await kv.get('ascii')
+      for (let i = 0; i < 20; i++) await kv.get('ascii')
+      globalThis.gc?.()
+      expect(held === ascii && held.slice(-26) === ascii.slice(-26)).toBe(true)
+      expect(JSON.parse(`[${held.slice(0, -1)}]`)).toHaveLength(40_000)
+    })
+
     test('a large value is private to the put: changing the source afterwards does not change it', async () => {
       const source = new Uint8Array(MiB).fill(1)
       const put = kv.put('copy', source)

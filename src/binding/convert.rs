@@ -4,6 +4,7 @@
 use napi::bindgen_prelude::*;
 use napi::JsString;
 
+use super::text::OwnedText;
 use super::Result;
 use crate::store::{self, Entry, Value};
 
@@ -138,24 +139,23 @@ pub(super) fn text_of(bytes: &[u8]) -> String {
 
 /// An entry's value (read in full) and metadata as a pool task hands them over: converted
 /// and copied on the pool, so that the JS thread only wraps them.
-pub(super) type OwnedPair = (Either<String, Vec<u8>>, Option<String>);
+pub(super) type OwnedPair = (Either<OwnedText, Vec<u8>>, Option<String>);
 
 pub(super) fn owned_pair(entry: Entry, as_text: bool) -> Option<OwnedPair> {
     let value = match (entry.value, as_text) {
         (Value::Deferred { .. }, _) => return None,
-        (Value::Loaded(bytes), true) => Either::A(text_of(&bytes)),
+        (Value::Loaded(bytes), true) => Either::A(OwnedText::from_bytes(bytes.to_vec())),
         (Value::Loaded(bytes), false) => Either::B(bytes.to_vec()),
         // Bytes of our own: no copy unless the text needs repairing.
-        (Value::Owned(bytes), true) => {
-            Either::A(String::from_utf8(bytes).unwrap_or_else(|e| text_of(e.as_bytes())))
-        }
+        (Value::Owned(bytes), true) => Either::A(OwnedText::from_bytes(bytes)),
         (Value::Owned(bytes), false) => Either::B(bytes),
     };
     Some((value, entry.metadata.map(|m| text_of(&m))))
 }
 
-/// `pair` for JS: the bytes become a Buffer over the same memory, without a copy.
-pub(super) fn js_pair((value, metadata): OwnedPair) -> (Either<String, Buffer>, Option<String>) {
+/// `pair` for JS: the bytes become a Buffer over the same memory, without a copy, and ASCII
+/// text a string over the same memory (see [`OwnedText`]).
+pub(super) fn js_pair((value, metadata): OwnedPair) -> (Either<OwnedText, Buffer>, Option<String>) {
     let value = match value {
         Either::A(text) => Either::A(text),
         Either::B(bytes) => Either::B(bytes.into()),

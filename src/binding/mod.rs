@@ -24,6 +24,7 @@ mod read;
 mod settle;
 mod staged;
 mod tasks;
+mod text;
 mod tools;
 mod whole;
 mod write;
@@ -285,4 +286,8 @@ type InLineRead<'env> = Either<
 /// The same, read off the JS thread.
 type OwnedRead = (OwnedPair, Option<CacheStatus>);
 /// The same, as JS gets it from a pool task.
-type JsRead = (Either<String, Buffer>, Option<String>, Option<String>);
+type JsRead = (
+    Either<text::OwnedText, Buffer>,
+    Option<String>,
+    Option<String>,
+);
