@@ -2,14 +2,16 @@
 
 // npm run bench -- [--keys 100000] [--libs a,b] [--phases get,put,...] [--miniflare-keys 10000]
 //                  [--large-list-keys 1000] [--quick] [--markdown] [--baseline DIR]
-//                  [--skip-serve]
+//                  [--rounds 3] [--skip-serve]
 //
 // --baseline DIR adds the libraries `baseline` and `baseline-memory`: kv-binding as built in
 // another checkout (e.g. a git worktree of main), to measure a change against what it changes.
 //
-// Runs the same workload through each library's own async API, one process per library, back
-// to back, and prints ops/s, p50 and p99 per phase with each peer's ratio to kv-binding (sled)
-// measured in the same run. `--quick` (10k keys, 100 large-list keys) takes under a minute.
+// Runs the same workload through each library's own async API, one process per library, in
+// `--rounds` rounds (the libraries in another order each round), and prints per phase the
+// median round's ops/s, p50 and p99, the spread of the rounds, and each peer's ratio to
+// kv-binding (sled): on a shared machine a single run of each cannot tell 20% apart.
+// `--quick` (10k keys, 100 large-list keys) takes a few minutes.
 // Then (unless --skip-serve) the REST API through serve() against a node:http + Map floor,
 // and the data browser's first page of 100,000 keys in Chromium (see serve.js).
 
@@ -29,13 +31,14 @@ const { values: options } = parseArgs({
     quick: { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },
     baseline: { type: 'string' },
+    rounds: { type: 'string', default: '3' },
     'skip-serve': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (options.help) {
   console.log(
-    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 15).join('\n'),
+    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 17).join('\n'),
   )
   process.exit(0)
 }
@@ -110,10 +113,30 @@ function table(rows, markdown) {
   return rows.map((r) => r.map((cell, c) => String(cell).padEnd(widths[c])).join('  ')).join('\n')
 }
 
+/**
+ * One result per library and phase from the rounds': the median round's (by ops/s, or by
+ * bytes for sizes), with the rounds' ops/s in order as `spread`.
+ */
+function medianRounds(results) {
+  const groups = new Map()
+  for (const result of results) {
+    const id = `${result.lib}\0${result.phase}`
+    if (!groups.has(id)) groups.set(id, [])
+    groups.get(id).push(result)
+  }
+  return [...groups.values()].map((group) => {
+    const by = (r) => r.opsPerSec ?? r.bytes ?? r.sizes?.at(-1) ?? 0
+    const sorted = [...group].sort((a, b) => by(a) - by(b))
+    const median = sorted[(sorted.length - 1) >> 1]
+    return { ...median, spread: sorted.map((r) => r.opsPerSec).filter(Boolean) }
+  })
+}
+
 async function main() {
   console.log(
     `kv-binding benchmark: ${keys} keys of 100 bytes (Miniflare 4: ${miniflareKeys}), ` +
-      `${os.cpus().length} × ${os.cpus()[0].model}, Node ${process.version}, ${os.platform()} ${os.arch()}`,
+      `${os.cpus().length} × ${os.cpus()[0].model}, Node ${process.version}, ${os.platform()} ${os.arch()}, ` +
+      `median of ${options.rounds} rounds`,
   )
   const results = []
   // One private Redis server, and one 3-shard cluster, for the Redis libraries that need
@@ -129,22 +152,30 @@ async function main() {
     started.push(...cluster)
     process.env.KV_BENCH_REDIS_CLUSTER_URL = `redis://127.0.0.1:${cluster[0].port}`
   }
+  const rounds = Number(options.rounds)
   try {
-    for (const lib of libs) {
-      if (ADAPTERS[lib].redis) {
-        for (const { port } of started) {
-          require('node:child_process').spawnSync('redis-cli', ['-p', String(port), 'flushall'])
+    for (let round = 0; round < rounds; round++) {
+      // Each round starts from another library, so that none always runs first or last.
+      const order = libs.map((_, i) => libs[(i + round) % libs.length])
+      for (const lib of order) {
+        if (ADAPTERS[lib].redis) {
+          for (const { port } of started) {
+            require('node:child_process').spawnSync('redis-cli', ['-p', String(port), 'flushall'])
+          }
         }
+        results.push(...(await runLib(lib)))
       }
-      results.push(...(await runLib(lib)))
     }
   } finally {
     await servers.stop(started)
   }
-  const find = (lib, phase) => results.find((r) => r.lib === lib && r.phase === phase)
+  const medians = medianRounds(results)
+  const find = (lib, phase) => medians.find((r) => r.lib === lib && r.phase === phase)
 
-  const timed = [...new Set(results.filter((r) => r.opsPerSec).map((r) => r.phase))]
-  const rows = [['phase', 'library', 'ops/s', 'p50', 'p99', 'max stall', 'kv-binding ÷ library']]
+  const timed = [...new Set(medians.filter((r) => r.opsPerSec).map((r) => r.phase))]
+  const rows = [
+    ['phase', 'library', 'ops/s', 'rounds', 'p50', 'p99', 'max stall', 'kv-binding ÷ library'],
+  ]
   for (const phase of timed) {
     const base = find(BASE, phase)
     for (const lib of libs) {
@@ -156,6 +187,7 @@ async function main() {
         phase,
         label,
         fmt.ops(r.opsPerSec),
+        r.spread.length > 1 ? `${fmt.ops(r.spread[0])}–${fmt.ops(r.spread.at(-1))}` : '-',
         fmt.us(r.p50),
         fmt.us(r.p99),
         `${r.stallMs.toFixed(1)} ms`,

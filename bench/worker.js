@@ -118,6 +118,9 @@ function rss() {
   return process.memoryUsage().rss
 }
 
+// A line of JSON, repeated to make the large text values.
+const JSON_LINE = '{"id":12345,"name":"a value people store","tags":["kv","json"],"ok":true},'
+
 async function main() {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `kv-bench-${args.lib}-`))
   const dir = path.join(root, 'main')
@@ -165,6 +168,18 @@ async function main() {
       const big = new Uint8Array(25 * MiB).fill(9)
       await measure('put-25mib', 8, (i) => store.put(`huge:${i}`, big), { yieldEvery: 1 })
       await measure('get-25mib', 8, (i) => store.getBytes(`huge:${i}`), { yieldEvery: 1 })
+      // The same sizes as text, as JSON and HTML are stored and read: ASCII, read as strings.
+      const text = (bytes) => JSON_LINE.repeat(Math.ceil(bytes / JSON_LINE.length)).slice(0, bytes)
+      const [oneMiBText, bigText] = [text(MiB), text(25 * MiB - 1024)]
+      for (let i = 0; i < 50; i++) await store.put(`large:${i}`, oneMiBText)
+      const textOf = (expected) => async (name) => {
+        if ((await store.get(name))?.length !== expected.length) throw new Error(`lost ${name}`)
+      }
+      await measure('get-1mib-text', 50, (i) => textOf(oneMiBText)(`large:${i}`), {
+        yieldEvery: 1,
+      })
+      for (let i = 0; i < 8; i++) await store.put(`huge:${i}`, bigText)
+      await measure('get-25mib-text', 8, (i) => textOf(bigText)(`huge:${i}`), { yieldEvery: 1 })
       for (let i = 0; i < 50; i++) await store.delete(`large:${i}`)
       for (let i = 0; i < 8; i++) await store.delete(`huge:${i}`)
     }
