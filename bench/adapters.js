@@ -291,6 +291,8 @@ const ADAPTERS = {
   'better-sqlite3': betterSqlite3,
   miniflare,
   'kv-binding-shared': kvBindingShared(),
+  // The floor the shared store is measured against (see socket-floor.js).
+  'socket-floor': require('./socket-floor').socketFloor,
   'kv-binding-redis': kvBindingRedis(false),
   ioredis: ioredis(false),
   'kv-binding-redis-cluster': kvBindingRedis(true),
