@@ -171,3 +171,42 @@ fn long_keys_are_kept_only_by_a_complete_namespace() {
     assert_eq!(guard.get(complete, &long), Cached::Record(IVec::from(b"1")));
     assert_eq!(guard.get(hashed, &long), Cached::Unknown);
 }
+
+#[test]
+fn a_complete_namespace_reads_and_scans_alike_after_any_writes() {
+    // Gets are answered by key, scans in order: both must say what a plain map says.
+    let cache = RecordCache::new(1 << 24);
+    let ns = cache.namespace("ns", true);
+    let mut guard = cache.lock();
+    let mut model = BTreeMap::new();
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    for step in 0..20_000u32 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let key = format!("k{:03}", seed % 400).into_bytes();
+        if seed.is_multiple_of(3) {
+            guard.set(ns, &key, None);
+            model.remove(&key);
+        } else {
+            let record = IVec::from(format!("r{step}").as_bytes());
+            guard.set(ns, &key, Some(&record));
+            model.insert(key, record);
+        }
+    }
+    for i in 0..400 {
+        let key = format!("k{i:03}").into_bytes();
+        let expected = model
+            .get(&key)
+            .map_or(Cached::Absent, |r| Cached::Record(r.clone()));
+        assert_eq!(guard.get(ns, &key), expected);
+    }
+    let mut scanned = Vec::new();
+    let mut visit = |key: &[u8], record: &IVec| -> Result<bool, ()> {
+        scanned.push((key.to_vec(), record.clone()));
+        Ok(true)
+    };
+    guard.scan(ns, b"", None, &mut visit).unwrap().unwrap();
+    let expected: Vec<_> = model.into_iter().collect();
+    assert_eq!(scanned, expected);
+}
