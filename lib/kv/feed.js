@@ -8,7 +8,8 @@
 
 const diagnostics = require('node:diagnostics_channel')
 
-const OPERATIONS = diagnostics.channel('kv-binding:operation')
+const CHANNEL = 'kv-binding:operation'
+const OPERATIONS = diagnostics.channel(CHANNEL)
 
 // The methods published, and how each names its key (the first argument) and its size.
 const WATCHED = ['get', 'getWithMetadata', 'list', 'put', 'delete', 'bulkPut']
@@ -106,4 +107,4 @@ function observe(kv, op, method, args, labelOf) {
   return result
 }
 
-module.exports = { OPERATIONS, watchMethods }
+module.exports = { CHANNEL, watchMethods }

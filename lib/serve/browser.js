@@ -7,7 +7,8 @@
 const { AsyncLocalStorage } = require('node:async_hooks')
 const fs = require('node:fs')
 const path = require('node:path')
-const { OPERATIONS } = require('../kv/feed.js')
+const diagnostics = require('node:diagnostics_channel')
+const { CHANNEL } = require('../kv/feed.js')
 const { CODES, ApiError, invalid, readJson, sendResult } = require('./http.js')
 
 // The page's files, by the path they are served at.
@@ -139,7 +140,7 @@ function operationsFeed(namespaces) {
   const stop = (res) => {
     if (!listeners.delete(res)) return
     if (listeners.size > 0) return
-    OPERATIONS.unsubscribe(onOperation)
+    diagnostics.unsubscribe(CHANNEL, onOperation)
     served.stop()
   }
   let heartbeat = null
@@ -152,7 +153,7 @@ function operationsFeed(namespaces) {
       })
       res.write(`: kv-binding operations\n\n${recent.join('')}`)
       if (listeners.size === 0) {
-        OPERATIONS.subscribe(onOperation)
+        diagnostics.subscribe(CHANNEL, onOperation)
         served.start()
       }
       listeners.add(res)
