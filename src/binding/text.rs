@@ -158,8 +158,9 @@ unsafe fn external(
             "could not create a string",
         ));
     }
-    // Copied (and freed by now), the bytes are in V8's heap, which counts them itself.
-    unsafe { report_external(env, if copied { 0 } else { len as i64 }) };
+    // Copied, the bytes are in V8's heap, which counts them itself, and `release` has already
+    // taken them off the count: adding them nets to nothing. Else they are external now.
+    unsafe { report_external(env, len as i64) };
     Ok(value)
 }
 
