@@ -496,6 +496,15 @@ describe('who may use the server', () => {
         headers: { authorization: `Bearer ${TOKEN}` },
       })
       expect(await exported.json()).toEqual([{ key: 'a', value: 'one' }])
+      // Under a prefix, the same entries as a whole export, read a page at a time.
+      await kv.put('p:bin', new Uint8Array([0xff, 0, 1]), { metadata: { m: 1 } })
+      await kv.put('p:text', 't', { expiration: Math.floor(Date.now() / 1000) + 3600 })
+      const under = await fetch(`${local.url}/_kv/export/KV?prefix=p%3A`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      })
+      const entries = await under.json()
+      expect(entries).toEqual((await kv.dump()).filter(({ key }) => key.startsWith('p:')))
+      expect(entries[0]).toEqual({ key: 'p:bin', value: '/wAB', base64: true, metadata: { m: 1 } })
     } finally {
       await local.close()
       await kv.close()

@@ -9,6 +9,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const diagnostics = require('node:diagnostics_channel')
 const { CHANNEL } = require('../kv/feed.js')
+const { resultsFor } = require('../results.js')
 const { CODES, ApiError, invalid, readJson, sendResult } = require('./http.js')
 
 // The page's files, by the path they are served at.
@@ -86,7 +87,7 @@ function browserFor(namespaceOf, namespaces) {
     const { kv } = await namespaceOf(id)
     if (what === 'export' && req.method === 'GET') {
       const prefix = query.get('prefix') ?? ''
-      const entries = (await kv.dump()).filter((entry) => entry.key.startsWith(prefix))
+      const entries = prefix === '' ? await kv.dump() : await entriesUnder(kv, prefix)
       const text = JSON.stringify(entries)
       res.writeHead(200, {
         'content-type': 'application/json; charset=utf-8',
@@ -119,6 +120,32 @@ function browserFor(namespaceOf, namespaces) {
 }
 
 const noRoute = () => new ApiError(404, CODES.NO_ROUTE, 'No route for that URI')
+
+const { dumpedEntry } = resultsFor(globalThis)
+
+/**
+ * The entries under `prefix`, as `dump()` gives a whole namespace: read a list page at a time,
+ * so that exporting a few keys of a large namespace reads those keys alone. A key deleted
+ * between its listing and its read is left out.
+ */
+async function entriesUnder(kv, prefix) {
+  const entries = []
+  let cursor
+  do {
+    const page = await kv.list({ prefix, cursor })
+    const read = await Promise.all(
+      page.keys.map(({ name }) => kv.getWithMetadata(name, 'arrayBuffer')),
+    )
+    page.keys.forEach(({ name, expiration }, i) => {
+      const { value, metadata } = read[i]
+      if (value === null) return
+      const json = metadata === null ? null : JSON.stringify(metadata)
+      entries.push(dumpedEntry([name, Buffer.from(value), expiration ?? null, json]))
+    })
+    cursor = page.list_complete ? undefined : page.cursor
+  } while (cursor !== undefined)
+  return entries
+}
 
 // The operations of this process's KVs, and those the store's holder answered for other
 // processes, sent to each page that listens as server-sent events (read with fetch, which
