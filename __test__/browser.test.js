@@ -177,6 +177,8 @@ describeWithChromium('the data browser', () => {
     await page.fill('#editor-key', 'made')
     await page.click('#editor button[type=submit]')
     await page.waitForSelector('#detail-key >> text=made')
+    // What the action did stays said, though the list changed with it.
+    expect(await page.textContent('#status')).toBe('Saved made.')
     const [listed] = (await kv.list({ prefix: 'made' })).keys
     expect(listed.metadata).toEqual({ by: 'page' })
     expect(Math.abs(listed.expiration - (Date.now() / 1000 + 600))).toBeLessThan(30)

@@ -19,17 +19,12 @@ export class KeyList {
   #selected = new Set()
   #current = null
   #onOpen
-  #onChange
   #loading = null
 
-  /**
-   * `onOpen(key)` is called when a key is opened (clicked, or Enter); `onChange(keys)` each
-   * time the page shown changes.
-   */
-  constructor(api, { onOpen, onChange }) {
+  /** `onOpen(key)` is called when a key is opened (clicked, or Enter). */
+  constructor(api, { onOpen }) {
     this.#api = api
     this.#onOpen = onOpen
-    this.#onChange = onChange
     byId('next').onclick = () => this.nextPage()
     byId('previous').onclick = () => this.previousPage()
     byId('select-all').onchange = (event) => {
@@ -125,7 +120,6 @@ export class KeyList {
     this.#shownAs = shownAs
     this.#keys = page.keys
     this.#render()
-    this.#onChange(this.#keys)
   }
 
   #render() {

@@ -32,7 +32,7 @@ async function main() {
   const token = takeToken()
   if (token === null) return askToken()
   api = new Api(token)
-  keys = new KeyList(api, { onOpen: (key) => openKey(key.name), onChange: onPageChange })
+  keys = new KeyList(api, { onOpen: (key) => openKey(key.name) })
   wire()
   try {
     await loadNamespaces()
@@ -148,12 +148,19 @@ async function run(task) {
   }
 }
 
-// What is shown, asked for again: the page of keys and the open key.
+// What is shown, asked for again: the page of keys and the open key. A failure shows until a
+// refresh succeeds again; what the person's own actions said stays.
+let refreshFailed = false
 async function refresh() {
-  await run(async () => {
+  try {
     await keys.refresh()
     if (open !== null) await openKey(open.key.name, { quiet: true })
-  })
+    if (refreshFailed) status('')
+    refreshFailed = false
+  } catch (error) {
+    refreshFailed = true
+    status(error.message, true)
+  }
 }
 
 // A refresh soon after a write the feed reported, one for many writes in a burst.
@@ -163,10 +170,6 @@ function soon() {
     pending = null
     refresh()
   }, 100)
-}
-
-function onPageChange() {
-  status('')
 }
 
 function closeKey() {
