@@ -349,6 +349,9 @@ describe.each(backends)('%s backend', (_name, open) => {
       const ascii = '{"id":1,"tags":["a","b"]},'.repeat(40_000)
       const cases = [
         ['ascii', ascii, ascii],
+        // Read on the JS thread (up to 256 KiB), as a one-byte string made where it lies.
+        ['ascii-in-line', ascii.slice(0, 100_000), ascii.slice(0, 100_000)],
+        ['latin1-in-line', Buffer.from([0x41, 0xe9, 0x42]), 'A\ufffdB'],
         ['utf8', `${ascii}é`, `${ascii}é`],
         // Not UTF-8: each bad byte reads as U+FFFD, as a TextDecoder reads it.
         [

@@ -4,7 +4,7 @@
 use napi::bindgen_prelude::*;
 use napi::JsString;
 
-use super::text::OwnedText;
+use super::text::{OwnedText, EXTERNAL_MIN};
 use super::Result;
 use crate::store::{self, Entry, Value};
 
@@ -97,14 +97,30 @@ impl FromNapiValue for Text {
     }
 }
 
-/// Decodes stored bytes into a JS string. V8's UTF-8 decoder replaces invalid sequences with
-/// U+FFFD as a `TextDecoder` does, so the bytes go to it unchecked.
+/// Decodes stored bytes into a JS string. ASCII bytes are copied as they are into a one-byte
+/// string; other bytes go to V8's UTF-8 decoder, which replaces invalid sequences with U+FFFD
+/// as a `TextDecoder` does.
 pub(super) fn js_text<'env>(env: &'env Env, bytes: &[u8]) -> Result<JsString<'env>> {
     let mut value = std::ptr::null_mut();
+    let ascii = bytes.is_ascii();
+    if ascii && bytes.len() >= EXTERNAL_MIN {
+        // A long one is read where it is, as a text read off the JS thread is (see text.rs):
+        // one copy out of the store's buffer, none into V8's heap.
+        // SAFETY: on the JS thread of `env`.
+        let made = unsafe { OwnedText::to_napi_value(env.raw(), OwnedText::Ascii(bytes.to_vec())) };
+        return made
+            .and_then(|value| unsafe { JsString::from_napi_value(env.raw(), value) })
+            .map_err(napi_failure);
+    }
+    let create = if ascii {
+        napi::sys::napi_create_string_latin1
+    } else {
+        napi::sys::napi_create_string_utf8
+    };
     // SAFETY: `bytes` is valid for `bytes.len()` bytes and Node-API copies them before it
     // returns; the length is explicit, so no terminator is needed.
     let status = unsafe {
-        napi::sys::napi_create_string_utf8(
+        create(
             env.raw(),
             bytes.as_ptr().cast(),
             bytes.len() as isize,

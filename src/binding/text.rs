@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 
 /// Below this, a string is made the usual way: V8 copies short external strings anyway.
-const EXTERNAL_MIN: usize = 64 * 1024;
+pub const EXTERNAL_MIN: usize = 64 * 1024;
 
 /// A value read as text, ready to become a JS string on the JS thread.
 pub enum OwnedText {
