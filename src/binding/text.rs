@@ -1,7 +1,8 @@
-//! Text read off the JS thread, made a JS string without copying it into V8's heap when it
-//! can be: most large values people store as text are ASCII (JSON, HTML, base64), which V8
-//! can read in place as an external one-byte string. Other text is decoded from UTF-8 as
-//! usual.
+//! Long text made a JS string without copying it into V8's heap when it can be: most large
+//! values people store as text are ASCII (JSON, HTML, base64), which V8 can read in place as
+//! an external one-byte string. Text read off the JS thread comes here as an [`OwnedText`];
+//! a long value read in-line, through [`super::convert::js_text`]. Other text is decoded from
+//! UTF-8 as usual.
 
 use std::cell::Cell;
 use std::os::raw::{c_char, c_void};
