@@ -511,6 +511,42 @@ describe('who may use the server', () => {
     }
   })
 
+  test('a feed its reader stops reading is cut, not queued without end', async () => {
+    const diagnostics = require('node:diagnostics_channel')
+    const kv = new KV()
+    const local = await serve({ namespaces: { KV: kv }, port: 0, token: TOKEN })
+    try {
+      const response = await new Promise((resolve, reject) => {
+        const req = require('node:http').get(`${local.url}/_kv/events`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        })
+        req.on('response', resolve)
+        req.on('error', reject)
+      })
+      expect(response.statusCode).toBe(200)
+      // Never read: events fill the socket, then the server's queue, until it cuts the feed
+      // and, its last page gone, stops watching operations.
+      response.pause()
+      const key = 'k'.repeat(500)
+      let puts = 0
+      while (diagnostics.hasSubscribers('kv-binding:operation') && puts < 200_000) {
+        await kv.put(key, 'v')
+        if (++puts % 1000 === 0) await new Promise((resolve) => setImmediate(resolve))
+      }
+      expect(diagnostics.hasSubscribers('kv-binding:operation')).toBe(false)
+      // What reached the client is what was queued before the cut: it ends there.
+      let received = 0
+      response.on('data', (chunk) => (received += chunk.length))
+      const ended = new Promise((resolve) => response.once('close', resolve))
+      response.resume()
+      await ended
+      expect(received).toBeLessThan(puts * 600)
+    } finally {
+      await local.close()
+      await kv.close()
+    }
+  }, 60_000)
+
   test('another address than loopback needs a token of its own', async () => {
     await expect(serve({ namespaces: {}, host: '0.0.0.0', port: 0 })).rejects.toThrow(
       'Serving on 0.0.0.0 lets other machines reach the data: give a token of your own to do so.',

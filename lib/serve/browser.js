@@ -47,6 +47,8 @@ const IMPORT_BYTES = 100 * 1000 * 1000
 const RECENT_KEPT = 200
 // A comment sent down an idle feed, so that proxies and the page know it is alive.
 const HEARTBEAT_MS = 15_000
+// The most bytes of events a page's feed may have unsent before it is cut.
+const FEED_BACKLOG = 1 << 20
 // How often the store's holder is asked what it answered for other processes.
 const SERVED_POLL_MS = 250
 
@@ -158,7 +160,18 @@ function operationsFeed(namespaces) {
     const event = `data: ${JSON.stringify({ seq: ++seq, ...operation })}\n\n`
     recent.push(event)
     if (recent.length > RECENT_KEPT) recent.shift()
-    for (const res of listeners) res.write(event)
+    for (const res of listeners) deliver(res, event)
+  }
+  // A page that stops reading (a tab in the background, a client that never reads) would
+  // have its events queue up here without end: past FEED_BACKLOG bytes unsent, its feed is
+  // cut, and the page connects again when it reads once more.
+  const deliver = (res, text) => {
+    if (res.writableLength > FEED_BACKLOG) {
+      stop(res)
+      res.destroy()
+    } else {
+      res.write(text)
+    }
   }
   const onOperation = (operation) => {
     if (refreshing.getStore() !== true) send({ ...operation, process: process.pid, here: true })
@@ -185,7 +198,7 @@ function operationsFeed(namespaces) {
       }
       listeners.add(res)
       heartbeat ??= setInterval(() => {
-        for (const listener of listeners) listener.write(': alive\n\n')
+        for (const listener of listeners) deliver(listener, ': alive\n\n')
       }, HEARTBEAT_MS).unref()
       res.once('close', () => stop(res))
     },
