@@ -254,6 +254,7 @@ describeWithChromium('the data browser', () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')])
     const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8'))
     expect(exported).toEqual((await kv.dump()).filter(({ key }) => key.startsWith('session:')))
+    await page.waitForSelector('#status >> text=Exported 2 keys.')
 
     const file = path.join(tempDir(), 'import.json')
     const good = [
@@ -364,6 +365,24 @@ describeWithChromium('the data browser', () => {
       await eventual.close()
     }
   })
+
+  test('a large value shown is read again only when it was written, not at every refresh', async () => {
+    await kv.put('big', 'b'.repeat(300_000))
+    await open()
+    await page.waitForSelector('body[data-feed="open"]')
+    await keyButton('big').click()
+    await page.waitForSelector('#detail-key >> text=big')
+    const reads = []
+    page.on('request', (request) => {
+      if (request.url().includes('/values/big')) reads.push(request.url())
+    })
+    // Two refreshes go by: the listing is asked for, the 300 KB value is not.
+    await page.waitForTimeout(4500)
+    expect(reads).toEqual([])
+    await kv.put('big', 'c'.repeat(300_000))
+    await page.waitForSelector('[data-view="text"] >> text=/^c+$/')
+    expect(reads.length).toBeGreaterThan(0)
+  }, 20_000)
 
   test('is usable from the keyboard', async () => {
     await open()

@@ -95,6 +95,7 @@ function browserFor(namespaceOf, namespaces) {
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(text),
         'cache-control': 'no-store',
+        'x-kv-entries': entries.length,
       })
       return res.end(text)
     }

@@ -131,10 +131,15 @@ export class Api {
     })
   }
 
-  /** Every entry of the namespace under `prefix`, in wrangler's bulk format, as JSON text. */
+  /**
+   * Every entry of the namespace under `prefix`, in wrangler's bulk format: `{ text, count }`,
+   * the JSON text and how many entries it holds.
+   */
   async export(namespace, prefix = '') {
     const query = prefix ? `?${new URLSearchParams({ prefix })}` : ''
-    return (await this.#fetch(`/_kv/export/${part(namespace)}${query}`)).text()
+    const response = await this.#fetch(`/_kv/export/${part(namespace)}${query}`)
+    const count = Number(response.headers.get('x-kv-entries'))
+    return { text: await response.text(), count }
   }
 
   /** Writes wrangler's bulk JSON `text` all at once: an entry refused writes none. */

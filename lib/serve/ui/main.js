@@ -3,7 +3,7 @@
 // in wrangler's bulk format; and the live feed of operations.
 
 import { Api, keepToken, takeToken } from './api.js'
-import { askText, byId, confirmAction, status } from './dom.js'
+import { askText, byId, confirmAction, make, status } from './dom.js'
 import { openEditor } from './editor.js'
 import { KeyList } from './keys.js'
 import { Operations } from './operations.js'
@@ -12,6 +12,9 @@ import { describe, showKey } from './value.js'
 // How often the page shown asks again for its keys and its open key, for writes made where
 // the feed does not reach (another process on Redis, say).
 const REFRESH_MS = 2000
+// Values longer than this, shown and unchanged in their listing, are not read again by a
+// refresh unless the feed reports a write to them.
+const REREAD_MAX = 256 * 1024
 // Keys a bulk deletion of a prefix asks for and deletes at a time.
 const DELETE_BATCH = 1000
 const NAMESPACE_KEY = 'kv-binding:namespace'
@@ -42,7 +45,12 @@ async function main() {
   }
   performance.mark('kv:first-page')
   document.body.dataset.ready = 'true'
-  const operations = new Operations(api, { onWrite: soon })
+  const operations = new Operations(api, {
+    onWrite: (operation) => {
+      if (open !== null && operation.key === open.key.name) open.written = true
+      soon()
+    },
+  })
   operations
     .listen()
     .catch((error) => status(`The operations feed stopped: ${error.message}`, true))
@@ -184,13 +192,23 @@ function closeKey() {
   )
 }
 
-/** Shows key `name`; `quiet` (a refresh) re-renders only when it changed. */
+/**
+ * Shows key `name`; `quiet` (a refresh) re-renders only when it changed. A refresh reads a
+ * large value again only when its listing changed or the feed reported a write to it: not
+ * megabytes every two seconds to find them the same.
+ */
 async function openKey(name, { quiet = false } = {}) {
   const namespace = keys.namespace
-  const [buffer, listed] = await Promise.all([
-    api.value(namespace, name, { quiet }),
-    api.listed(namespace, name, { quiet }),
-  ])
+  const shown = open?.key.name === name ? open : null
+  const listed = await api.listed(namespace, name, { quiet })
+  const unchanged =
+    quiet &&
+    shown !== null &&
+    !shown.written &&
+    shown.buffer.byteLength > REREAD_MAX &&
+    JSON.stringify(shown.key) === JSON.stringify(listed)
+  if (unchanged) return
+  const buffer = listed === null ? null : await api.value(namespace, name, { quiet })
   if (keys.namespace !== namespace) return
   if (buffer === null || listed === null) {
     if (open?.key.name === name) closeKey()
@@ -344,20 +362,15 @@ async function deletePrefix() {
 
 async function exportKeys() {
   await run(async () => {
-    const text = await api.export(keys.namespace, keys.prefix)
+    const { text, count } = await api.export(keys.namespace, keys.prefix)
     const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }))
-    const link = Object.assign(document.createElement('a'), {
-      href: url,
-      download: `${keys.namespace}${keys.prefix ? `-${keys.prefix}` : ''}.json`.replace(
-        /[\\/:*?"<>|]/g,
-        '_',
-      ),
-    })
+    const name = `${keys.namespace}${keys.prefix ? `-${keys.prefix}` : ''}.json`
+    const link = make('a', { href: url, download: name.replace(/[\\/:*?"<>|]/g, '_') })
     document.body.append(link)
     link.click()
     link.remove()
     setTimeout(() => URL.revokeObjectURL(url), 60_000)
-    status(`Exported ${JSON.parse(text).length} keys.`)
+    status(`Exported ${count} keys.`)
   })
 }
 
