@@ -425,6 +425,11 @@ describe('who may use the server', () => {
     ]) {
       const other = await fetch(`${server.url}${route}`)
       expect([route, other.status]).toEqual([route, 403])
+      // With the token, what is not a page nor a route of the API is not there.
+      const withToken = await fetch(`${server.url}${route}`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      })
+      expect([route, withToken.status]).toEqual([route, 404])
     }
     const posted = await fetch(`${server.url}/`, {
       method: 'POST',
