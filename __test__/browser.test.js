@@ -31,6 +31,9 @@ if (!haveChromium) {
 }
 const describeWithChromium = haveChromium ? describe : describe.skip
 
+// A page's test takes a second or two alone, several on a machine busy with the other suites.
+jest.setTimeout(30_000)
+
 describeWithChromium('the data browser', () => {
   let browser, dir, server, kv, context, page
   const soon = Math.floor(Date.now() / 1000) + 3600
