@@ -139,6 +139,9 @@ extern "C" fn flush_at_exit() {
     let _ = guarded(sled::flush_all);
 }
 
+/// The runtime that remote operations wait on (see [`settle`]).
+static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+
 /// The process-wide registry is a static, which Rust never drops, and `process.exit()` skips
 /// Node-API cleanup hooks. A C `atexit` handler runs on every normal exit, so writes acknowledged
 /// before it are flushed.
@@ -158,6 +161,7 @@ fn init() {
         // The same runtime serves the sled stores this process holds to other processes.
         #[cfg(unix)]
         shared::set_runtime(runtime.handle().clone());
+        let _ = RUNTIME.set(runtime.handle().clone());
         napi::bindgen_prelude::create_custom_tokio_runtime(runtime);
     }
 }

@@ -245,12 +245,12 @@ unsafe extern "C" fn close_channel(arg: *mut c_void) {
 
 /// The microtask queued by the first call of a batch: hands the outbox to the runtime.
 unsafe extern "C" fn start_batch_callback(
-    _env: sys::napi_env,
+    env: sys::napi_env,
     _info: sys::napi_callback_info,
 ) -> sys::napi_value {
     if let Some(queue) = QUEUE.with(|q| *q.borrow()) {
         queue.batch_queued.set(false);
-        start_batch(queue);
+        start_batch(env, queue);
     }
     ptr::null_mut()
 }
@@ -274,7 +274,12 @@ unsafe extern "C" fn deliver(
         Ok(mut inbox) => std::mem::swap(&mut inbox.results, &mut settling),
         Err(_) => return,
     }
-    for finished in settling.drain(..) {
+    settle_now(env, queue, &mut settling);
+}
+
+/// Settles the promises of `results` (leaving it empty), on the JS thread of `env`.
+fn settle_now(env: sys::napi_env, queue: &Queue, results: &mut Vec<Finished>) {
+    for finished in results.drain(..) {
         let Some(deferred) = queue.pending.borrow_mut().remove(&finished.id) else {
             continue;
         };
@@ -383,7 +388,7 @@ where
         Finished { id, settle }
     }));
     if queue.outbox.borrow().len() >= BATCH_MAX {
-        start_batch(queue);
+        start_batch(raw, queue);
     }
     Ok(PromiseRaw::new(raw, promise))
 }

@@ -5,6 +5,7 @@
 //! what "now" is: `Date.now()` under Jest's fake timers, a fixed instant in a test.
 
 mod backend;
+pub mod caller;
 mod error;
 mod ids;
 pub mod limits;

@@ -35,6 +35,17 @@ pub fn complete_local<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     }
 }
 
+/// Requests carrying more than this many bytes of values are made on the runtime, not on the
+/// JS thread (see [`super::caller`]): they copy their values.
+const CALLER_BYTES_MAX: usize = 64 * 1024;
+
+async fn off_caller_if_large(entries: &[PutEntry<'_>]) {
+    let bytes: usize = entries.iter().map(|e| e.value.len()).sum();
+    if bytes > CALLER_BYTES_MAX {
+        super::caller::off_caller().await;
+    }
+}
+
 impl Storage {
     /// See [`Backend::share_map`].
     pub fn share_map(&self) -> Option<Arc<EntryMap>> {
@@ -96,7 +107,10 @@ impl Storage {
     pub async fn put_all(&self, entries: &[PutEntry<'_>]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.put_all(entries),
-            Storage::Remote(remote) => remote.put_all(entries).await,
+            Storage::Remote(remote) => {
+                off_caller_if_large(entries).await;
+                remote.put_all(entries).await
+            }
         }
     }
 
@@ -143,7 +157,10 @@ impl Storage {
     pub async fn replace_all(&self, entries: &[(Bytes, Entry)]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.replace_all(entries),
-            Storage::Remote(remote) => remote.replace_all(entries).await,
+            Storage::Remote(remote) => {
+                super::caller::off_caller().await;
+                remote.replace_all(entries).await
+            }
         }
     }
 
@@ -166,7 +183,10 @@ impl Storage {
     pub async fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
         match self {
             Storage::Local(backend) => backend.stage_put(stage, entries),
-            Storage::Remote(remote) => remote.stage_put(stage, entries).await,
+            Storage::Remote(remote) => {
+                off_caller_if_large(entries).await;
+                remote.stage_put(stage, entries).await
+            }
         }
     }
 

@@ -81,7 +81,9 @@ impl SharedBackend {
                 }
                 match &*state {
                     State::Holder(backend, holder) => {
-                        return local(backend).map(|v| (v, holder.clone()))
+                        // On the store itself: disk I/O, which the JS thread does not wait for.
+                        crate::store::caller::off_caller().await;
+                        return local(backend).map(|v| (v, holder.clone()));
                     }
                     State::Client(connection) => connection.clone(),
                     State::Idle { .. } => continue,
@@ -94,16 +96,14 @@ impl SharedBackend {
             }
             // Shared by every attempt, not copied: a value may be 25 MiB.
             let sent: Arc<Vec<u8>> = frame.clone().unwrap_or_default();
-            let Ok(outcome) =
-                tokio::time::timeout(self.config.holder_timeout, connection.call(sent)).await
-            else {
-                return Err(self.unreachable(&format!(
-                    "it (pid {}) did not answer within {} ms; is it stopped?",
-                    connection.holder.pid,
-                    self.config.holder_timeout.as_millis()
-                )));
-            };
-            match outcome {
+            match connection.call(sent).await {
+                Err(FrameError::TimedOut) => {
+                    return Err(self.unreachable(&format!(
+                        "it (pid {}) did not answer within {} ms; is it stopped?",
+                        connection.holder.pid,
+                        self.config.holder_timeout.as_millis()
+                    )))
+                }
                 Ok(Response::Failed(error)) => return Err(error),
                 Ok(Response::Gone) | Err(FrameError::Closed) => {
                     let mut state = self.state.lock().await;
@@ -145,7 +145,7 @@ impl SharedBackend {
                 Err(Error::Locked { .. }) => {}
                 Err(error) => return Err(error),
             }
-            match Connection::open(&self.store, generation).await {
+            match Connection::open(&self.store, generation, self.config.holder_timeout).await {
                 Ok(connection) => return Ok(State::Client(connection)),
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                     return Err(self.unreachable(&e.to_string()))

@@ -30,15 +30,17 @@ mod client;
 mod connection;
 mod ledger;
 mod operations;
+mod probe;
 mod served;
 mod server;
 pub(crate) mod wire;
+mod writer;
 
 use answer::{answer, entries_page, is_heavy, Page};
 use connection::Connection;
-pub use connection::{probe, Unreached};
 use ledger::{Ledger, Wrote};
 use operations::done;
+pub use probe::{probe, Unreached};
 pub use server::{open_serving, Server};
 
 use std::collections::VecDeque;
@@ -56,7 +58,7 @@ use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::backends::sled::{Identity, Lease, SledBackend, StoreConfig, STAGE_GONE};

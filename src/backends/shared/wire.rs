@@ -256,6 +256,8 @@ pub enum FrameError {
     Closed,
     /// The other side sent something that is not a frame of this protocol.
     Garbage(&'static str),
+    /// No answer came in time.
+    TimedOut,
 }
 
 impl From<std::io::Error> for FrameError {

@@ -3,15 +3,101 @@
 
 use super::*;
 
-/// Hands the jobs in the outbox to the runtime, as one task.
-pub(super) fn start_batch(queue: &Queue) {
+/// Starts the jobs in the outbox: polls them first here, on the JS thread, so that their
+/// requests leave at once (see [`store::caller`]) and what is ready is settled now; the
+/// runtime takes the rest over, as one task, when one of them is woken.
+pub(super) fn start_batch(env: sys::napi_env, queue: &Queue) {
     let jobs: FuturesUnordered<Job> = queue.outbox.borrow_mut().drain(..).collect();
-    if !jobs.is_empty() {
-        napi::bindgen_prelude::spawn(Batch {
-            jobs,
-            channel: queue.channel.clone(),
-            done: Vec::new(),
-        });
+    if jobs.is_empty() {
+        return;
+    }
+    let mut batch = Batch {
+        jobs,
+        channel: queue.channel.clone(),
+        done: Vec::new(),
+    };
+    let Some(handle) = super::super::RUNTIME.get() else {
+        napi::bindgen_prelude::spawn(batch);
+        return;
+    };
+    let parked = Arc::new(Parked {
+        handle: handle.clone(),
+        state: Mutex::new(ParkState::Polling { woken: false }),
+    });
+    let waker = std::task::Waker::from(parked.clone());
+    let finished = {
+        let _runtime = handle.enter();
+        let mut cx = Context::from_waker(&waker);
+        // Twice: having polled each job once, the set of jobs wakes itself (to let other
+        // tasks run), which would hand the batch to the runtime for nothing. A job that is
+        // woken again wants the runtime (see `store::caller::off_caller`).
+        store::caller::first_poll(|| batch.poll_jobs(&mut cx))
+            || (parked.woken_again() && store::caller::first_poll(|| batch.poll_jobs(&mut cx)))
+    };
+    let mut done = std::mem::take(&mut batch.done);
+    if !finished {
+        parked.park(batch);
+    }
+    settle_now(env, queue, &mut done);
+}
+
+/// A batch that its first poll left waiting, until something wakes it: then it is spawned on
+/// the runtime, whose own waker it uses from there on.
+struct Parked {
+    handle: tokio::runtime::Handle,
+    state: Mutex<ParkState>,
+}
+
+enum ParkState {
+    /// Being polled on the JS thread; `woken` if woken meanwhile.
+    Polling {
+        woken: bool,
+    },
+    Parked(Batch),
+    /// Spawned on the runtime.
+    Spawned,
+}
+
+impl Parked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ParkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether it was woken while polled; forgets it.
+    fn woken_again(&self) -> bool {
+        let mut state = self.lock();
+        let woken = matches!(*state, ParkState::Polling { woken: true });
+        *state = ParkState::Polling { woken: false };
+        woken
+    }
+
+    fn park(&self, batch: Batch) {
+        let mut state = self.lock();
+        if matches!(*state, ParkState::Polling { woken: true }) {
+            *state = ParkState::Spawned;
+            drop(state);
+            self.handle.spawn(batch);
+        } else {
+            *state = ParkState::Parked(batch);
+        }
+    }
+}
+
+impl std::task::Wake for Parked {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut state = self.lock();
+        match std::mem::replace(&mut *state, ParkState::Spawned) {
+            ParkState::Polling { .. } => *state = ParkState::Polling { woken: true },
+            ParkState::Parked(batch) => {
+                drop(state);
+                self.handle.spawn(batch);
+            }
+            ParkState::Spawned => {}
+        }
     }
 }
 
@@ -29,17 +115,28 @@ impl Future for Batch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let batch = &mut *self;
-        let finished = loop {
-            match batch.jobs.poll_next_unpin(cx) {
-                Poll::Ready(Some(result)) => batch.done.push(result),
-                Poll::Ready(None) => break Poll::Ready(()),
-                Poll::Pending => break Poll::Pending,
-            }
-        };
+        let finished = batch.poll_jobs(cx);
         if !batch.done.is_empty() {
             send(&batch.channel, &mut batch.done);
         }
-        finished
+        if finished {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Batch {
+    /// Polls the jobs, keeping the results in `done`; `true` once every job has finished.
+    fn poll_jobs(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            match self.jobs.poll_next_unpin(cx) {
+                Poll::Ready(Some(result)) => self.done.push(result),
+                Poll::Ready(None) => return true,
+                Poll::Pending => return false,
+            }
+        }
     }
 }
 
