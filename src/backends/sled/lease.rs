@@ -24,6 +24,8 @@ pub(super) struct Shared {
     pub(super) identity: Identity,
     /// The staged writes begun in this opening of the store (see [`stage`]).
     pub(super) stages: stage::Stages,
+    /// The namespaces opened in this opening of the store (see [`SledBackend::with_lease`]).
+    pub(super) namespaces: Mutex<HashMap<String, NamespaceTrees>>,
     /// What the lock file says after the pid (see [`SHARING_MARK`]).
     pub(super) lock_mark: &'static str,
     pub(super) _lock: File,
@@ -87,6 +89,7 @@ impl Lease {
             path: path.clone(),
             identity,
             stages: stage::Stages::default(),
+            namespaces: Mutex::default(),
             lock_mark: if config.share { SHARING_MARK } else { "" },
             _lock: lock,
         });
@@ -186,6 +189,18 @@ impl Drop for Lease {
 }
 
 impl Shared {
+    /// The trees of namespace `name`, once opened in this opening of the store.
+    pub(super) fn namespace_trees(&self, name: &str) -> Option<NamespaceTrees> {
+        let known = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        known.get(name).cloned()
+    }
+
+    /// Keeps the trees of namespace `name` for its next opening.
+    pub(super) fn keep_namespace_trees(&self, name: &str, trees: NamespaceTrees) {
+        let mut known = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        known.entry(name.to_owned()).or_insert(trees);
+    }
+
     /// Flushes, and once the flush is done records this session in the lock file as one
     /// that closed cleanly (in the lock file rather than the database, so that closing
     /// writes nothing more to sled: a store closed on a full disk still opens on it).

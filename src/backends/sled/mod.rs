@@ -139,6 +139,16 @@ const WRITE_BATCH: usize = 1024;
 ///
 /// Every change to the index goes through the store's [`RecordCache`] with its lock held, so
 /// reads can be answered from the cache.
+/// A namespace's trees and its number in the record cache, as the store keeps them once
+/// opened.
+#[derive(Clone)]
+pub(super) struct NamespaceTrees {
+    index: sled::Tree,
+    blobs: sled::Tree,
+    undo: sled::Tree,
+    number: u32,
+}
+
 pub struct SledBackend {
     // Trees hold the database open too, so they go before the lease.
     index: sled::Tree,
@@ -199,29 +209,45 @@ impl SledBackend {
         Self::with_lease(Lease::acquire(path, config)?, name, config)
     }
 
-    /// Namespace `name` of the database that `lease` holds open.
+    /// Namespace `name` of the database that `lease` holds open. Its trees are opened once
+    /// per opening of the store (a holder answers each request of its clients through this).
     pub(crate) fn with_lease(lease: Lease, name: &str, config: &StoreConfig) -> Result<Self> {
         let shared = lease.shared();
-        let open_tree = |kind: &str| {
-            shared
-                .db
-                .open_tree(format!("kv/{name}/{kind}"))
-                .map_err(|e| sled_error(&shared.path, e))
+        let known = shared.namespace_trees(name);
+        let (trees, first) = match known {
+            Some(trees) => (trees, false),
+            None => {
+                let open_tree = |kind: &str| {
+                    shared
+                        .db
+                        .open_tree(format!("kv/{name}/{kind}"))
+                        .map_err(|e| sled_error(&shared.path, e))
+                };
+                let index = open_tree("index")?;
+                let number = shared.cache.namespace(name, index.is_empty());
+                let trees = NamespaceTrees {
+                    index,
+                    blobs: open_tree("blobs")?,
+                    undo: open_tree("undo")?,
+                    number,
+                };
+                (trees, true)
+            }
         };
-        let index = open_tree("index")?;
-        let number = shared.cache.namespace(name, index.is_empty());
-        let undo = open_tree("undo")?;
         let backend = Self {
-            index,
-            blobs: open_tree("blobs")?,
-            undo,
-            number,
+            index: trees.index.clone(),
+            blobs: trees.blobs.clone(),
+            undo: trees.undo.clone(),
+            number: trees.number,
             file_value_min: config.file_value_min,
             lease,
         };
-        // A large write that a crash cut short is undone, so that it is all or nothing.
-        if !backend.undo.is_empty() {
-            backend.roll_back(&mut backend.cache())?;
+        if first {
+            // A large write that a crash cut short is undone, so that it is all or nothing.
+            if !backend.undo.is_empty() {
+                backend.roll_back(&mut backend.cache())?;
+            }
+            backend.lease.shared().keep_namespace_trees(name, trees);
         }
         Ok(backend)
     }
