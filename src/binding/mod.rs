@@ -20,6 +20,7 @@ use crate::store::{self, BulkEntry, CacheStatus, Namespace, Op, PutOptions, Valu
 
 mod convert;
 mod error;
+mod held;
 mod read;
 mod settle;
 mod staged;
@@ -75,7 +76,7 @@ fn put_options(
 /// expirations, TTLs and metadata.
 type PutColumns = (
     Vec<String>,
-    Vec<Buffer>,
+    Vec<held::Held>,
     Vec<Option<i32>>,
     Vec<Option<i32>>,
     Vec<Option<String>>,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use super::held::Held;
 use super::tasks::{nothing, start, Pending};
 use super::{bulk_put_entries, now_ms, NativeNamespace, Result};
 use crate::store::{self, Namespace, Staged};
@@ -64,6 +65,7 @@ impl NativeStaged {
         now: f64,
     ) -> Result<Pending<'env, (), ()>> {
         let (namespace, slot) = (self.namespace.clone(), self.staged.clone());
+        let values: Vec<Held> = values.into_iter().map(Held::from).collect();
         let work = async move {
             let mut staged = take(&slot)?;
             let columns = (keys, values, expirations, expiration_ttls, metadata);

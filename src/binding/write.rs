@@ -51,6 +51,7 @@ impl NativeNamespace {
         now: f64,
     ) -> Result<Pending<'env, (), ()>> {
         let options = put_options(expiration, expiration_ttl, metadata);
+        let value = held::Held::from(value);
         self.off_thread(
             env,
             |namespace| async move {
@@ -76,6 +77,7 @@ impl NativeNamespace {
         metadata: Vec<Option<String>>,
         now: f64,
     ) -> Result<Pending<'env, (), ()>> {
+        let values: Vec<held::Held> = values.into_iter().map(held::Held::from).collect();
         self.off_thread(
             env,
             |namespace| async move {
