@@ -655,6 +655,30 @@ describeRedis('Redis failures', () => {
     await kv.close()
   })
 
+  test('an operation started beside one that is answered still times out', async () => {
+    // Operations started in one turn go out together. The server answers the read and holds
+    // the write (CLIENT PAUSE WRITE): the write must fail at its own deadline, not wait for
+    // the pause to end.
+    const server = await startServer(['--appendonly', 'no'])
+    const kv = new KV({ url: `redis://127.0.0.1:${server.port}`, timeoutMs: 300 })
+    try {
+      await kv.put('x', 'before')
+      expect(redisCli(server.port, 'client', 'pause', '4000', 'write')).toBe('OK')
+      const started = Date.now()
+      const read = kv.get('x')
+      const write = rejection(kv.put('y', 'held'))
+      await expect(read).resolves.toBe('before')
+      const error = await write
+      expect(error.code).toBe('ERR_KV_UNAVAILABLE')
+      expect(error.outcome).toBe('unknown')
+      expect(Date.now() - started).toBeLessThan(3000)
+    } finally {
+      redisCli(server.port, 'client', 'unpause')
+      await kv.close()
+      await stop([server])
+    }
+  })
+
   test('close() settles while the server does not answer', async () => {
     const server = await startServer(['--appendonly', 'no'])
     const kv = new KV({ url: `redis://127.0.0.1:${server.port}`, timeoutMs: 400 })

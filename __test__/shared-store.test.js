@@ -513,6 +513,31 @@ describeUnix('a store shared by processes', () => {
     await kv.close()
   })
 
+  test('requests larger than the socket takes at once keep their order with small ones', async () => {
+    // Values of several MiB fill the socket: what it does not take at once is written as it
+    // drains, and the small requests sent meanwhile must follow, each answered as its own.
+    const dir = tempDir()
+    children.push(await holdStore(dir))
+    const kv = new KV({ path: dir })
+    const big = (n) => String(n).repeat(3 << 20)
+    const pending = []
+    for (let n = 1; n <= 4; n++) {
+      pending.push(kv.put(`big${n}`, big(n)))
+      pending.push(kv.put(`small${n}`, `s${n}`))
+      pending.push(kv.get(`small${n - 1}`))
+    }
+    const results = await Promise.all(pending)
+    // Each read sees the write issued before it, and only that.
+    expect(results.filter((result) => result !== undefined)).toEqual([null, 's1', 's2', 's3'])
+    for (let n = 1; n <= 4; n++) {
+      const value = await kv.get(`big${n}`)
+      expect(value.length).toBe(3 << 20)
+      expect(value === big(n)).toBe(true)
+      expect(await kv.get(`small${n}`)).toBe(`s${n}`)
+    }
+    await kv.close()
+  })
+
   test('reads of one key in progress together go to the holder together', async () => {
     // Reads wait for earlier writes, not for each other: on a holder (or Redis), many reads
     // of a hot key take one round trip, not one each. This holder never answers a read.

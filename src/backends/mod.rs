@@ -4,6 +4,7 @@
 //! store held by another process (`shared`), Redis. The semantics in [`crate::store`] name
 //! none of them.
 
+pub mod deadline;
 pub mod memory;
 pub mod record;
 pub mod redis;

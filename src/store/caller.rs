@@ -7,12 +7,20 @@
 //! - a future about to do blocking or long work (disk I/O, copying megabytes) awaits
 //!   [`off_caller`] first, which moves it to the runtime;
 //! - a connection defers its writes with [`after_poll`], so the requests that one poll makes
-//!   leave together, in a few system calls.
+//!   leave together, in a few system calls;
+//! - a deadline arms no timer: what is still pending after [`GRACE`] is polled again on the
+//!   runtime, which arms it.
 
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// What the caller's poll leaves pending is polled again on the runtime within this, so that
+/// a future may leave its timers unarmed on the caller's thread (see
+/// [`crate::backends::deadline`]).
+pub const GRACE: Duration = Duration::from_millis(20);
 
 type Deferred = Vec<Box<dyn FnOnce()>>;
 

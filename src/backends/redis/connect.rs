@@ -2,6 +2,7 @@
 //! names the node an error came from, and the bounds every request runs within.
 
 use super::*;
+use crate::backends::deadline::within;
 
 impl ClusterSeed {
     /// A cluster client that starts from the URL's node and from `nodes` (`host:port`).
@@ -103,7 +104,8 @@ impl RedisBackend {
         } else {
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.timeout))
-                .set_response_timeout(Some(config.timeout))
+                // Each request has a deadline of its own (see `request`), armed lazily.
+                .set_response_timeout(None)
                 .set_number_of_retries(0)
                 .set_max_delay(Duration::from_millis(200));
             Client::Single(single, manager_config)
@@ -191,7 +193,7 @@ impl RedisBackend {
         deadline: tokio::time::Instant,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        let bounded = tokio::time::timeout_at(deadline + Duration::from_millis(50), work);
+        let bounded = within(deadline + Duration::from_millis(50), work);
         let result = DEADLINE
             .scope(deadline, bounded)
             .await
@@ -212,7 +214,7 @@ impl RedisBackend {
         let deadline = DEADLINE
             .try_with(|deadline| *deadline)
             .unwrap_or_else(|_| tokio::time::Instant::now() + self.timeout);
-        match tokio::time::timeout_at(deadline, request).await {
+        match within(deadline, request).await {
             Ok(answer) => answer.map_err(|e| self.error(e, key)),
             Err(_) => Err(self.no_answer(key)),
         }

@@ -205,8 +205,8 @@ impl RedisBackend {
         let calls = call.calls;
         let first = calls.sent.fetch_add(1, Ordering::SeqCst) == 0;
         let mut connection = call.connection.clone();
-        let answer = tokio::time::timeout(
-            self.timeout,
+        let answer = crate::backends::deadline::within(
+            tokio::time::Instant::now() + self.timeout,
             invocation.invoke_async::<i64>(&mut connection),
         )
         .await;

@@ -15,6 +15,7 @@ pub(super) fn start_batch(env: sys::napi_env, queue: &Queue) {
         jobs,
         channel: queue.channel.clone(),
         done: Vec::new(),
+        on_runtime: false,
     };
     let Some(handle) = super::super::RUNTIME.get() else {
         napi::bindgen_prelude::spawn(batch);
@@ -35,10 +36,78 @@ pub(super) fn start_batch(env: sys::napi_env, queue: &Queue) {
             || (parked.woken_again() && store::caller::first_poll(|| batch.poll_jobs(&mut cx)))
     };
     let mut done = std::mem::take(&mut batch.done);
-    if !finished {
-        parked.park(batch);
+    if !finished && parked.park(batch) {
+        late::note(&parked);
     }
     settle_now(env, queue, &mut done);
+}
+
+/// Batches left waiting longer than [`store::caller::GRACE`] go to the runtime, woken or not:
+/// there their futures arm the timers they left unarmed on the JS thread.
+mod late {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Weak;
+    use std::time::Instant;
+
+    /// The batches left waiting, with when.
+    static PARKED: Mutex<Vec<(Instant, Weak<Parked>)>> = Mutex::new(Vec::new());
+
+    /// Whether the task that watches them runs.
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+
+    /// How many looks find nothing left waiting before the task stops (it starts again with
+    /// the next batch left waiting).
+    const IDLE_LOOKS: u32 = 50;
+
+    fn parked() -> std::sync::MutexGuard<'static, Vec<(Instant, Weak<Parked>)>> {
+        PARKED.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a batch left waiting, starting the watch if it is not running.
+    pub(super) fn note(batch: &Arc<Parked>) {
+        parked().push((Instant::now(), Arc::downgrade(batch)));
+        if !WATCHING.swap(true, Ordering::AcqRel) {
+            batch.handle.spawn(watch());
+        }
+    }
+
+    /// Hands each batch still waiting after the grace to the runtime.
+    async fn watch() {
+        let mut idle = 0;
+        loop {
+            tokio::time::sleep(store::caller::GRACE / 2).await;
+            let now = Instant::now();
+            let mut due = Vec::new();
+            let left = {
+                let mut parked = parked();
+                parked.retain(|(at, batch)| match batch.upgrade() {
+                    Some(batch) if batch.is_parked() => {
+                        let late = now.duration_since(*at) >= store::caller::GRACE;
+                        if late {
+                            due.push(batch);
+                        }
+                        !late
+                    }
+                    _ => false,
+                });
+                parked.len()
+            };
+            for batch in due {
+                batch.hand_over_late();
+            }
+            idle = if left == 0 { idle + 1 } else { 0 };
+            if idle >= IDLE_LOOKS {
+                WATCHING.store(false, Ordering::Release);
+                // A batch noted since the last look, which saw the watch running, is looked
+                // after by this one still.
+                if parked().is_empty() || WATCHING.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                idle = 0;
+            }
+        }
+    }
 }
 
 /// A batch that its first poll left waiting, until something wakes it: then it is spawned on
@@ -71,15 +140,34 @@ impl Parked {
         woken
     }
 
-    fn park(&self, batch: Batch) {
+    /// Leaves `batch` until it is woken, or spawns it if it was already; `true` if left.
+    fn park(&self, batch: Batch) -> bool {
         let mut state = self.lock();
         if matches!(*state, ParkState::Polling { woken: true }) {
             *state = ParkState::Spawned;
             drop(state);
             self.handle.spawn(batch);
+            false
         } else {
             *state = ParkState::Parked(batch);
+            true
         }
+    }
+
+    /// Spawns the batch if it still waits, woken or not.
+    fn hand_over_late(&self) {
+        let mut state = self.lock();
+        if !matches!(*state, ParkState::Parked(_)) {
+            return;
+        }
+        if let ParkState::Parked(batch) = std::mem::replace(&mut *state, ParkState::Spawned) {
+            drop(state);
+            self.handle.spawn(batch);
+        }
+    }
+
+    fn is_parked(&self) -> bool {
+        matches!(*self.lock(), ParkState::Parked(_))
     }
 }
 
@@ -108,6 +196,8 @@ pub(super) struct Batch {
     jobs: FuturesUnordered<Job>,
     channel: Arc<Channel>,
     done: Vec<Finished>,
+    /// Whether the runtime has polled it (rather than the JS thread only).
+    on_runtime: bool,
 }
 
 impl Future for Batch {
@@ -115,6 +205,12 @@ impl Future for Batch {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let batch = &mut *self;
+        if !batch.on_runtime {
+            // Every job is polled again once here, woken or not: on the runtime, their
+            // deadlines arm the timers they left unarmed on the JS thread.
+            batch.on_runtime = true;
+            batch.jobs = std::mem::take(&mut batch.jobs).into_iter().collect();
+        }
         let finished = batch.poll_jobs(cx);
         if !batch.done.is_empty() {
             send(&batch.channel, &mut batch.done);
