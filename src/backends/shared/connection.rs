@@ -1,6 +1,7 @@
 //! A client's connection to the holder: connecting with the hellos, and requests sent
 //! together and answered in order.
 
+use super::socket::{ReadHalf, Socket};
 use super::writer::Writer;
 use super::*;
 
@@ -56,15 +57,15 @@ impl Connection {
                 "the store's socket belongs to another user",
             ));
         }
-        let (read, mut write) = stream.into_split();
-        let mut read = BufReader::new(read);
+        let mut stream = stream;
         let hello = wire::encode(&Request::Hello {
             protocol: PROTOCOL,
             store: id,
         })
         .map_err(std::io::Error::other)?;
-        write.write_all(&hello).await?;
-        let holder = match wire::read_frame_within::<_, Response>(&mut read, HELLO_MAX).await {
+        stream.write_all(&hello).await?;
+        // Read unbuffered: nothing past the hello may be taken from the socket yet.
+        let holder = match wire::read_frame_within::<_, Response>(&mut stream, HELLO_MAX).await {
             Ok(Response::Hello {
                 protocol: PROTOCOL,
                 pid,
@@ -89,9 +90,10 @@ impl Connection {
             _ => return Err(std::io::Error::other("the holder did not say hello")),
         };
         let waiting: Waiting = Arc::new(Mutex::new(Some(VecDeque::new())));
-        let writer = Writer::start(write, waiting.clone(), timeout);
+        let socket = Socket::new(stream)?;
+        let writer = Writer::start(socket.clone(), waiting.clone(), timeout);
         tokio::spawn(watch(Arc::downgrade(&waiting), timeout));
-        tokio::spawn(receive(read, waiting));
+        tokio::spawn(receive(BufReader::new(ReadHalf(socket)), waiting));
         Ok(Self {
             link: Arc::new(Link { writer }),
             generation,
@@ -170,7 +172,7 @@ pub(super) async fn watch(
 }
 
 /// Reads answers, handing each to the oldest request awaiting one.
-pub(super) async fn receive(mut read: BufReader<OwnedReadHalf>, waiting: Waiting) {
+pub(super) async fn receive(mut read: BufReader<ReadHalf>, waiting: Waiting) {
     loop {
         let answer = wire::read_frame::<_, Response>(&mut read).await;
         let failed = answer.is_err();

@@ -33,6 +33,7 @@ mod operations;
 mod probe;
 mod served;
 mod server;
+mod socket;
 pub(crate) mod wire;
 mod writer;
 
@@ -55,7 +56,6 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use sled::IVec;
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;

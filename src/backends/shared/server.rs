@@ -2,6 +2,7 @@
 //! connection's requests answered in order (see [`answer`](super::answer) for what each does
 //! on the store).
 
+use super::socket::{ReadHalf, Socket, WriteHalf};
 use super::*;
 
 /// The KiB of requests a holder reads and acts on at once, over all its connections: one
@@ -154,10 +155,9 @@ pub(super) async fn serve(
         holder,
         log,
     } = serving;
-    let (read, write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let mut write = BufWriter::new(write);
-    match wire::read_frame_within::<_, Request>(&mut read, HELLO_MAX).await {
+    let mut stream = stream;
+    // Read unbuffered: what the client sends after its hello stays in the socket.
+    match wire::read_frame_within::<_, Request>(&mut stream, HELLO_MAX).await {
         Ok(Request::Hello {
             protocol,
             store: id,
@@ -166,7 +166,7 @@ pub(super) async fn serve(
             let Ok(frame) = wire::encode(&holder.hello()) else {
                 return;
             };
-            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
+            if stream.write_all(&frame).await.is_err() {
                 return;
             }
             if protocol != PROTOCOL || id != holder.store {
@@ -175,6 +175,11 @@ pub(super) async fn serve(
         }
         _ => return,
     }
+    let Ok(socket) = Socket::new(stream) else {
+        return;
+    };
+    let mut read = BufReader::new(ReadHalf(socket.clone()));
+    let mut write = BufWriter::new(WriteHalf::new(socket));
     // The stages this client began and has not ended go when it does.
     let mut stages = Vec::new();
     let asker = Asker {
@@ -209,8 +214,8 @@ pub(super) struct Asker<'a> {
 /// Answers a client's requests until it goes or sends something else, keeping in `stages`
 /// the stages it began and has not ended.
 pub(super) async fn answer_all(
-    read: &mut BufReader<OwnedReadHalf>,
-    write: &mut BufWriter<OwnedWriteHalf>,
+    read: &mut BufReader<ReadHalf>,
+    write: &mut BufWriter<WriteHalf>,
     asker: &Asker<'_>,
     stages: &mut Vec<(String, u64)>,
 ) {

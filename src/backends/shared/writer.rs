@@ -2,6 +2,7 @@
 //! takes them, else by a task that waits until it can.
 
 use super::connection::{end, enqueue, Reply, Waiting};
+use super::socket::Socket;
 use super::*;
 
 /// Requests not yet written, and the socket they go to. A request is written by the thread
@@ -9,7 +10,7 @@ use super::*;
 /// see [`crate::store::caller`], so that a batch leaves together); what the socket does not
 /// take at once is left to the connection's writing task, which waits until it can.
 pub(super) struct Writer {
-    half: OwnedWriteHalf,
+    socket: Arc<Socket>,
     outgoing: Mutex<Outgoing>,
     /// Wakes the writing task: the socket was full, or the connection ended.
     stalled: tokio::sync::Notify,
@@ -34,11 +35,11 @@ struct Outgoing {
 const FRAMES_PER_WRITE: usize = 64;
 
 impl Writer {
-    /// The writer of `half`, whose requests' answers are awaited in `waiting` for `timeout`;
+    /// The writer of `socket`, whose requests' answers are awaited in `waiting` for `timeout`;
     /// its task is spawned.
-    pub(super) fn start(half: OwnedWriteHalf, waiting: Waiting, timeout: Duration) -> Arc<Self> {
+    pub(super) fn start(socket: Arc<Socket>, waiting: Waiting, timeout: Duration) -> Arc<Self> {
         let writer = Arc::new(Writer {
-            half,
+            socket,
             outgoing: Mutex::default(),
             stalled: tokio::sync::Notify::new(),
             waiting,
@@ -96,7 +97,7 @@ impl Writer {
                 .enumerate()
                 .map(|(i, f)| std::io::IoSlice::new(if i == 0 { &f[out.written..] } else { f }))
                 .collect();
-            match self.half.try_write_vectored(&slices) {
+            match self.socket.try_write_vectored(&slices) {
                 Ok(mut n) => {
                     drop(slices);
                     while n > 0 {
@@ -147,7 +148,7 @@ async fn send(writer: Arc<Writer>) {
                     break;
                 }
             }
-            if writer.half.writable().await.is_err() {
+            if writer.socket.writable().await.is_err() {
                 writer.state().ended = true;
                 break;
             }
@@ -156,5 +157,7 @@ async fn send(writer: Arc<Writer>) {
             break;
         }
     }
+    // The holder reads the end of the stream and closes its side, which ends the reading.
+    writer.socket.shut_writing();
     end(&writer.waiting);
 }
