@@ -26,6 +26,7 @@
 //! them until they are written again.
 
 mod answer;
+mod awaited;
 mod client;
 mod connection;
 mod ledger;

@@ -1,7 +1,7 @@
 //! Writing a connection's requests: from whichever thread makes them, at once when the socket
 //! takes them, else by a task that waits until it can.
 
-use super::connection::{end, enqueue, Reply, Waiting};
+use super::awaited::{end, enqueue, Reply, Waiting};
 use super::socket::Socket;
 use super::*;
 
