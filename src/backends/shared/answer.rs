@@ -44,7 +44,7 @@ pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Re
             .and_then(|b| b.get(&key, u64::MAX))
             .and_then(|entry| {
                 entry
-                    .map(|entry| WireEntry::from_entry(&key, &entry))
+                    .map(|entry| WireEntry::from_owned(&key, entry))
                     .transpose()
                     .map(Response::Entry)
             }),
@@ -52,7 +52,7 @@ pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Re
             keys.iter()
                 .map(|key| {
                     b.get(key, u64::MAX)?
-                        .map(|entry| WireEntry::from_entry(key, &entry))
+                        .map(|entry| WireEntry::from_owned(key, entry))
                         .transpose()
                 })
                 .collect::<Result<Vec<_>>>()
@@ -105,8 +105,8 @@ pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Re
             let (found, damaged, next) =
                 entries_page(&b, skip_damaged, after.as_ref().map(|a| a.as_slice()))?;
             let entries = found
-                .iter()
-                .map(|(key, entry)| WireEntry::from_entry(key, entry))
+                .into_iter()
+                .map(|(key, entry)| WireEntry::from_owned(&key, entry))
                 .collect::<Result<Vec<_>>>()?;
             let damaged = damaged
                 .into_iter()

@@ -178,6 +178,29 @@ impl WireEntry {
         })
     }
 
+    /// `entry` at `key`, as [`Self::from_entry`], taking the value over without a copy when
+    /// it was read for this caller alone (a value file's bytes: the large ones).
+    pub fn from_owned(key: &[u8], entry: Entry) -> Result<Self, Error> {
+        let Entry {
+            value,
+            expiration,
+            metadata,
+        } = entry;
+        let value = match value {
+            Value::Owned(bytes) => ByteBuf::from(bytes),
+            Value::Loaded(bytes) => ByteBuf::from(bytes.as_ref()),
+            Value::Deferred { .. } => {
+                return Err(Error::Internal("a deferred value was sent".into()))
+            }
+        };
+        Ok(Self {
+            key: ByteBuf::from(key),
+            value,
+            expiration,
+            metadata: metadata.as_deref().map(ByteBuf::from),
+        })
+    }
+
     /// Refuses an entry that no KV writes: a key that is empty, not UTF-8 or over the key
     /// limit, a value over the value limit, metadata that is not JSON text within its limit.
     /// A holder checks what a client sends, so that its store only ever holds what a `KV`

@@ -130,3 +130,38 @@ fn frames_in_flight_stay_within_the_budget() {
     assert!(matches!(result, Err(FrameError::Closed)));
     assert_eq!(budget.available_permits(), 150);
 }
+
+#[test]
+fn an_entry_read_for_one_caller_is_sent_without_a_copy() {
+    let bytes = vec![7u8; 1 << 20];
+    let at = bytes.as_ptr();
+    let entry = Entry {
+        value: Value::Owned(bytes),
+        expiration: Some(9),
+        metadata: Some(b"{}".to_vec().into()),
+    };
+    let wire = WireEntry::from_owned(b"k", entry).expect("a loaded value");
+    assert_eq!(wire.value.as_ptr(), at);
+    assert_eq!(wire.value.len(), 1 << 20);
+    assert_eq!(wire.expiration, Some(9));
+    assert_eq!(
+        wire.metadata.as_ref().map(|m| m.as_slice()),
+        Some(&b"{}"[..])
+    );
+    // Shared bytes are copied; a value never loaded is not sent.
+    let shared = Entry {
+        value: Value::Loaded(b"v".to_vec().into()),
+        expiration: None,
+        metadata: None,
+    };
+    assert_eq!(
+        WireEntry::from_owned(b"k", shared).unwrap().value.as_ref(),
+        b"v"
+    );
+    let deferred = Entry {
+        value: Value::Deferred { len: 3 },
+        expiration: None,
+        metadata: None,
+    };
+    assert!(WireEntry::from_owned(b"k", deferred).is_err());
+}
