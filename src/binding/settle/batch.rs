@@ -93,8 +93,9 @@ mod late {
                 });
                 parked.len()
             };
+            // Spawned as if woken: the runtime polls every job of a batch again.
             for batch in due {
-                batch.hand_over_late();
+                std::task::Wake::wake_by_ref(&batch);
             }
             idle = if left == 0 { idle + 1 } else { 0 };
             if idle >= IDLE_LOOKS {
@@ -151,18 +152,6 @@ impl Parked {
         } else {
             *state = ParkState::Parked(batch);
             true
-        }
-    }
-
-    /// Spawns the batch if it still waits, woken or not.
-    fn hand_over_late(&self) {
-        let mut state = self.lock();
-        if !matches!(*state, ParkState::Parked(_)) {
-            return;
-        }
-        if let ParkState::Parked(batch) = std::mem::replace(&mut *state, ParkState::Spawned) {
-            drop(state);
-            self.handle.spawn(batch);
         }
     }
 
