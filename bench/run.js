@@ -11,7 +11,9 @@
 // `--rounds` rounds (the libraries in another order each round), and prints per phase the
 // median round's ops/s, p50 and p99, the spread of the rounds, and each peer's ratio to
 // kv-binding (sled): on a shared machine a single run of each cannot tell 20% apart.
-// `--quick` (10k keys, 100 large-list keys) takes a few minutes.
+// `--quick` (10k keys, 100 large-list keys) takes a few minutes. A last summary gives, for
+// each backend run beside its peer (lmdb-js, the socket floor, ioredis), every phase's ratio
+// and the phases below target.
 // Then (unless --skip-serve) the REST API through serve() against a node:http + Map floor,
 // and the data browser's first page of 100,000 keys in Chromium (see serve.js).
 
@@ -37,9 +39,7 @@ const { values: options } = parseArgs({
   },
 })
 if (options.help) {
-  console.log(
-    require('node:fs').readFileSync(__filename, 'utf8').split('\n').slice(2, 17).join('\n'),
-  )
+  console.log(require('node:fs').readFileSync(__filename, 'utf8').split('\n\n')[1])
   process.exit(0)
 }
 
@@ -133,6 +133,34 @@ function medianRounds(results) {
   })
 }
 
+// What each backend is measured against, and the ratio it should reach on every phase
+// (its speed ÷ the peer's): lmdb-js in-process, the Unix-socket floor through a holder
+// (within 1.3x of its cost), ioredis on Redis.
+const TARGETS = [
+  ['kv-binding', 'lmdb', 1],
+  ['kv-binding-shared', 'socket-floor', 1 / 1.3],
+  ['kv-binding-redis', 'ioredis', 1],
+  ['kv-binding-redis-cluster', 'ioredis-cluster', 1],
+]
+
+/** One line per pair of libraries run: the ratio of each phase, and the phases below target. */
+function targets(find, phases) {
+  return TARGETS.filter(([ours, peer]) => libs.includes(ours) && libs.includes(peer)).map(
+    ([ours, peer, target]) => {
+      const ratios = phases.flatMap((phase) => {
+        const [a, b] = [find(ours, phase), find(peer, phase)]
+        return a && b ? [[phase, a.opsPerSec / b.opsPerSec]] : []
+      })
+      const below = ratios.filter(([, ratio]) => ratio < target).map(([phase]) => phase)
+      return (
+        `${ours} ÷ ${peer} (target ${fmt.ratio(target)}): ` +
+        ratios.map(([phase, ratio]) => `${phase} ${fmt.ratio(ratio)}`).join(', ') +
+        (below.length > 0 ? `; below target: ${below.join(', ')}` : '; every phase on target')
+      )
+    },
+  )
+}
+
 async function main() {
   console.log(
     `kv-binding benchmark: ${keys} keys of 100 bytes (Miniflare 4: ${miniflareKeys}), ` +
@@ -219,6 +247,8 @@ async function main() {
     ])
   }
   console.log(table(sizes, options.markdown))
+  const summary = targets(find, timed)
+  if (summary.length > 0) console.log(`\n${summary.join('\n')}`)
 
   if (!options['skip-serve']) {
     const { benchServe } = require('./serve')
