@@ -4,9 +4,11 @@
 //! other end reads what this end wrote, the socket turns writable again and wakes the
 //! runtime's thread for nothing. Requests and answers are small and the socket takes them at
 //! once, so here only reading is watched; a write that finds the socket full waits on a
-//! second descriptor of it, watched for writing while that write waits, then let go.
+//! second descriptor of it, watched for writing while that write waits, then let go. Writes
+//! are `sendmsg` with `MSG_NOSIGNAL`: a peer that went away is an error, never a SIGPIPE.
 
-use std::io::{IoSlice, Read, Write};
+use std::io::{IoSlice, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream as StdStream;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -39,7 +41,24 @@ impl Socket {
 
     /// Writes what the socket takes now, without waiting.
     pub(super) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
-        self.fd.get_ref().write_vectored(bufs)
+        // SAFETY: a zeroed msghdr is valid; its iovecs point at `bufs`, live for the call
+        // (`IoSlice` has the layout of `iovec` on Unix).
+        let sent = unsafe {
+            let mut message: libc::msghdr = std::mem::zeroed();
+            message.msg_iov = bufs.as_ptr().cast_mut().cast();
+            message.msg_iovlen = bufs.len() as _;
+            libc::sendmsg(self.fd.as_raw_fd(), &message, libc::MSG_NOSIGNAL)
+        };
+        if sent < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(sent as usize)
+        }
+    }
+
+    /// Writes what the socket takes now of `buf`, without waiting.
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.try_write_vectored(&[IoSlice::new(buf)])
     }
 
     /// No more is written: the other end reads the end of the stream.
@@ -109,7 +128,7 @@ impl AsyncWrite for WriteHalf {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         loop {
-            match self.socket.fd.get_ref().write(buf) {
+            match self.socket.try_write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 done => {
                     self.waiting = None;
@@ -124,7 +143,7 @@ impl AsyncWrite for WriteHalf {
                 continue;
             };
             let mut guard = ready!(waiting.poll_write_ready(cx))?;
-            match self.socket.fd.get_ref().write(buf) {
+            match self.socket.try_write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => guard.clear_ready(),
                 done => {
                     drop(guard);
