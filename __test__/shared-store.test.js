@@ -393,6 +393,24 @@ describeUnix('a store shared by processes', () => {
     await expect(kv.get('evil2')).resolves.toBeNull()
     await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
 
+    // Writes over 64 KiB are read in place, from the frame they came in: the same rules.
+    const big = [...varint(70000), ...Buffer.alloc(70000, 'x')]
+    const bigPut = (key, after = []) =>
+      frame([3, ...text('default'), 1, ...key, ...big, 0, 0, ...after])
+    const [trailing, notUtf8, written] = await Promise.all([
+      hostile(Buffer.concat([hello(PROTOCOL), bigPut(text('evil3'), [0])])),
+      hostile(Buffer.concat([hello(PROTOCOL), bigPut([2, 0xff, 0xfe])])),
+      hostile(Buffer.concat([hello(PROTOCOL), bigPut(text('large'))])),
+    ])
+    // A byte too many: dropped unanswered. A key no KV writes: refused. A good one: written.
+    expect(trailing).toHaveLength(1)
+    expect(notUtf8.map((answer) => answer[0])).toEqual([0, 6])
+    expect(written).toHaveLength(2)
+    await expect(kv.get('evil3')).resolves.toBeNull()
+    await expect(kv.get('large')).resolves.toBe('x'.repeat(70000))
+    await kv.delete('large')
+    await expect(kv.list()).resolves.toMatchObject({ keys: [{ name: 'kept' }] })
+
     // A client may have 64 writes given in parts under way at once: StageBegin (variant 10)
     // is answered with a stage (Response::Staged, variant 8) 64 times, then refused.
     const begin = frame([10, ...text('default')])

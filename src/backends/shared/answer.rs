@@ -30,6 +30,28 @@ pub(super) fn is_heavy(request: &Request) -> bool {
     }
 }
 
+/// The entries of a write read in place, once each is one a `KV` could have written.
+fn checked<'a>(entries: &[wire::EntryRef<'a>]) -> Result<Vec<PutEntry<'a>>> {
+    entries.iter().map(wire::EntryRef::checked).collect()
+}
+
+/// Runs a write read in place (see [`wire::decode_put`]) on the store, as [`answer`] runs
+/// the same request decoded.
+pub(super) fn answer_put(store: &Path, config: &StoreConfig, put: PutRef<'_>) -> Response {
+    let Some(lease) = Lease::existing(store) else {
+        return Response::Gone;
+    };
+    let outcome = match put {
+        PutRef::All { ns, entries } => backend(lease, ns, config)
+            .and_then(|b| b.put_all(&checked(&entries)?).map(|()| Response::Done)),
+        PutRef::Stage { ns, stage, entries } => backend(lease, ns, config).and_then(|b| {
+            b.stage_put(stage, &checked(&entries)?)
+                .map(|()| Response::Done)
+        }),
+    };
+    outcome.unwrap_or_else(Response::Failed)
+}
+
 /// Runs one request on the store, if this process still has it open.
 pub(super) fn answer(store: &Path, config: &StoreConfig, request: Request) -> Response {
     let Some(lease) = Lease::existing(store) else {

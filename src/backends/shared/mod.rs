@@ -38,7 +38,7 @@ mod socket;
 pub(crate) mod wire;
 mod writer;
 
-use answer::{answer, entries_page, is_heavy, Page};
+use answer::{answer, answer_put, entries_page, is_heavy, Page, LIGHT_WRITE_MAX};
 use connection::Connection;
 use ledger::{Ledger, Wrote};
 use operations::done;
@@ -69,7 +69,8 @@ use crate::store::{Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
 use served::{Asked, ServedLog};
 use wire::{
-    key_fault, metadata_fault, FrameError, Request, Response, WireEntry, HELLO_MAX, PROTOCOL,
+    key_fault, metadata_fault, FrameError, PutRef, Request, Response, WireEntry, HELLO_MAX,
+    PROTOCOL,
 };
 
 pub use crate::backends::sled::dir::SOCKET_FILE;

@@ -107,21 +107,13 @@ impl Asked {
                 let count = keys.len() as u64;
                 ("get", ns, format!("{count} keys"), None, Some(count))
             }
-            Request::PutAll { ns, entries } if entries.len() == 1 => {
-                let entry = &entries[0];
-                let size = Some(entry.value.len() as u64);
-                ("put", ns, name(&entry.key), size, None)
+            Request::PutAll { ns, entries } => {
+                let sizes = entries.iter().map(|e| (&e.key[..], e.value.len()));
+                return Some(Self::writing(client, ns, true, sizes));
             }
-            Request::PutAll { ns, entries } | Request::StagePut { ns, entries, .. } => {
-                let count = entries.len() as u64;
-                let size = entries.iter().map(|e| e.value.len() as u64).sum();
-                (
-                    "bulkPut",
-                    ns,
-                    format!("{count} entries"),
-                    Some(size),
-                    Some(count),
-                )
+            Request::StagePut { ns, entries, .. } => {
+                let sizes = entries.iter().map(|e| (&e.key[..], e.value.len()));
+                return Some(Self::writing(client, ns, false, sizes));
             }
             Request::Delete { ns, key } => ("delete", ns, name(key), None, None),
             Request::Scan { ns, prefix, .. } => ("list", ns, name(prefix), None, None),
@@ -140,6 +132,56 @@ impl Asked {
             size,
             keys,
         })
+    }
+
+    /// A write read in place (see [`super::wire::decode_put`]), as [`Self::of`] names the
+    /// same request decoded.
+    pub(super) fn of_put(put: &PutRef<'_>, client: u32) -> Asked {
+        match put {
+            PutRef::All { ns, entries } => Self::writing(
+                client,
+                ns,
+                true,
+                entries.iter().map(|e| (e.key, e.value.len())),
+            ),
+            PutRef::Stage { ns, entries, .. } => Self::writing(
+                client,
+                ns,
+                false,
+                entries.iter().map(|e| (e.key, e.value.len())),
+            ),
+        }
+    }
+
+    /// A write of the entries whose keys and value sizes `entries` gives: a `put` when it is
+    /// one entry of a whole write (`all`), else part of a `bulkPut`.
+    fn writing<'k>(
+        client: u32,
+        ns: &str,
+        all: bool,
+        entries: impl ExactSizeIterator<Item = (&'k [u8], usize)>,
+    ) -> Asked {
+        let count = entries.len() as u64;
+        let mut first = None;
+        let mut size = 0;
+        for (key, len) in entries {
+            first.get_or_insert(key);
+            size += len as u64;
+        }
+        let (op, key, keys) = match first {
+            Some(key) if all && count == 1 => {
+                ("put", String::from_utf8_lossy(key).into_owned(), None)
+            }
+            _ => ("bulkPut", format!("{count} entries"), Some(count)),
+        };
+        Asked {
+            client,
+            op,
+            namespace: ns.to_owned(),
+            key,
+            size: Some(size),
+            keys,
+        }
     }
 
     /// The bytes and keys the request moved, now that `answer` says what it read.
@@ -271,5 +313,36 @@ mod tests {
 
         assert!(Asked::of(&Request::Flush, 7).is_none());
         assert!(Asked::of(&Request::Served { after: 0 }, 7).is_none());
+    }
+
+    #[test]
+    fn a_write_read_in_place_is_named_as_the_same_write_decoded() {
+        let named = |asked: Asked| (asked.op, asked.key, asked.size, asked.keys, asked.client);
+        for request in [
+            put("one", &[1; 70_000]),
+            Request::StagePut {
+                ns: "KV".into(),
+                stage: 3,
+                entries: vec![WireEntry {
+                    key: ByteBuf::from(&b"part"[..]),
+                    value: ByteBuf::from(vec![2; 70_000]),
+                    expiration: None,
+                    metadata: None,
+                }],
+            },
+        ] {
+            let frame = wire::encode(&request).unwrap();
+            let put = wire::decode_put(&frame[4..]).unwrap();
+            assert_eq!(
+                named(Asked::of_put(&put, 9)),
+                named(Asked::of(&request, 9).unwrap())
+            );
+        }
+        let frame = wire::encode(&put("one", b"v")).unwrap();
+        let asked = Asked::of_put(&wire::decode_put(&frame[4..]).unwrap(), 9);
+        assert_eq!(
+            (asked.op, asked.key.as_str(), asked.size),
+            ("put", "one", Some(1))
+        );
     }
 }

@@ -139,7 +139,7 @@ pub(super) async fn accept(listener: UnixListener, serving: Serving) {
 }
 
 /// Answers one client's requests, in order, until it goes or sends something else. A
-/// request holds its share of `budget` (see [`wire::read_frame_budgeted`]) until answered.
+/// request holds its share of `budget` (see [`wire::read_body_budgeted`]) until answered.
 pub(super) async fn serve(
     stream: UnixStream,
     serving: Serving,
@@ -227,42 +227,64 @@ pub(super) async fn answer_all(
         client,
     } = *asker;
     loop {
-        let Ok((request, _held)) = wire::read_frame_budgeted::<_, Request>(read, budget).await
-        else {
+        let Ok((body, _held)) = wire::read_body_budgeted(read, budget).await else {
             return;
         };
-        let begun = match &request {
-            Request::StageBegin { ns } => Some(ns.clone()),
-            Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
-                stages.retain(|(n, s)| (n, s) != (ns, stage));
-                None
-            }
-            _ => None,
-        };
-        // Named before it is answered (the answer takes it), when someone reads the log.
-        let asked = if log.watched() {
-            Asked::of(&request, client)
-        } else {
-            None
-        };
         let started = Instant::now();
-        let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
-            Response::Failed(Error::Invalid(format!(
-                "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
-            )))
-        } else if is_heavy(&request) {
+        let (response, asked) = if body.len() > LIGHT_WRITE_MAX && wire::is_put(&body) {
+            // A large write, read in place on a blocking thread: its values are not copied.
+            let watched = log.watched();
             let (store, config) = (store.to_owned(), config.clone());
-            tokio::task::spawn_blocking(move || answer(&store, &config, request))
-                .await
-                .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
+            let answered = tokio::task::spawn_blocking(move || {
+                let put = wire::decode_put(&body).ok()?;
+                let asked = watched.then(|| Asked::of_put(&put, client));
+                Some((answer_put(&store, &config, put), asked))
+            })
+            .await;
+            match answered {
+                Ok(Some(answered)) => answered,
+                // Not a message of the protocol: dropped unanswered, as any other would be.
+                Ok(None) => return,
+                Err(e) => (Response::Failed(Error::Internal(e.to_string())), None),
+            }
         } else {
-            answer(store, config, request)
+            let Ok(request) = wire::decode::<Request>(&body) else {
+                return;
+            };
+            drop(body);
+            let begun = match &request {
+                Request::StageBegin { ns } => Some(ns.clone()),
+                Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
+                    stages.retain(|(n, s)| (n, s) != (ns, stage));
+                    None
+                }
+                _ => None,
+            };
+            // Named before it is answered (the answer takes it), when someone reads the log.
+            let asked = if log.watched() {
+                Asked::of(&request, client)
+            } else {
+                None
+            };
+            let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
+                Response::Failed(Error::Invalid(format!(
+                    "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
+                )))
+            } else if is_heavy(&request) {
+                let (store, config) = (store.to_owned(), config.clone());
+                tokio::task::spawn_blocking(move || answer(&store, &config, request))
+                    .await
+                    .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
+            } else {
+                answer(store, config, request)
+            };
+            if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
+                stages.push((ns, *stage));
+            }
+            (response, asked)
         };
         if let Some(asked) = asked {
             log.record(asked, &response, started.elapsed());
-        }
-        if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
-            stages.push((ns, *stage));
         }
         let frame = match wire::encode(&response) {
             Ok(frame) => frame,

@@ -215,11 +215,11 @@ impl WireEntry {
     /// What makes this an entry no `KV` could have written, if anything: what a holder
     /// refuses from a client, and a client from a holder.
     pub fn fault(&self) -> Option<&'static str> {
-        key_fault(&self.key)
-            .or_else(|| {
-                (self.value.len() > MAX_VALUE_SIZE).then_some("a value over the value limit")
-            })
-            .or_else(|| metadata_fault(self.metadata.as_ref().map(|m| m.as_slice())))
+        entry_fault(
+            &self.key,
+            &self.value,
+            self.metadata.as_deref().map(|m| &m[..]),
+        )
     }
 
     /// Metadata as text: the wire carries what a backend stored, which is always UTF-8.
@@ -250,6 +250,13 @@ impl WireEntry {
     }
 }
 
+/// What makes an entry one that no `KV` writes, if anything.
+pub fn entry_fault(key: &[u8], value: &[u8], metadata: Option<&[u8]>) -> Option<&'static str> {
+    key_fault(key)
+        .or_else(|| (value.len() > MAX_VALUE_SIZE).then_some("a value over the value limit"))
+        .or_else(|| metadata_fault(metadata))
+}
+
 /// What makes `key` one that no `KV` writes, if anything.
 pub fn key_fault(key: &[u8]) -> Option<&'static str> {
     (key.is_empty() || key.len() > MAX_KEY_SIZE || std::str::from_utf8(key).is_err())
@@ -273,7 +280,7 @@ pub fn metadata_fault(metadata: Option<&[u8]>) -> Option<&'static str> {
 }
 
 /// Why a frame could not be exchanged.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum FrameError {
     /// The connection ended or failed.
     Closed,
@@ -314,19 +321,16 @@ where
     read_frame_within(input, MAX_FRAME).await
 }
 
-/// Reads one frame as [`read_frame`] does, taking a permit from `budget` for each KiB of it
-/// before reading those bytes, and hands the permits back with the message: what all the
-/// frames being read or acted on hold together stays within the budget. A frame waits for
+/// Reads one frame's body (to [`decode`], or [`decode_put`] in place), taking a permit from
+/// `budget` for each KiB of it before reading those bytes, and hands the permits back with
+/// the body: what all the frames being read or acted on hold together stays within the
+/// budget. A frame waits for
 /// room as it arrives, holding only what it has sent, so one that promises a gigabyte and
 /// sends nothing holds nothing.
-pub async fn read_frame_budgeted<R, T>(
+pub async fn read_body_budgeted<R: AsyncRead + Unpin>(
     input: &mut R,
     budget: &Arc<Semaphore>,
-) -> Result<(T, OwnedSemaphorePermit), FrameError>
-where
-    R: AsyncRead + Unpin,
-    T: for<'de> Deserialize<'de>,
-{
+) -> Result<(Vec<u8>, OwnedSemaphorePermit), FrameError> {
     const STEP: usize = 64 * 1024;
     let len = read_length(input, MAX_FRAME).await?;
     let closed = |_| FrameError::Closed;
@@ -347,7 +351,7 @@ where
             return Err(FrameError::Closed);
         }
     }
-    decode(&body).map(|message| (message, held))
+    Ok((body, held))
 }
 
 /// Reads one frame of at most `max` bytes and decodes it.
@@ -379,7 +383,7 @@ async fn read_length<R: AsyncRead + Unpin>(input: &mut R, max: usize) -> Result<
 }
 
 /// The one message `body` holds.
-fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((message, [])) => Ok(message),
         _ => Err(FrameError::Garbage(
@@ -387,6 +391,9 @@ fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
         )),
     }
 }
+
+mod borrowed;
+pub use borrowed::{decode_put, is_put, EntryRef, PutRef};
 
 #[cfg(test)]
 mod tests;

@@ -110,13 +110,11 @@ fn frames_in_flight_stay_within_the_budget() {
     // Room for one such frame at a time (101 KiB), not two.
     let budget = Arc::new(Semaphore::new(150));
     runtime.block_on(async {
-        let (first, held) = read_frame_budgeted::<_, Request>(&mut &frame[..], &budget)
-            .await
-            .unwrap();
-        assert!(matches!(first, Request::Delete { .. }));
+        let (first, held) = read_body_budgeted(&mut &frame[..], &budget).await.unwrap();
+        assert!(matches!(decode(&first), Ok(Request::Delete { .. })));
         assert_eq!(held.num_permits(), 101);
         let mut input = &frame[..];
-        let mut second = Box::pin(read_frame_budgeted::<_, Request>(&mut input, &budget));
+        let mut second = Box::pin(read_body_budgeted(&mut input, &budget));
         // Its bytes are all there; it waits for room only.
         assert!((&mut second).now_or_never().is_none());
         drop(held);
@@ -126,7 +124,7 @@ fn frames_in_flight_stay_within_the_budget() {
     // A frame that promises much and sends a little holds only what it sent.
     let mut short = (1_000_000u32).to_le_bytes().to_vec();
     short.extend_from_slice(&[0; 10]);
-    let result = runtime.block_on(read_frame_budgeted::<_, Request>(&mut &short[..], &budget));
+    let result = runtime.block_on(read_body_budgeted(&mut &short[..], &budget));
     assert!(matches!(result, Err(FrameError::Closed)));
     assert_eq!(budget.available_permits(), 150);
 }
@@ -164,4 +162,96 @@ fn an_entry_read_for_one_caller_is_sent_without_a_copy() {
         metadata: None,
     };
     assert!(WireEntry::from_owned(b"k", deferred).is_err());
+}
+
+#[test]
+fn a_write_read_in_place_is_the_write_sent() {
+    let value = vec![b'v'; 100_000];
+    let entries = [
+        PutEntry {
+            key: b"big",
+            value: &value,
+            expiration: Some(2_000_000_000),
+            metadata: Some("{\"a\":1}"),
+        },
+        PutEntry {
+            key: b"small",
+            value: b"s",
+            expiration: None,
+            metadata: None,
+        },
+    ];
+    let wire_entries = || entries.iter().map(WireEntry::from_put).collect::<Vec<_>>();
+    let all = encode(&Request::PutAll {
+        ns: "n".into(),
+        entries: wire_entries(),
+    })
+    .unwrap();
+    let staged = encode(&Request::StagePut {
+        ns: "n".into(),
+        stage: 7,
+        entries: wire_entries(),
+    })
+    .unwrap();
+    let same = |read: &[EntryRef<'_>]| {
+        assert_eq!(read.len(), 2);
+        for (read, sent) in read.iter().zip(&entries) {
+            let read = read.checked().unwrap();
+            assert_eq!(
+                (read.key, read.value, read.expiration, read.metadata),
+                (sent.key, sent.value, sent.expiration, sent.metadata)
+            );
+        }
+    };
+    // In place: the value is the frame's own bytes, not a copy.
+    let body = &all[4..];
+    assert!(is_put(body));
+    match decode_put(body).unwrap() {
+        PutRef::All { ns, entries: read } => {
+            assert_eq!(ns, "n");
+            same(&read);
+            assert!(body.as_ptr_range().contains(&read[0].value.as_ptr()));
+        }
+        other => panic!("read as {other:?}"),
+    }
+    match decode_put(&staged[4..]).unwrap() {
+        PutRef::Stage {
+            ns,
+            stage,
+            entries: read,
+        } => {
+            assert_eq!((ns, stage), ("n", 7));
+            same(&read);
+        }
+        other => panic!("read as {other:?}"),
+    }
+    // Other requests are not writes; a write's tag on anything else, or with bytes after the
+    // message, is not a message of the protocol.
+    let get = encode(&Request::Get {
+        ns: "n".into(),
+        key: ByteBuf::from(&b"k"[..]),
+    })
+    .unwrap();
+    assert!(!is_put(&get[4..]));
+    assert!(decode_put(&get[4..]).is_err());
+    let mut trailing = all[4..].to_vec();
+    trailing.push(0);
+    assert!(decode_put(&trailing).is_err());
+    assert!(decode_put(&all[4..all.len() - 1]).is_err());
+    assert!(decode_put(&[all[4], 0xff, 0xff, 0xff]).is_err());
+    // An entry no KV writes is refused when checked.
+    let bad = encode(&Request::PutAll {
+        ns: "n".into(),
+        entries: vec![WireEntry::from_put(&PutEntry {
+            key: b"",
+            value: b"v",
+            expiration: None,
+            metadata: None,
+        })],
+    })
+    .unwrap();
+    match decode_put(&bad[4..]).unwrap() {
+        PutRef::All { entries, .. } => assert!(entries[0].checked().is_err()),
+        other => panic!("read as {other:?}"),
+    }
 }
