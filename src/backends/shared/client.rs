@@ -20,10 +20,10 @@ impl SharedBackend {
 
     /// Runs an operation: on the store directly once this process holds it, else by asking
     /// the holder, taking the store over when the holder has gone.
-    pub(super) async fn run<T>(
+    pub(super) async fn run<T, R: IntoFrame>(
         &self,
         local: impl FnOnce(&SledBackend) -> Result<T>,
-        request: impl FnOnce(String) -> Result<Request>,
+        request: impl FnOnce(String) -> Result<R>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<T> {
         self.answered(local, request, answer)
@@ -32,11 +32,11 @@ impl SharedBackend {
     }
 
     /// Runs a write as [`Self::run`] does, and notes in the ledger who acknowledged it.
-    pub(super) async fn write<T>(
+    pub(super) async fn write<T, R: IntoFrame>(
         &self,
         wrote: impl FnOnce() -> Wrote,
         local: impl FnOnce(&SledBackend) -> Result<T>,
-        request: impl FnOnce(String) -> Result<Request>,
+        request: impl FnOnce(String) -> Result<R>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<T> {
         let (value, holder) = self.answered(local, request, answer).await?;
@@ -64,10 +64,10 @@ impl SharedBackend {
 
     /// [`Self::run`], with whoever answered: the holder at the other end of the connection,
     /// or this process once it holds the store.
-    pub(super) async fn answered<T>(
+    pub(super) async fn answered<T, R: IntoFrame>(
         &self,
         local: impl FnOnce(&SledBackend) -> Result<T>,
-        request: impl FnOnce(String) -> Result<Request>,
+        request: impl FnOnce(String) -> Result<R>,
         answer: impl FnOnce(Response) -> Option<Result<T>>,
     ) -> Result<(T, Arc<Holder>)> {
         let mut request = Some(request);
@@ -92,7 +92,7 @@ impl SharedBackend {
             // Encoded once, however often it is sent.
             if frame.is_none() {
                 let make = request.take().expect("a request is made once");
-                frame = Some(Arc::new(wire::encode(&make(self.name.clone())?)?));
+                frame = Some(Arc::new(make(self.name.clone())?.into_frame()?));
             }
             // Shared by every attempt, not copied: a value may be 25 MiB.
             let sent: Arc<Vec<u8>> = frame.clone().unwrap_or_default();

@@ -69,8 +69,8 @@ use crate::store::{Backend, Capabilities};
 use crate::store::{DamageSink, Entries, Entry, Pending, PutEntry, RemoteBackend, ScanVisitor};
 use served::{Asked, ServedLog};
 use wire::{
-    key_fault, metadata_fault, FrameError, PutRef, Request, Response, WireEntry, HELLO_MAX,
-    PROTOCOL,
+    key_fault, metadata_fault, FrameError, IntoFrame, PutRef, Request, Response, WireEntry,
+    HELLO_MAX, PROTOCOL,
 };
 
 pub use crate::backends::sled::dir::SOCKET_FILE;

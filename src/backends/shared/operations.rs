@@ -133,12 +133,7 @@ impl SharedBackend {
         self.write(
             || Wrote::Keys(entries.iter().map(|e| e.key.to_vec()).collect()),
             |b| b.put_all(entries),
-            |ns| {
-                Ok(Request::PutAll {
-                    ns,
-                    entries: entries.iter().map(WireEntry::from_put).collect(),
-                })
-            },
+            |ns| wire::encode_put_all(&ns, entries),
             done,
         )
         .await
@@ -341,13 +336,7 @@ impl SharedBackend {
     pub async fn stage_put(&self, stage: u64, entries: &[PutEntry<'_>]) -> Result<()> {
         self.run(
             |b| b.stage_put(stage, entries),
-            |ns| {
-                Ok(Request::StagePut {
-                    ns,
-                    stage,
-                    entries: entries.iter().map(WireEntry::from_put).collect(),
-                })
-            },
+            |ns| wire::encode_stage_put(&ns, stage, entries),
             done,
         )
         .await

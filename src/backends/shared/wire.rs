@@ -155,6 +155,9 @@ pub struct WireEntry {
 }
 
 impl WireEntry {
+    /// A put's entry as a `Request` carries it (a client sends its puts without this copy:
+    /// see [`encode_put_all`]).
+    #[cfg(test)]
     pub fn from_put(entry: &PutEntry<'_>) -> Self {
         Self {
             key: ByteBuf::from(entry.key),
@@ -250,35 +253,6 @@ impl WireEntry {
     }
 }
 
-/// What makes an entry one that no `KV` writes, if anything.
-pub fn entry_fault(key: &[u8], value: &[u8], metadata: Option<&[u8]>) -> Option<&'static str> {
-    key_fault(key)
-        .or_else(|| (value.len() > MAX_VALUE_SIZE).then_some("a value over the value limit"))
-        .or_else(|| metadata_fault(metadata))
-}
-
-/// What makes `key` one that no `KV` writes, if anything.
-pub fn key_fault(key: &[u8]) -> Option<&'static str> {
-    (key.is_empty() || key.len() > MAX_KEY_SIZE || std::str::from_utf8(key).is_err())
-        .then_some("a key that no KV writes")
-}
-
-/// What makes `metadata` something no `KV` writes, if anything: it must be JSON text within
-/// the metadata limit.
-pub fn metadata_fault(metadata: Option<&[u8]>) -> Option<&'static str> {
-    let metadata = metadata?;
-    let text = std::str::from_utf8(metadata).ok();
-    match text {
-        Some(text)
-            if text.len() <= MAX_METADATA_SIZE
-                && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() =>
-        {
-            None
-        }
-        _ => Some("metadata that is not JSON within the metadata limit"),
-    }
-}
-
 /// Why a frame could not be exchanged.
 #[derive(Debug, Clone)]
 pub enum FrameError {
@@ -298,7 +272,14 @@ impl From<std::io::Error> for FrameError {
 
 /// Encodes `message` as a frame.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, Error> {
-    let mut frame = postcard::to_extend(message, vec![0; 4])
+    encode_after(&[], message)
+}
+
+/// A frame whose body is `start` (at most a few bytes), then `message`.
+pub(super) fn encode_after<T: Serialize>(start: &[u8], message: &T) -> Result<Vec<u8>, Error> {
+    let mut frame = [0; 4].to_vec();
+    frame.extend_from_slice(start);
+    let mut frame = postcard::to_extend(message, frame)
         .map_err(|e| Error::Internal(format!("a message could not be encoded: {e}")))?;
     let len = frame.len() - 4;
     if len > MAX_FRAME {
@@ -393,7 +374,11 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError
 }
 
 mod borrowed;
-pub use borrowed::{decode_put, is_put, EntryRef, PutRef};
+mod faults;
+pub use borrowed::{
+    decode_put, encode_put_all, encode_stage_put, is_put, EntryRef, IntoFrame, PutRef,
+};
+pub use faults::{entry_fault, key_fault, metadata_fault};
 
 #[cfg(test)]
 mod tests;

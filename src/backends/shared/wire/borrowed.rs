@@ -1,14 +1,15 @@
-//! Writes decoded where they arrived. A holder reads a large `PutAll` or `StagePut` from its
-//! frame in place, its keys, values and metadata borrowed from the frame's bytes, rather than
-//! decoding it into a [`Request`] that holds a copy of every value: a 25 MiB put then holds
-//! 25 MiB in the holder while it is written, not 50. On the wire nothing changes.
+//! Writes that cross without copies of their values. A client encodes a `PutAll` or
+//! `StagePut` from the caller's bytes, and a holder reads a large one in place, its keys,
+//! values and metadata borrowed from the frame's bytes, rather than decoding it into a
+//! [`Request`] that holds a copy of every value: a 25 MiB put then holds 25 MiB in the holder
+//! while it is written, not 50. On the wire nothing changes.
 
 use std::sync::OnceLock;
 
 use super::*;
 
 /// An entry of a write as [`WireEntry`] carries it, borrowing its bytes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct EntryRef<'a> {
     #[serde(borrow, with = "serde_bytes")]
     pub key: &'a [u8],
@@ -50,7 +51,7 @@ pub enum PutRef<'a> {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct AllFields<'a> {
     #[serde(borrow)]
     ns: &'a str,
@@ -58,7 +59,7 @@ struct AllFields<'a> {
     entries: Vec<EntryRef<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct StageFields<'a> {
     #[serde(borrow)]
     ns: &'a str,
@@ -84,6 +85,49 @@ fn tags() -> (u8, u8) {
         });
         (all, stage)
     })
+}
+
+/// A request encoded already (see [`encode_put_all`]).
+pub struct Frame(pub Vec<u8>);
+
+/// What a client sends: a request, encoded as it is sent, or a frame encoded already.
+pub trait IntoFrame {
+    fn into_frame(self) -> Result<Vec<u8>, Error>;
+}
+
+impl IntoFrame for Request {
+    fn into_frame(self) -> Result<Vec<u8>, Error> {
+        encode(&self)
+    }
+}
+
+impl IntoFrame for Frame {
+    fn into_frame(self) -> Result<Vec<u8>, Error> {
+        Ok(self.0)
+    }
+}
+
+impl<'a> From<&PutEntry<'a>> for EntryRef<'a> {
+    fn from(entry: &PutEntry<'a>) -> Self {
+        EntryRef {
+            key: entry.key,
+            value: entry.value,
+            expiration: entry.expiration,
+            metadata: entry.metadata.map(str::as_bytes),
+        }
+    }
+}
+
+/// The frame of `Request::PutAll { ns, entries }`, encoded from the entries' own bytes.
+pub fn encode_put_all(ns: &str, entries: &[PutEntry<'_>]) -> Result<Frame, Error> {
+    let entries = entries.iter().map(EntryRef::from).collect();
+    encode_after(&[tags().0], &AllFields { ns, entries }).map(Frame)
+}
+
+/// The frame of `Request::StagePut { ns, stage, entries }`, as [`encode_put_all`] makes one.
+pub fn encode_stage_put(ns: &str, stage: u64, entries: &[PutEntry<'_>]) -> Result<Frame, Error> {
+    let entries = entries.iter().map(EntryRef::from).collect();
+    encode_after(&[tags().1], &StageFields { ns, stage, entries }).map(Frame)
 }
 
 /// Whether `body` is a write that [`decode_put`] reads (whether it decodes is for it to say).

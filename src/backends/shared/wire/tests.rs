@@ -203,6 +203,18 @@ fn a_write_read_in_place_is_the_write_sent() {
             );
         }
     };
+    // What a client sends without copying values is byte for byte the request's encoding.
+    assert_eq!(
+        encode_put_all("n", &entries).unwrap().into_frame().unwrap(),
+        all
+    );
+    assert_eq!(
+        encode_stage_put("n", 7, &entries)
+            .unwrap()
+            .into_frame()
+            .unwrap(),
+        staged
+    );
     // In place: the value is the frame's own bytes, not a copy.
     let body = &all[4..];
     assert!(is_put(body));
