@@ -104,7 +104,9 @@ async function serveImpostor(dir, answers) {
              const variant = pending[4]
              pending = pending.subarray(4 + pending.readUInt32LE(0))
              if (variant !== 0) console.log('request ' + variant)
-             const answer = variant === 0 ? ${JSON.stringify(holderHello(dir))} : answers[variant]
+             // \`hellos\`, when the answers set it: how many hellos are answered.
+             const hello = typeof hellos !== 'number' || hellos-- > 0
+             const answer = variant === 0 ? hello && ${JSON.stringify(holderHello(dir))} : answers[variant]
              if (answer) connection.write(frame(answer))
            }
          })
@@ -555,6 +557,21 @@ describeUnix('a store shared by processes', () => {
     }
     await kv.close()
   })
+
+  test('a holder that accepts a connection and never says hello is given up on', async () => {
+    // The probe of the KV's opening is answered; the connection of its first operation is
+    // accepted and left without a hello. Each attempt waits 2 s, and the operation gives up
+    // when the store has not been reached for 10 s.
+    const dir = tempDir()
+    children.push(await holdStore(dir))
+    const impostor = await serveImpostor(dir, 'let hellos = 1; const answers = {}')
+    children.push(impostor)
+    const kv = new KV({ path: dir })
+    const error = await rejection(kv.get('k'))
+    expect(error.code).toBe('ERR_KV_STORAGE')
+    expect(error.message).toContain('it did not say hello within 2000 ms')
+    expect(impostor.requests).toEqual([])
+  }, 30_000)
 
   test('reads of one key in progress together go to the holder together', async () => {
     // Reads wait for earlier writes, not for each other: on a holder (or Redis), many reads

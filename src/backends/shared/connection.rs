@@ -5,6 +5,7 @@ use super::awaited::{receive, watch, Waiting};
 use super::socket::{ReadHalf, Socket};
 use super::writer::Writer;
 use super::*;
+use crate::backends::deadline::within;
 
 /// One connection to a holder: requests are written in order, from whichever thread makes
 /// them, and answered in order, read by a task, so any number can be in flight.
@@ -28,6 +29,49 @@ impl Drop for Link {
     }
 }
 
+/// Connects to the socket at `path` and exchanges hellos with whoever answers, which must
+/// be the holder of store `id`. An error of kind `InvalidData` says that it is another's.
+async fn greet(path: &Path, id: u64) -> std::io::Result<(UnixStream, Holder)> {
+    let mut stream = UnixStream::connect(path).await?;
+    if !same_user(&stream) {
+        return Err(std::io::Error::other(
+            "the store's socket belongs to another user",
+        ));
+    }
+    let hello = wire::encode(&Request::Hello {
+        protocol: PROTOCOL,
+        store: id,
+    })
+    .map_err(std::io::Error::other)?;
+    stream.write_all(&hello).await?;
+    // Read unbuffered: nothing past the hello may be taken from the socket yet.
+    match wire::read_frame_within::<_, Response>(&mut stream, HELLO_MAX).await {
+        Ok(Response::Hello {
+            protocol: PROTOCOL,
+            pid,
+            store,
+            session,
+            clean,
+        }) if store == id => Ok((
+            stream,
+            Holder {
+                pid,
+                store,
+                session,
+                clean,
+            },
+        )),
+        Ok(Response::Hello { store, .. }) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the socket in its directory is served by the holder of another store (id \
+                 {store:016x}, not {id:016x})"
+            ),
+        )),
+        _ => Err(std::io::Error::other("the holder did not say hello")),
+    }
+}
+
 impl Connection {
     /// Connects to the holder of `store`. An error of kind `InvalidData` says that what
     /// answers is not this store's holder, which waiting does not change.
@@ -39,44 +83,15 @@ impl Connection {
         let id = crate::backends::sled::read_store_id(store)
             .ok_or_else(|| std::io::Error::other("the store's format file names no store id"))?;
         let (path, _dir) = socket_path(store)?;
-        let stream = UnixStream::connect(path).await?;
-        if !same_user(&stream) {
-            return Err(std::io::Error::other(
-                "the store's socket belongs to another user",
-            ));
-        }
-        let mut stream = stream;
-        let hello = wire::encode(&Request::Hello {
-            protocol: PROTOCOL,
-            store: id,
-        })
-        .map_err(std::io::Error::other)?;
-        stream.write_all(&hello).await?;
-        // Read unbuffered: nothing past the hello may be taken from the socket yet.
-        let holder = match wire::read_frame_within::<_, Response>(&mut stream, HELLO_MAX).await {
-            Ok(Response::Hello {
-                protocol: PROTOCOL,
-                pid,
-                store,
-                session,
-                clean,
-            }) if store == id => Holder {
-                pid,
-                store,
-                session,
-                clean,
-            },
-            Ok(Response::Hello { store, .. }) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!(
-                        "the socket in its directory is served by the holder of another \
-                         store (id {store:016x}, not {id:016x})"
-                    ),
-                ))
-            }
-            _ => return Err(std::io::Error::other("the holder did not say hello")),
-        };
+        // Within a bound: a holder stopped with the connection accepted would leave the
+        // hello unanswered for as long as it stays stopped.
+        let deadline = tokio::time::Instant::now() + PROBE_WAIT;
+        let (stream, holder) = within(deadline, greet(&path, id)).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("it did not say hello within {} ms", PROBE_WAIT.as_millis()),
+            )
+        })??;
         let waiting: Waiting = Arc::new(Mutex::new(Some(VecDeque::new())));
         let socket = Socket::new(stream)?;
         let writer = Writer::start(socket.clone(), waiting.clone(), timeout);
