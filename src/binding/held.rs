@@ -18,23 +18,26 @@ pub enum Held {
     Buffer(Buffer),
 }
 
-impl From<Uint8Array> for Held {
-    fn from(value: Uint8Array) -> Self {
+impl Held {
+    /// `value` copied when small, else kept as `keep` makes it.
+    fn of<T: Deref<Target = [u8]>>(value: T, keep: fn(T) -> Held) -> Held {
         if value.len() <= COPY_MAX {
             Held::Copied(value.to_vec())
         } else {
-            Held::Array(value)
+            keep(value)
         }
+    }
+}
+
+impl From<Uint8Array> for Held {
+    fn from(value: Uint8Array) -> Self {
+        Held::of(value, Held::Array)
     }
 }
 
 impl From<Buffer> for Held {
     fn from(value: Buffer) -> Self {
-        if value.len() <= COPY_MAX {
-            Held::Copied(value.to_vec())
-        } else {
-            Held::Buffer(value)
-        }
+        Held::of(value, Held::Buffer)
     }
 }
 

@@ -254,7 +254,7 @@ impl WireEntry {
 }
 
 /// Why a frame could not be exchanged.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum FrameError {
     /// The connection ended or failed.
     Closed,

@@ -139,22 +139,21 @@ pub fn is_put(body: &[u8]) -> bool {
 /// The write that `body` holds, read in place; an error, as for [`Request`]s, for anything
 /// that is not one whole message of the protocol.
 pub fn decode_put(body: &[u8]) -> Result<PutRef<'_>, FrameError> {
-    let garbage = FrameError::Garbage("a frame that is not a message of this protocol");
     let (all, stage) = tags();
-    let (tag, fields) = body.split_first().ok_or(garbage.clone())?;
-    if *tag == all {
-        match postcard::take_from_bytes::<AllFields<'_>>(fields) {
-            Ok((AllFields { ns, entries }, [])) => Ok(PutRef::All { ns, entries }),
-            _ => Err(garbage),
-        }
-    } else if *tag == stage {
-        match postcard::take_from_bytes::<StageFields<'_>>(fields) {
+    let put = match body.split_first() {
+        Some((&tag, fields)) if tag == all => match postcard::take_from_bytes(fields) {
+            Ok((AllFields { ns, entries }, [])) => Some(PutRef::All { ns, entries }),
+            _ => None,
+        },
+        Some((&tag, fields)) if tag == stage => match postcard::take_from_bytes(fields) {
             Ok((StageFields { ns, stage, entries }, [])) => {
-                Ok(PutRef::Stage { ns, stage, entries })
+                Some(PutRef::Stage { ns, stage, entries })
             }
-            _ => Err(garbage),
-        }
-    } else {
-        Err(garbage)
-    }
+            _ => None,
+        },
+        _ => None,
+    };
+    put.ok_or(FrameError::Garbage(
+        "a frame that is not a message of this protocol",
+    ))
 }
