@@ -147,34 +147,41 @@ function tomlLines(text) {
 }
 
 /**
- * The KV namespaces that `loaded` (from `readConfig`) binds, for environment `envName` (the
- * top level when undefined): `[{ binding, id, previewId }]`.
+ * The settings of environment `envName` in `loaded` (from `readConfig`), or of its top level
+ * when `envName` is undefined: `{ section, base, fail }`, where `base` is the section's path
+ * and `fail(at, message)` throws a ConfigError naming the field at `at` and its line.
  */
-function kvNamespaces(loaded, envName) {
+function configSection(loaded, envName) {
   const { file, config, lineOf } = loaded
   const fail = (at, message) => {
     throw new ConfigError(`${file}:${lineOf(at)}: ${fieldName(at)} ${message}`)
   }
-  let base = []
-  let section = config
-  if (envName !== undefined) {
-    const envs = config.env
-    if (envs !== undefined && (typeof envs !== 'object' || envs === null || Array.isArray(envs))) {
-      fail(['env'], 'must be a table of environments.')
-    }
-    if (!Object.hasOwn(envs ?? {}, envName)) {
-      const known = Object.keys(envs ?? {})
-      throw new ConfigError(
-        `${file} has no environment "${envName}" ` +
-          `(${known.length ? `it has ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'}).`,
-      )
-    }
-    base = ['env', envName]
-    section = envs[envName]
-    if (typeof section !== 'object' || section === null || Array.isArray(section)) {
-      fail(base, 'must be a table of settings.')
-    }
+  if (envName === undefined) return { section: config, base: [], fail }
+  const envs = config.env
+  if (envs !== undefined && (typeof envs !== 'object' || envs === null || Array.isArray(envs))) {
+    fail(['env'], 'must be a table of environments.')
   }
+  if (!Object.hasOwn(envs ?? {}, envName)) {
+    const known = Object.keys(envs ?? {})
+    throw new ConfigError(
+      `${file} has no environment "${envName}" ` +
+        `(${known.length ? `it has ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'}).`,
+    )
+  }
+  const base = ['env', envName]
+  const section = envs[envName]
+  if (typeof section !== 'object' || section === null || Array.isArray(section)) {
+    fail(base, 'must be a table of settings.')
+  }
+  return { section, base, fail }
+}
+
+/**
+ * The KV namespaces that `loaded` (from `readConfig`) binds, for environment `envName` (the
+ * top level when undefined): `[{ binding, id, previewId }]`.
+ */
+function kvNamespaces(loaded, envName) {
+  const { section, base, fail } = configSection(loaded, envName)
   const listAt = [...base, 'kv_namespaces']
   const list = section.kv_namespaces ?? []
   if (!Array.isArray(list)) fail(listAt, 'must be an array of { binding, id } entries.')
@@ -229,7 +236,9 @@ function bindingNamespace(binding, options) {
 }
 
 module.exports = {
+  ConfigError,
   CONFIG_NAMES,
+  configSection,
   findConfig,
   readConfig,
   kvNamespaces,

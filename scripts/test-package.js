@@ -182,6 +182,21 @@ function main() {
       ])
       assert.equal(out.trim(), 'SESSIONS')
     })
+    check('kv-binding/platform gives env from import and require, with .dev.vars read', () => {
+      fs.writeFileSync(path.join(app, '.dev.vars'), 'API_KEY=from-dev-vars\n')
+      const out = node([
+        '--input-type=module',
+        '-e',
+        `import { getPlatformProxy } from 'kv-binding/platform'
+         import { createRequire } from 'node:module'
+         const required = createRequire(import.meta.url)('kv-binding/platform')
+         const { env, dispose } = await getPlatformProxy({ persist: false })
+         await env.SESSIONS.put('k', 'v')
+         console.log(required.getPlatformProxy === getPlatformProxy, env.API_KEY, await env.SESSIONS.get('k'))
+         await dispose()`,
+      ])
+      assert.equal(out.trim(), 'true from-dev-vars v')
+    })
     check("serve() answers the data browser's page from the package's files", () => {
       const out = node([
         '-e',
