@@ -2,7 +2,7 @@
 
 // `serve()` and `kv-binding serve`: Cloudflare's KV REST API driven by the clients people use
 // (wrangler's kv commands, the `cloudflare` SDK, unstorage's cloudflare-kv-http driver,
-// installed from __test__/rest-clients), on a sled store, on Redis and over KVs in memory; and
+// installed from __test__/peers), on a sled store, on Redis and over KVs in memory; and
 // as a hostile client would drive it.
 
 const fs = require('node:fs')
@@ -11,7 +11,7 @@ const { execFile, spawn, spawnSync } = require('node:child_process')
 const { KV, serve } = require('..')
 const { tempDir, holdStore } = require('./helpers')
 
-const CLIENTS = path.join(__dirname, 'rest-clients')
+const CLIENTS = path.join(__dirname, 'peers')
 const WRANGLER = path.join(CLIENTS, 'node_modules', 'wrangler', 'bin', 'wrangler.js')
 const BIN = path.resolve(__dirname, '..', 'bin', 'kv-binding.js')
 const TOKEN = 'a-test-token-of-some-length'
