@@ -2,7 +2,7 @@
 
 // npm run bench -- [--keys 100000] [--libs a,b] [--phases get,put,...] [--miniflare-keys 10000]
 //                  [--large-list-keys 1000] [--quick] [--markdown] [--baseline DIR]
-//                  [--rounds 3] [--skip-serve]
+//                  [--rounds 3] [--skip-serve] [--skip-platform]
 //
 // --baseline DIR adds the libraries `baseline` and `baseline-memory`: kv-binding as built in
 // another checkout (e.g. a git worktree of main), to measure a change against what it changes.
@@ -15,7 +15,9 @@
 // each backend run beside its peer (lmdb-js, the socket floor, ioredis), every phase's ratio
 // and the phases below target.
 // Then (unless --skip-serve) the REST API through serve() against a node:http + Map floor,
-// and the data browser's first page of 100,000 keys in Chromium (see serve.js).
+// and the data browser's first page of 100,000 keys in Chromium (see serve.js); and (unless
+// --skip-platform) env.KV through kv-binding/platform against wrangler's getPlatformProxy()
+// (see platform.js).
 
 const os = require('node:os')
 const path = require('node:path')
@@ -35,6 +37,7 @@ const { values: options } = parseArgs({
     baseline: { type: 'string' },
     rounds: { type: 'string', default: '3' },
     'skip-serve': { type: 'boolean', default: false },
+    'skip-platform': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
@@ -253,6 +256,15 @@ async function main() {
   if (!options['skip-serve']) {
     const { benchServe } = require('./serve')
     await benchServe({ quick: options.quick, table, markdown: options.markdown })
+  }
+  if (!options['skip-platform']) {
+    const { benchPlatform } = require('./platform')
+    await benchPlatform({
+      quick: options.quick,
+      rounds: Number(options.rounds),
+      table,
+      markdown: options.markdown,
+    })
   }
 }
 
