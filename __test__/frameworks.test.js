@@ -120,6 +120,22 @@ async function start(dir, args, url) {
   }
 }
 
+/** Runs `file` in `dir` with node to its end: `{ code, stdout, stderr }`. */
+async function runScript(dir, file) {
+  const child = spawn(process.execPath, [file], {
+    cwd: dir,
+    env: { ...process.env, ...QUIET },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  running.push(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => (stdout += chunk))
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  return { code, stdout, stderr }
+}
+
 /** Ends a server with SIGTERM, as Ctrl-C would, and waits for it. */
 function stop(child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
@@ -343,17 +359,7 @@ console.log(JSON.stringify({
 await dispose()
 `,
   })
-  const child = spawn(process.execPath, ['hybrid.mjs'], {
-    cwd: dir,
-    env: { ...process.env, ...QUIET },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  running.push(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => (stdout += chunk))
-  child.stderr.on('data', (chunk) => (stderr += chunk))
-  const code = await new Promise((resolve) => child.once('exit', resolve))
+  const { code, stdout, stderr } = await runScript(dir, 'hybrid.mjs')
   expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' })
   expect(JSON.parse(stdout.trim().split('\n').pop())).toEqual({
     kvBinding: true,
@@ -363,4 +369,31 @@ await dispose()
   expect(await stored(dir, 'rows')).toBe('1')
   // wrangler kept its D1 data in its own state, beside the project.
   expect(fs.existsSync(path.join(dir, '.wrangler', 'state', 'v3', 'd1'))).toBe(true)
+})
+
+test('unstorage: the cloudflare-kv-binding driver given a namespace from getPlatformProxy()', async () => {
+  const dir = app({
+    'storage.mjs': `
+import { createStorage } from 'unstorage'
+import cloudflareKVBindingDriver from 'unstorage/drivers/cloudflare-kv-binding'
+import { getPlatformProxy } from 'kv-binding/platform'
+
+const { env, dispose } = await getPlatformProxy()
+const storage = createStorage({ driver: cloudflareKVBindingDriver({ binding: env.VISITS }) })
+await storage.setItem('profile:ada', { name: 'Ada' })
+await storage.setItem('profile:alan', { name: 'Alan' })
+console.log(JSON.stringify({
+  item: await storage.getItem('profile:ada'),
+  keys: (await storage.getKeys('profile')).sort(),
+}))
+await dispose()
+`,
+  })
+  const { code, stdout, stderr } = await runScript(dir, 'storage.mjs')
+  expect({ code, stderr }).toEqual({ code: 0, stderr: '' })
+  expect(JSON.parse(stdout)).toEqual({
+    item: { name: 'Ada' },
+    keys: ['profile:ada', 'profile:alan'],
+  })
+  expect(await stored(dir, 'profile:ada')).toBe('{"name":"Ada"}')
 })
