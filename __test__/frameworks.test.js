@@ -12,7 +12,7 @@ const net = require('node:net')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { KV } = require('kv-binding')
-const { tempDir } = require('./helpers')
+const { projectDir } = require('./helpers')
 
 const ROOT = path.resolve(__dirname, '..')
 const PEERS = path.join(__dirname, 'peers', 'node_modules')
@@ -35,11 +35,7 @@ id = "4f1c2a"
  * frameworks (linked from __test__/peers) and kv-binding as the package's files.
  */
 function app(files) {
-  const dir = tempDir()
-  for (const [name, text] of Object.entries({ 'wrangler.toml': WRANGLER_TOML, ...files })) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
-    fs.writeFileSync(path.join(dir, name), text)
-  }
+  const dir = projectDir({ 'wrangler.toml': WRANGLER_TOML, ...files })
   const modules = path.join(dir, 'node_modules')
   fs.mkdirSync(modules)
   const link = (from, name) => {
@@ -163,6 +159,23 @@ async function visit(url, times, server) {
   return bodies
 }
 
+/**
+ * Starts the Vite dev server of the app in `dir`, visits its page twice and returns the text
+ * of its `<p id="visits">` each time.
+ */
+async function viteVisits(dir) {
+  const port = await freePort()
+  const vite = path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js')
+  const url = `http://127.0.0.1:${port}/`
+  const server = await start(
+    dir,
+    [vite, 'dev', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
+    `${url}not-served`,
+  )
+  const bodies = await visit(url, 2, server)
+  return bodies.map((body) => /<p id="visits">(.*?)<\/p>/.exec(body)?.[1])
+}
+
 /** What the shared store at `dir`/.kv holds under `key` in VISITS, read by this process. */
 async function stored(dir, key) {
   const kv = new KV({ path: path.join(dir, '.kv'), namespace: 'VISITS' })
@@ -266,16 +279,7 @@ export default function Home({ loaderData }) {
 }
 `,
   })
-  const port = await freePort()
-  const vite = path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js')
-  const url = `http://127.0.0.1:${port}/`
-  const server = await start(
-    dir,
-    [vite, 'dev', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
-    `${url}not-served`,
-  )
-  const bodies = await visit(url, 2, server)
-  expect(bodies.map((body) => /<p id="visits">(.*?)<\/p>/.exec(body)?.[1])).toEqual([
+  expect(await viteVisits(dir)).toEqual([
     'hello<!-- --> visit <!-- -->1',
     'hello<!-- --> visit <!-- -->2',
   ])
@@ -318,19 +322,7 @@ export async function load({ platform }) {
 <p id="visits">{data.greeting} visit {data.count}</p>
 `,
   })
-  const port = await freePort()
-  const vite = path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js')
-  const url = `http://127.0.0.1:${port}/`
-  const server = await start(
-    dir,
-    [vite, 'dev', '--host', '127.0.0.1', '--port', String(port), '--strictPort'],
-    `${url}not-served`,
-  )
-  const bodies = await visit(url, 2, server)
-  expect(bodies.map((body) => /<p id="visits">(.*?)<\/p>/.exec(body)?.[1])).toEqual([
-    'hello visit 1',
-    'hello visit 2',
-  ])
+  expect(await viteVisits(dir)).toEqual(['hello visit 1', 'hello visit 2'])
   expect(await stored(dir, 'home')).toBe('2')
   expect(await stored(dir, 'last')).toBe('kit')
 })

@@ -19,6 +19,16 @@ function tempDir() {
   return dir
 }
 
+/** A new temporary directory holding `files` ({ name: text }), as a project would. */
+function projectDir(files) {
+  const dir = tempDir()
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
+    fs.writeFileSync(path.join(dir, name), text)
+  }
+  return dir
+}
+
 let storeDir
 let counter = 0
 const opened = []
@@ -201,5 +211,6 @@ module.exports = {
   streamOf,
   readAll,
   tempDir,
+  projectDir,
   holdStore,
 }

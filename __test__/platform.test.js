@@ -10,7 +10,7 @@ const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { KV } = require('kv-binding')
 const { getPlatformProxy } = require('kv-binding/platform')
-const { tempDir, rejection } = require('./helpers')
+const { tempDir, projectDir: project, rejection } = require('./helpers')
 
 const TOML = `name = "shop"
 
@@ -33,16 +33,6 @@ kv_namespaces = [ { binding = "STAGING_SESSIONS", id = "11aa" } ]
 [env.bare]
 name = "shop-bare"
 `
-
-/** A project directory holding `files` ({ name: text }). */
-function project(files) {
-  const dir = tempDir()
-  for (const [name, text] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
-    fs.writeFileSync(path.join(dir, name), text)
-  }
-  return dir
-}
 
 /** getPlatformProxy() for the configuration in `dir`; disposed of after the test. */
 const proxies = []

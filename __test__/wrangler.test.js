@@ -9,7 +9,7 @@ const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { KV, wranglerEnv } = require('..')
 const KVEnvironment = require('../jest-environment')
-const { tempDir } = require('./helpers')
+const { tempDir, projectDir: project } = require('./helpers')
 
 const BIN = path.resolve(__dirname, '..', 'bin', 'kv-binding.js')
 const DEMO = path.resolve(__dirname, '..', 'examples', 'demo.js')
@@ -47,16 +47,6 @@ const JSONC = `{
   },
 }
 `
-
-/** A project directory holding `files` ({ name: text }). */
-function project(files) {
-  const dir = tempDir()
-  for (const [name, text] of Object.entries(files)) {
-    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
-    fs.writeFileSync(path.join(dir, name), text)
-  }
-  return dir
-}
 
 /** The error `run` throws. */
 function thrown(run) {

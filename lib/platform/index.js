@@ -17,9 +17,6 @@ const { otherBindings, describe } = require('./bindings.js')
 const { placeholderCf, ExecutionContext, CacheStorage } = require('./runtime.js')
 const { openNamespace, releaseNamespace } = require('./namespaces.js')
 
-// The options that are wrangler's; the rest are KV options (path, url, consistency...).
-const PROXY_OPTIONS = ['configPath', 'environment', 'envFiles', 'persist', 'remoteBindings']
-
 /** Checks the options, with the messages users see; returns them split in two. */
 function readOptions(options) {
   if (!isObject(options)) throw new TypeError('getPlatformProxy() takes an options object.')
@@ -120,7 +117,6 @@ async function getPlatformProxy(options = {}) {
   const project = readProject(proxyOptions)
   const { vars, missing } = devVars({
     section: project.section,
-    secretsWanted: project.section.secrets,
     dir: project.dir,
     environment: proxyOptions.environment,
     envFiles: proxyOptions.envFiles,
@@ -128,12 +124,11 @@ async function getPlatformProxy(options = {}) {
   if (missing.length > 0) {
     warnOnce(`Missing required secrets: ${missing.join(', ')}. Add them to .dev.vars or .env.`)
   }
+  // In memory, on Redis, or in the store beside the configuration.
   const where =
-    proxyOptions.persist === false
+    proxyOptions.persist === false || kvOptions.url !== undefined
       ? {}
-      : kvOptions.url !== undefined
-        ? {}
-        : { path: path.resolve(project.dir, kvOptions.path ?? '.kv') }
+      : { path: path.resolve(project.dir, kvOptions.path ?? '.kv') }
   const opened = []
   try {
     for (const { binding } of project.namespaces) {
@@ -152,13 +147,10 @@ async function getPlatformProxy(options = {}) {
             `env leaves out ${describe(others)}.`,
         )
       } else {
-        const wanted = Object.fromEntries(
-          PROXY_OPTIONS.filter((name) => proxyOptions[name] !== undefined).map((name) => [
-            name,
-            proxyOptions[name],
-          ]),
-        )
-        wranglerProxy = await wrangler.getPlatformProxy({ ...wanted, configPath: project.file })
+        wranglerProxy = await wrangler.getPlatformProxy({
+          ...proxyOptions,
+          configPath: project.file,
+        })
       }
     }
     return assemble(vars, opened, wranglerProxy)

@@ -67,12 +67,12 @@ function readSecrets(dir, environment, envFiles, includeProcessEnv) {
  * The variables `env` holds beside the bindings: `vars` of `section` (the configuration's top
  * level or environment), overridden and added to by the secrets found in `dir`.
  */
-function devVars({ section, secretsWanted, dir, environment, envFiles }) {
+function devVars({ section, dir, environment, envFiles }) {
   const vars = {}
   for (const [name, value] of Object.entries(section.vars ?? {})) {
     vars[name] = typeof value === 'string' ? value : structuredClone(value)
   }
-  const required = secretsWanted?.required
+  const required = section.secrets?.required
   const secrets = readSecrets(
     dir,
     environment,
