@@ -66,7 +66,10 @@ export interface PlatformProxy<
   cf: CfProperties
   ctx: ExecutionContext
   caches: CacheStorage
-  /** Waits for `ctx.waitUntil` work, then closes (and flushes) the namespaces and wrangler. */
+  /**
+   * Waits for `ctx.waitUntil` work (at most 30 s), then closes (and flushes) the namespaces
+   * and wrangler's proxy.
+   */
   dispose: () => Promise<void>
 }
 

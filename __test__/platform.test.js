@@ -234,8 +234,14 @@ describe('where the data lives', () => {
 
   test('passes consistency and limits on to each namespace', async () => {
     const dir = project({ 'wrangler.toml': TOML })
-    const { env } = await proxyOf(dir, { persist: false, limits: true })
+    const { env } = await proxyOf(dir, { persist: false, consistency: 'eventual', limits: true })
+    // Eventual: another location keeps the absence it read, after a write elsewhere.
+    const far = env.FLAGS.location('NRT')
+    expect(await far.get('beta')).toBeNull()
     await env.FLAGS.put('beta', 'on')
+    expect(await far.get('beta')).toBeNull()
+    expect(await env.FLAGS.get('beta')).toBe('on')
+    // Limits: one write a second to a key.
     const error = await rejection(env.FLAGS.put('beta', 'off'))
     expect(error.message).toBe('KV PUT failed: 429 Too Many Requests')
   })
@@ -263,6 +269,30 @@ describe('ctx, cf, caches and dispose', () => {
     expect(await flags.get('first')).toBe('done')
     expect(await flags.get('second')).toBe('done')
     await flags.close()
+  })
+
+  test('dispose() stops waiting for waitUntil work after 30 s, as production does, and says so', async () => {
+    const dir = project({ 'wrangler.toml': TOML })
+    const { env, ctx, dispose } = await proxyOf(dir, { persist: false })
+    const reported = []
+    const spy = jest.spyOn(console, 'error').mockImplementation((...args) => reported.push(args))
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] })
+    try {
+      ctx.waitUntil(new Promise(() => {}))
+      let disposed = false
+      const disposing = dispose().then(() => (disposed = true))
+      await jest.advanceTimersByTimeAsync(29_000)
+      expect(disposed).toBe(false)
+      await jest.advanceTimersByTimeAsync(1_000)
+      await disposing
+    } finally {
+      jest.useRealTimers()
+      spy.mockRestore()
+    }
+    expect(reported.map((args) => args[0])).toEqual([
+      "kv-binding: dispose() stopped waiting for 1 ctx.waitUntil() promise(s) after 30 s, as production stops a worker's work then.",
+    ])
+    expect((await rejection(env.FLAGS.get('k'))).code).toBe('ERR_KV_CLOSED')
   })
 
   test('a rejected waitUntil promise is reported, not left unhandled', async () => {

@@ -71,6 +71,10 @@ function placeholderCf() {
   })
 }
 
+// How long dispose() waits for waitUntil work, as production lets a worker's waitUntil work
+// run for 30 s after its response.
+const WAIT_UNTIL_LIMIT_MS = 30_000
+
 /**
  * A worker's `ctx`. `waitUntil(promise)` keeps the promise for `settle()`, which dispose()
  * awaits; a promise that rejects is reported on stderr, as the runtime logs it, and never
@@ -103,10 +107,32 @@ class ExecutionContext {
     ExecutionContext.#own(this)
   }
 
-  /** Resolves once every promise given to waitUntil has settled, those given meanwhile too. */
-  static async settle(ctx) {
+  /**
+   * Resolves once every promise given to waitUntil has settled, those given meanwhile too,
+   * or after `limitMs` (production's 30 s for work after a response): a promise that never
+   * settles is then reported on stderr and no longer waited for.
+   */
+  static async settle(ctx, limitMs = WAIT_UNTIL_LIMIT_MS) {
     const pending = ExecutionContext.#own(ctx)
-    while (pending.size > 0) await Promise.all(pending)
+    let timer
+    const limit = new Promise((resolve) => {
+      timer = setTimeout(resolve, limitMs)
+      timer.unref?.()
+    })
+    try {
+      while (pending.size > 0) {
+        const outcome = await Promise.race([Promise.all(pending).then(() => 'settled'), limit])
+        if (outcome !== 'settled') {
+          console.error(
+            `kv-binding: dispose() stopped waiting for ${pending.size} ctx.waitUntil() ` +
+              `promise(s) after ${limitMs / 1000} s, as production stops a worker's work then.`,
+          )
+          return
+        }
+      }
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
 
