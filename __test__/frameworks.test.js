@@ -8,11 +8,11 @@
 // binding from wrangler's own proxy beside kv-binding's KV.
 
 const fs = require('node:fs')
-const net = require('node:net')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { KV } = require('kv-binding')
 const { projectDir } = require('./helpers')
+const { freePort } = require('./redis/servers')
 
 const ROOT = path.resolve(__dirname, '..')
 const PEERS = path.join(__dirname, 'peers', 'node_modules')
@@ -51,10 +51,12 @@ function app(files) {
   // The package as installed (a copy, so that dev servers treat it as a dependency), and
   // its own dependencies.
   const own = path.join(modules, 'kv-binding')
-  const files_ = [...require('../scripts/package-files.json'), 'kv-binding.linux-x64-gnu.node']
-  for (const file of files_) {
+  const packageFiles = [
+    ...require('../scripts/package-files.json'),
+    'kv-binding.linux-x64-gnu.node',
+  ]
+  for (const file of packageFiles) {
     const from = path.join(ROOT, file)
-    if (!fs.existsSync(from)) continue
     fs.mkdirSync(path.dirname(path.join(own, file)), { recursive: true })
     fs.copyFileSync(from, path.join(own, file))
   }
@@ -62,17 +64,6 @@ function app(files) {
     if (!fs.existsSync(path.join(modules, name))) link(path.join(ROOT, 'node_modules'), name)
   }
   return dir
-}
-
-/** A loopback port nothing listens on. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-    server.on('error', reject)
-  })
 }
 
 // No network: wrangler would fetch a request's cf object and send metrics.
@@ -149,7 +140,7 @@ function stop(child) {
 async function visit(url, times, server) {
   const bodies = []
   for (let i = 0; i < times; i++) {
-    const response = await fetch(url)
+    const response = await fetch(url, { signal: AbortSignal.timeout(60_000) })
     const body = await response.text()
     if (response.status !== 200) {
       throw new Error(`${url}: ${response.status}\n${body}\n${server.output()}`)
