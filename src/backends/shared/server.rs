@@ -219,72 +219,22 @@ pub(super) async fn answer_all(
     asker: &Asker<'_>,
     stages: &mut Vec<(String, u64)>,
 ) {
-    let Asker {
-        store,
-        config,
-        budget,
-        log,
-        client,
-    } = *asker;
     loop {
-        let Ok((body, _held)) = wire::read_body_budgeted(read, budget).await else {
+        let Ok((body, _held)) = wire::read_body_budgeted(read, asker.budget).await else {
             return;
         };
         let started = Instant::now();
-        let (response, asked) = if body.len() > LIGHT_WRITE_MAX && wire::is_put(&body) {
-            // A large write, read in place on a blocking thread: its values are not copied.
-            let watched = log.watched();
-            let (store, config) = (store.to_owned(), config.clone());
-            let answered = tokio::task::spawn_blocking(move || {
-                let put = wire::decode_put(&body).ok()?;
-                let asked = watched.then(|| Asked::of_put(&put, client));
-                Some((answer_put(&store, &config, put), asked))
-            })
-            .await;
-            match answered {
-                Ok(Some(answered)) => answered,
-                // Not a message of the protocol: dropped unanswered, as any other would be.
-                Ok(None) => return,
-                Err(e) => (Response::Failed(Error::Internal(e.to_string())), None),
-            }
+        let answered = if body.len() > LIGHT_WRITE_MAX && wire::is_put(&body) {
+            answer_large_put(body, asker).await
         } else {
-            let Ok(request) = wire::decode::<Request>(&body) else {
-                return;
-            };
-            drop(body);
-            let begun = match &request {
-                Request::StageBegin { ns } => Some(ns.clone()),
-                Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
-                    stages.retain(|(n, s)| (n, s) != (ns, stage));
-                    None
-                }
-                _ => None,
-            };
-            // Named before it is answered (the answer takes it), when someone reads the log.
-            let asked = if log.watched() {
-                Asked::of(&request, client)
-            } else {
-                None
-            };
-            let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
-                Response::Failed(Error::Invalid(format!(
-                    "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
-                )))
-            } else if is_heavy(&request) {
-                let (store, config) = (store.to_owned(), config.clone());
-                tokio::task::spawn_blocking(move || answer(&store, &config, request))
-                    .await
-                    .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
-            } else {
-                answer(store, config, request)
-            };
-            if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
-                stages.push((ns, *stage));
-            }
-            (response, asked)
+            answer_request(body, asker, stages).await
+        };
+        // Not a message of the protocol: the client is dropped unanswered.
+        let Some((response, asked)) = answered else {
+            return;
         };
         if let Some(asked) = asked {
-            log.record(asked, &response, started.elapsed());
+            asker.log.record(asked, &response, started.elapsed());
         }
         let frame = match wire::encode(&response) {
             Ok(frame) => frame,
@@ -301,6 +251,66 @@ pub(super) async fn answer_all(
             return;
         }
     }
+}
+
+/// The answer to a large write, read in place on a blocking thread so that its values are not
+/// copied, and how the log names it when someone reads the log; `None` when `body` is not a
+/// message of the protocol.
+async fn answer_large_put(body: Vec<u8>, asker: &Asker<'_>) -> Option<(Response, Option<Asked>)> {
+    let (watched, client) = (asker.log.watched(), asker.client);
+    let (store, config) = (asker.store.to_owned(), asker.config.clone());
+    let answered = tokio::task::spawn_blocking(move || {
+        let put = wire::decode_put(&body).ok()?;
+        let asked = watched.then(|| Asked::of_put(&put, client));
+        Some((answer_put(&store, &config, put), asked))
+    })
+    .await;
+    match answered {
+        Ok(answered) => answered,
+        Err(e) => Some((Response::Failed(Error::Internal(e.to_string())), None)),
+    }
+}
+
+/// The answer to any other request, keeping in `stages` the stages the client began and has
+/// not ended; `None` when `body` is not a message of the protocol.
+async fn answer_request(
+    body: Vec<u8>,
+    asker: &Asker<'_>,
+    stages: &mut Vec<(String, u64)>,
+) -> Option<(Response, Option<Asked>)> {
+    let request = wire::decode::<Request>(&body).ok()?;
+    // The request holds what it needs: the frame (a restore may be large) goes now.
+    drop(body);
+    let begun = match &request {
+        Request::StageBegin { ns } => Some(ns.clone()),
+        Request::StageCommit { ns, stage } | Request::StageDrop { ns, stage } => {
+            stages.retain(|(n, s)| (n, s) != (ns, stage));
+            None
+        }
+        _ => None,
+    };
+    // Named before it is answered (the answer takes it), when someone reads the log.
+    let asked = if asker.log.watched() {
+        Asked::of(&request, asker.client)
+    } else {
+        None
+    };
+    let response = if begun.is_some() && stages.len() >= STAGES_PER_CONNECTION {
+        Response::Failed(Error::Invalid(format!(
+            "a client may have {STAGES_PER_CONNECTION} writes given in parts under way at once"
+        )))
+    } else if is_heavy(&request) {
+        let (store, config) = (asker.store.to_owned(), asker.config.clone());
+        tokio::task::spawn_blocking(move || answer(&store, &config, request))
+            .await
+            .unwrap_or_else(|e| Response::Failed(Error::Internal(e.to_string())))
+    } else {
+        answer(asker.store, asker.config, request)
+    };
+    if let (Some(ns), Response::Staged(stage)) = (begun, &response) {
+        stages.push((ns, *stage));
+    }
+    Some((response, asked))
 }
 
 #[cfg(test)]

@@ -137,10 +137,7 @@ async fn send(writer: Arc<Writer>) {
         loop {
             {
                 let mut out = writer.state();
-                if out.ended {
-                    break;
-                }
-                if !out.full {
+                if out.ended || !out.full {
                     break;
                 }
                 writer.write(&mut out);
