@@ -89,6 +89,8 @@ async function benchPlatform({ quick = false, rounds = 3, table, markdown }) {
           {
             cwd: dir,
             encoding: 'utf8',
+            // A proxy that hangs (workerd that never starts) fails the bench, not stalls it.
+            timeout: 300_000,
             env: {
               ...process.env,
               CLOUDFLARE_CF_FETCH_ENABLED: 'false',
